@@ -1,0 +1,127 @@
+"""Per-step time of three loops on the same tensors, measured side by side in one run.
+
+(a) a bare PyTorch loop doing the same math (forward, cross-entropy, backward, Adam step);
+(b) Avalanche's ``Naive`` strategy with its minibatch-accuracy metric;
+(c) ours: ``OnlineStrategy`` with all online metrics and a Grow plugin attached.
+
+Usage: ``python bench/overhead.py [--steps 2000] [--repeats 3] [--device cpu]``.
+Prints one line per loop with ms/step and the ratio to (a). Target: (c)/(a) <= 1.2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+import warnings
+from collections.abc import Callable
+
+import torch
+from avalanche.evaluation.metrics import accuracy_metrics
+from avalanche.training import Naive
+from avalanche.training.plugins import EvaluationPlugin
+from torch import nn
+
+from plasticity_bench.metrics import ActiveUnitsMetric, EarlyTaskTAAMetric, OnlineAccuracyLog, TAOAMetric
+from plasticity_bench.models import build_model
+from plasticity_bench.training import OnlineStrategy
+from scenarios.stream import StreamInfo, TaskBenchmark, TaskData, TaskStream
+from strategies.base import StrategyConfig
+from strategies.grow import GrowPlugin
+
+BATCH = 16
+
+
+def make_data(n: int = 4096) -> TaskData:
+    gen = torch.Generator().manual_seed(0)
+    return TaskData(torch.randn(n, 1, 28, 28, generator=gen), torch.randint(0, 10, (n,), generator=gen))
+
+
+def fresh_model(device: str) -> tuple[nn.Module, torch.optim.Optimizer]:
+    torch.manual_seed(0)
+    model = build_model("mlp", (1, 28, 28), 10).to(device)
+    return model, torch.optim.Adam(model.parameters(), lr=1e-3)
+
+
+def bare_loop(data: TaskData, steps: int, device: str) -> None:
+    model, opt = fresh_model(device)
+    x, y = data.x.to(device), data.y.to(device)
+    per_epoch = len(x) // BATCH
+    perm = torch.randperm(len(x)).to(device)
+    for step in range(steps):
+        j = step % per_epoch
+        if j == 0:
+            perm = torch.randperm(len(x)).to(device)
+        index = perm[j * BATCH : (j + 1) * BATCH]
+        xb, yb = x[index], y[index]
+        opt.zero_grad(set_to_none=True)
+        loss = nn.functional.cross_entropy(model(xb), yb)
+        loss.backward()
+        opt.step()
+
+
+def benchmark(data: TaskData, steps: int) -> TaskBenchmark:
+    stream = TaskStream("train", 1, lambda i: data)
+    return TaskBenchmark(stream, StreamInfo("bench", None, (1, 28, 28), 10, "random"))
+
+
+def avalanche_naive(data: TaskData, steps: int, device: str) -> None:
+    model, opt = fresh_model(device)
+    evaluator = EvaluationPlugin(accuracy_metrics(minibatch=True), loggers=[])
+    epochs = max(1, round(steps * BATCH / len(data.x)))
+    strategy = Naive(
+        model=model,
+        optimizer=opt,
+        train_mb_size=BATCH,
+        train_epochs=epochs,
+        device=device,
+        evaluator=evaluator,
+    )
+    strategy.train(benchmark(data, steps).train_stream[0])
+
+
+def ours(data: TaskData, steps: int, device: str) -> None:
+    model, opt = fresh_model(device)
+    log = OnlineAccuracyLog()
+    evaluator = EvaluationPlugin(
+        log, TAOAMetric(log), EarlyTaskTAAMetric(log), ActiveUnitsMetric(), loggers=[]
+    )
+    grow = GrowPlugin(StrategyConfig("grow", compactness=0.5, cycles=1, n_tasks=1))
+    strategy = OnlineStrategy(
+        model=model, optimizer=opt, train_mb_size=BATCH, steps_per_task=steps, seed=0, device=device,
+        plugins=[grow], evaluator=evaluator,
+    )  # fmt: skip
+    strategy.train(benchmark(data, steps).train_stream[0])
+
+
+def time_loop(loop: Callable[[TaskData, int, str], None], data: TaskData, steps: int, device: str) -> float:
+    start = time.perf_counter()
+    loop(data, steps, device)
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+    return (time.perf_counter() - start) / steps
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--steps", type=int, default=2000)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--device", default="cpu")
+    args = parser.parse_args()
+    warnings.filterwarnings("ignore")
+    data = make_data()
+    # Avalanche Naive runs whole epochs: give every loop the same number of steps.
+    steps = max(1, round(args.steps * BATCH / len(data.x))) * len(data.x) // BATCH
+    loops = {"bare": bare_loop, "avalanche": avalanche_naive, "ours": ours}
+    best = dict.fromkeys(loops, float("inf"))
+    for _ in range(args.repeats):  # interleaved, best of N: robust to a busy machine
+        for name, loop in loops.items():
+            best[name] = min(best[name], time_loop(loop, data, steps, args.device))
+    print(f"device={args.device} threads={torch.get_num_threads()} steps={steps} batch={BATCH} model=mlp")
+    for name, seconds in best.items():
+        print(f"{name}: {seconds * 1e3:.3f} ms/step {seconds / best['bare']:.2f}x")
+
+
+if __name__ == "__main__":
+    main()

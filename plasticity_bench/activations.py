@@ -1,0 +1,79 @@
+"""Activation functions used by the masked networks (PROTOCOL §2, §5.5)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+
+@dataclass(frozen=True)
+class SmoothLeakySettings:
+    """Parameters of Rand. Smooth-Leaky (Lillo & Cheney 2025; PROTOCOL §5.5).
+
+    ``c_s`` sharpness, ``p`` scale, ``lower``/``upper`` bounds of the random leak ``a``; ``lr`` is the
+    learning rate the paper pairs with these settings (used when the user gives no ``--lr``).
+    """
+
+    c_s: float
+    p: float
+    lower: float
+    upper: float
+    lr: float
+
+
+#: Per-benchmark settings of PROTOCOL §5.5, keyed by scenario name.
+SMOOTH_LEAKY_DEFAULTS: dict[str, SmoothLeakySettings] = {
+    "permuted_mnist": SmoothLeakySettings(0.8, 1.0, 0.3, 0.6, 1e-3),
+    "random_label_mnist": SmoothLeakySettings(2.0, 0.8, 0.3, 0.6, 1e-3),
+    "random_label_cifar": SmoothLeakySettings(0.8, 3.0, 0.5, 0.5, 1e-3),
+    "cifar_5plus1": SmoothLeakySettings(0.5, 0.5, 0.673, 2.673, 1e-3),
+    "continual_imagenet": SmoothLeakySettings(0.5, 0.5, 0.3, 0.3, 1e-3),
+    "split_cifar100": SmoothLeakySettings(0.5, 0.5, 0.673, 2.673, 1e-4),
+    "iid": SmoothLeakySettings(3.0, 5.0, 0.125, 0.333, 0.1),
+}
+
+
+class RandSmoothLeaky(nn.Module):
+    """``f(x) = a*x + (1 - a) * x * sigmoid(c_s * x / p)`` (Lillo & Cheney 2025; PROTOCOL §5.5).
+
+    Training mode draws ``a ~ U(lower, upper)`` per element per forward (like ``nn.RReLU``); eval mode
+    uses ``a = (lower + upper) / 2``. Input and output: any shape, floating dtype.
+
+    Raises:
+        ValueError: if ``p <= 0`` or ``lower > upper``.
+    """
+
+    def __init__(self, c_s: float, p: float, lower: float, upper: float) -> None:
+        super().__init__()
+        if p <= 0 or lower > upper:
+            raise ValueError(
+                f"Rand. Smooth-Leaky needs p > 0 and lower <= upper (got p={p}, {lower}>{upper})"
+            )
+        self.c_s, self.p, self.lower, self.upper = c_s, p, lower, upper
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.training and self.upper > self.lower:
+            a = torch.empty_like(x).uniform_(self.lower, self.upper)
+        else:
+            a = (self.lower + self.upper) / 2
+        return a * x + (1 - a) * x * torch.sigmoid(self.c_s * x / self.p)
+
+    def extra_repr(self) -> str:
+        return f"c_s={self.c_s}, p={self.p}, lower={self.lower}, upper={self.upper}"
+
+
+def make_activation(name: str, settings: SmoothLeakySettings | None = None) -> nn.Module:
+    """Build an activation module by name: ``relu`` or ``rand_smooth_leaky``.
+
+    Raises:
+        ValueError: for an unknown name, or ``rand_smooth_leaky`` without settings.
+    """
+    if name == "relu":
+        return nn.ReLU()
+    if name == "rand_smooth_leaky":
+        if settings is None:
+            raise ValueError("rand_smooth_leaky needs SmoothLeakySettings (see SMOOTH_LEAKY_DEFAULTS)")
+        return RandSmoothLeaky(settings.c_s, settings.p, settings.lower, settings.upper)
+    raise ValueError(f"unknown activation {name!r}; choose 'relu' or 'rand_smooth_leaky'")

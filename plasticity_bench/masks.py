@@ -1,0 +1,202 @@
+"""Unit masks and the parameter slices that belong to units.
+
+This is the masked-unit core that every structural operator (Grow, Prune, DYNO, the integration
+interventions) acts through. PROTOCOL §1: a *masked layer* computes ``h = act(z) * m`` with a binary
+unit mask ``m`` kept as a registered buffer. A unit with ``m_j = 0`` contributes nothing forward, and
+its fan-in row, bias entry and fan-out column receive exactly zero gradient (multiplication by 0.0).
+
+The one abstraction the operators reuse is :class:`UnitSlices`: for a masked layer and a set of unit
+indices, the slices of the producer's weight rows and bias entries (fan-in) and of the consumer's weight
+columns (fan-out). The same slices index a parameter *or* any tensor of the parameter's shape (an Adam
+``exp_avg`` buffer, a weight snapshot), which is what makes optimizer-state surgery exact.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+Activation = Callable[[Tensor], Tensor]
+
+
+class MaskedActivation(nn.Module):
+    """``h = act(z) * m`` for one masked layer (PROTOCOL §1).
+
+    Args:
+        n_units: number of units ``d_l`` (Linear out_features or Conv2d out_channels).
+        activation: elementwise module (``nn.ReLU`` or ``RandSmoothLeaky``).
+
+    Buffers:
+        mask: float32 tensor of shape ``(n_units,)`` with values in {0, 1}; saved in the state dict.
+
+    Input ``z`` has shape ``(B, n_units)`` or ``(B, n_units, H, W)``; the output has the same shape.
+    """
+
+    def __init__(self, n_units: int, activation: nn.Module) -> None:
+        super().__init__()
+        self.activation = activation
+        self.register_buffer("mask", torch.ones(n_units))
+
+    @property
+    def n_units(self) -> int:
+        return self.mask.numel()
+
+    def forward(self, z: Tensor) -> Tensor:
+        shape = (1, -1) + (1,) * (z.dim() - 2)
+        return self.activation(z) * self.mask.view(shape)
+
+    def active(self) -> Tensor:
+        """Indices (int64, shape ``(n_active,)``) of the active units, ascending."""
+        return torch.nonzero(self.mask > 0.5).flatten()
+
+    def inactive(self) -> Tensor:
+        """Indices (int64, shape ``(n_inactive,)``) of the inactive units, ascending."""
+        return torch.nonzero(self.mask < 0.5).flatten()
+
+    def n_active(self) -> int:
+        return int((self.mask > 0.5).sum())
+
+    def set_units(self, units: Tensor, on: bool) -> None:
+        """Switch the given units on (``on=True``) or off. ``units``: int64 indices."""
+        self.mask[units.to(self.mask.device)] = 1.0 if on else 0.0
+
+
+@dataclass(frozen=True)
+class ParamSlice:
+    """The entries of one parameter that belong to a set of units: ``param.index_select(dim, index)``.
+
+    ``index`` is an int64 tensor on the parameter's device. Reading/writing works on the parameter
+    itself or on any tensor of the same shape (optimizer buffers, initial-weight snapshots).
+    """
+
+    param: nn.Parameter
+    dim: int
+    index: Tensor
+
+    def read(self, tensor: Tensor | None = None) -> Tensor:
+        """Copy of the sliced entries of ``tensor`` (default: the parameter's data)."""
+        source = self.param.data if tensor is None else tensor
+        return source.index_select(self.dim, self.index)
+
+    def write(self, value: Tensor, tensor: Tensor | None = None) -> None:
+        """In-place ``tensor[slice] = value`` (default target: the parameter's data)."""
+        target = self.param.data if tensor is None else tensor
+        target.index_copy_(self.dim, self.index, value.to(target.dtype))
+
+    def fill(self, value: float, tensor: Tensor | None = None) -> None:
+        """In-place ``tensor[slice] = value``."""
+        target = self.param.data if tensor is None else tensor
+        target.index_fill_(self.dim, self.index, value)
+
+
+@dataclass(frozen=True)
+class UnitSlices:
+    """Fan-in and fan-out parameter slices of a set of units of one masked layer.
+
+    Attributes:
+        fan_in: weight rows (``dim=0``) and bias entries of the producing layer.
+        fan_out: weight columns (``dim=1``) of the consuming layer. When the consumer is a Linear layer
+            reading a flattened conv output, each unit owns ``H*W`` consecutive columns.
+    """
+
+    fan_in: tuple[ParamSlice, ...]
+    fan_out: tuple[ParamSlice, ...]
+
+    def __iter__(self) -> Iterator[ParamSlice]:
+        yield from self.fan_in
+        yield from self.fan_out
+
+
+@dataclass(frozen=True)
+class MaskedLayer:
+    """One masked layer: ``producer`` (Linear/Conv2d) -> ``units`` (activation + mask) -> ``consumer``.
+
+    ``index`` is the position among the model's masked layers (0 = closest to the input).
+    """
+
+    index: int
+    producer: nn.Linear | nn.Conv2d
+    units: MaskedActivation
+    consumer: nn.Linear | nn.Conv2d
+
+    @property
+    def width(self) -> int:
+        return self.units.n_units
+
+    @property
+    def fan_in_size(self) -> int:
+        """Number of fan-in weights of one unit (Linear: in_features; Conv: C_in*kH*kW)."""
+        return self.producer.weight[0].numel()
+
+    def slices(self, units: Tensor) -> UnitSlices:
+        """Parameter slices of ``units`` (int64 indices into this layer's units).
+
+        Raises:
+            IndexError: if an index is outside ``[0, width)``.
+        """
+        units = units.to(self.producer.weight.device, torch.long).flatten()
+        if units.numel() and (units.min() < 0 or units.max() >= self.width):
+            raise IndexError(f"unit index out of range [0, {self.width}) in masked layer {self.index}")
+        fan_in = [ParamSlice(self.producer.weight, 0, units)]
+        if self.producer.bias is not None:
+            fan_in.append(ParamSlice(self.producer.bias, 0, units))
+        group = self.consumer.weight.shape[1] // self.width
+        columns = (units[:, None] * group + torch.arange(group, device=units.device)).flatten()
+        return UnitSlices(tuple(fan_in), (ParamSlice(self.consumer.weight, 1, columns),))
+
+    def parameters(self) -> tuple[nn.Parameter, ...]:
+        """Producer and consumer parameters (what an IMP rewind of this layer touches)."""
+        return tuple(self.producer.parameters()) + tuple(self.consumer.parameters())
+
+
+def zero_optimizer_state(optimizer: torch.optim.Optimizer, slices: UnitSlices) -> None:
+    """Set every per-element optimizer buffer entry of ``slices`` to zero.
+
+    Acts on buffers shaped like their parameter (Adam ``exp_avg``/``exp_avg_sq``, SGD
+    ``momentum_buffer``); scalar entries such as Adam's ``step`` are left as they are.
+    """
+    for piece in slices:
+        for buffer in _param_buffers(optimizer, piece.param):
+            piece.fill(0.0, buffer)
+
+
+def copy_optimizer_state(optimizer: torch.optim.Optimizer, source: UnitSlices, target: UnitSlices) -> None:
+    """Copy per-element optimizer buffers of ``source`` units into ``target`` units (same order).
+
+    Implements Moment Transplant (LC26 Sec. 5, PROTOCOL §5.2). Parameter-level step counters are left
+    as they are. ``source`` and ``target`` must come from the same masked layer with the same number
+    of units.
+    """
+    for src, dst in zip(source, target, strict=True):
+        for buffer in _param_buffers(optimizer, src.param):
+            dst.write(src.read(buffer), buffer)
+
+
+def reset_optimizer_state(optimizer: torch.optim.Optimizer, params: tuple[nn.Parameter, ...]) -> None:
+    """Zero all optimizer state of ``params`` (buffers and step counters), as for fresh parameters.
+
+    Used by the IMP rewind of Prune (PROTOCOL §4.2, [ours: state reset]).
+    """
+    for param in params:
+        for value in optimizer.state.get(param, {}).values():
+            if isinstance(value, Tensor):
+                value.zero_()
+
+
+def _param_buffers(optimizer: torch.optim.Optimizer, param: nn.Parameter) -> list[Tensor]:
+    state = optimizer.state.get(param, {})
+    return [v for v in state.values() if isinstance(v, Tensor) and v.shape == param.shape]
+
+
+def masked_layers_of(model: nn.Module) -> list[MaskedLayer]:
+    """The masked layers of a :class:`~plasticity_bench.models.MaskedNet` (input side first).
+
+    Raises:
+        TypeError: if ``model`` does not expose ``masked_layers()``.
+    """
+    if not hasattr(model, "masked_layers"):
+        raise TypeError(f"{type(model).__name__} has no masked layers; use a plasticity_bench model")
+    return model.masked_layers()

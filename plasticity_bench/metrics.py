@@ -1,0 +1,132 @@
+"""Online and structural metrics (PROTOCOL §1), as plain functions and as Avalanche metrics.
+
+The Avalanche metrics read what :class:`~plasticity_bench.training.OnlineStrategy` recorded: the
+per-step online accuracy is written on the device inside the training step and copied to the host once
+per task, so the metrics add nothing to the per-step path. Their values reach any Avalanche logger
+attached to the ``EvaluationPlugin``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from avalanche.evaluation.metric_definitions import PluginMetric
+from avalanche.evaluation.metric_results import MetricValue
+
+EARLY_FRACTION = 0.1  # [ours]: LC26 does not give the fraction f of Early Task TAA
+
+
+def taoa(per_task: list[np.ndarray], include: list[bool] | None = None) -> float:
+    """Total average online accuracy: mean of ``a_t`` over all mini-batches seen (PROTOCOL §1).
+
+    Args:
+        per_task: one float array of per-step online accuracies (fractions) per task.
+        include: optional per-task flags; only flagged tasks count (5+1 CIFAR: hard tasks only).
+
+    Returns:
+        a fraction in [0, 1]; NaN when no step is included.
+    """
+    chosen = [a for i, a in enumerate(per_task) if include is None or include[i]]
+    steps = sum(len(a) for a in chosen)
+    return float(sum(a.sum() for a in chosen) / steps) if steps else math.nan
+
+
+def early_steps(n_steps: int, fraction: float = EARLY_FRACTION) -> int:
+    """Number of leading steps of a task that count as early: ``max(1, ceil(f * n_steps))``."""
+    return max(1, math.ceil(fraction * n_steps))
+
+
+def early_task_taa(per_task: list[np.ndarray], fraction: float = EARLY_FRACTION) -> float:
+    """Early Task TAA: mean over tasks of the mean online accuracy of each task's first ``f`` fraction of
+    steps (PROTOCOL §1; ``f = 0.1`` [ours]). Returns NaN for no tasks."""
+    if not per_task:
+        return math.nan
+    return float(np.mean([a[: early_steps(len(a), fraction)].mean() for a in per_task]))
+
+
+class OnlineAccuracyLog(PluginMetric[list[np.ndarray]]):
+    """Keeps every task's per-step online accuracy (float32 arrays) and emits each task's mean.
+
+    Emits ``OnlineAcc/Task{i:03d}`` (x = task index) after each training experience. ``hard`` keeps the
+    per-task flag of the task data (``experience.task.hard``), used by :class:`TAOAMetric`.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.per_task: list[np.ndarray] = []
+        self.hard: list[bool] = []
+
+    def reset(self) -> None:
+        self.per_task, self.hard = [], []
+
+    def result(self) -> list[np.ndarray]:
+        return self.per_task
+
+    def after_training_exp(self, strategy: object) -> MetricValue:
+        self.per_task.append(strategy.online_acc_host.copy())
+        self.hard.append(bool(getattr(strategy.experience.task, "hard", True)))
+        task = len(self.per_task) - 1
+        return MetricValue(self, f"OnlineAcc/Task{task:03d}", float(self.per_task[-1].mean()), task)
+
+
+class TAOAMetric(PluginMetric[float]):
+    """Running TAOA over the tasks seen so far; ``hard_only`` for 5+1 CIFAR (PROTOCOL §1, §7)."""
+
+    def __init__(self, log: OnlineAccuracyLog, hard_only: bool = False) -> None:
+        super().__init__()
+        self.log, self.hard_only = log, hard_only
+
+    def reset(self) -> None:
+        """Stateless: the values live in the shared :class:`OnlineAccuracyLog`."""
+
+    def result(self) -> float:
+        return taoa(self.log.per_task, self.log.hard if self.hard_only else None)
+
+    def after_training_exp(self, strategy: object) -> MetricValue:
+        return MetricValue(self, "TAOA", self.result(), len(self.log.per_task) - 1)
+
+
+class EarlyTaskTAAMetric(PluginMetric[float]):
+    """Running Early Task TAA over the tasks seen so far (PROTOCOL §1)."""
+
+    def __init__(self, log: OnlineAccuracyLog, fraction: float = EARLY_FRACTION) -> None:
+        super().__init__()
+        self.log, self.fraction = log, fraction
+
+    def reset(self) -> None:
+        """Stateless: the values live in the shared :class:`OnlineAccuracyLog`."""
+
+    def result(self) -> float:
+        return early_task_taa(self.log.per_task, self.fraction)
+
+    def per_task(self) -> list[float]:
+        """Early online accuracy of each task (fractions)."""
+        return [float(a[: early_steps(len(a), self.fraction)].mean()) for a in self.log.per_task]
+
+    def after_training_exp(self, strategy: object) -> MetricValue:
+        return MetricValue(self, "EarlyTaskTAA", self.result(), len(self.log.per_task) - 1)
+
+
+class ActiveUnitsMetric(PluginMetric[list[list[int]]]):
+    """Active units per masked layer at the start of every task, after that task's structural edits.
+
+    Emits ``ActiveUnits/Layer{l}`` (x = task index). The ``EvaluationPlugin`` runs after the strategy's
+    own plugins, so the counts include the edits made at this task boundary.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.per_task: list[list[int]] = []
+
+    def reset(self) -> None:
+        self.per_task = []
+
+    def result(self) -> list[list[int]]:
+        return self.per_task
+
+    def before_training_exp(self, strategy: object) -> list[MetricValue]:
+        counts = strategy.model.active_units()
+        self.per_task.append(counts)
+        task = len(self.per_task) - 1
+        return [MetricValue(self, f"ActiveUnits/Layer{i}", n, task) for i, n in enumerate(counts)]

@@ -1,0 +1,95 @@
+"""Per-unit probes on one mini-batch: activation frequency and as-if-active gradient.
+
+Used by the Grow selector (PROTOCOL §4.1), the GradMax-style selector (§5.4), DYNO (§6) and the cohort
+diagnostics (§9). Hooks are attached only for the probe and removed before returning; the probe leaves
+parameter ``.grad`` fields and the model's train/eval mode as they were.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from plasticity_bench.masks import MaskedActivation
+
+TAU = 0.05  # activation threshold of LC26 App. A.6.1
+
+
+@dataclass
+class Probe:
+    """Pre-activations of every masked layer on one batch, and optionally ``dL/dh``.
+
+    ``z[l]``: ``(B, d_l)`` (or ``(B, d_l, H, W)``) pre-activations, detached. ``grad_h[l]``: gradient of
+    the batch-mean cross-entropy with respect to the layer's masked output ``h = act(z) * m`` (same
+    shape), defined for inactive units too because their fan-out weights exist; ``None`` if not asked.
+    """
+
+    z: list[Tensor]
+    grad_h: list[Tensor] | None
+    activations: list[nn.Module]
+
+
+def probe(model: nn.Module, x: Tensor, y: Tensor | None = None) -> Probe:
+    """Run ``model`` on ``x`` in eval mode and capture every masked layer's ``z`` (and ``dL/dh`` if ``y``).
+
+    Raises:
+        ValueError: if the model has no :class:`MaskedActivation` modules.
+    """
+    units = [m for m in model.modules() if isinstance(m, MaskedActivation)]
+    if not units:
+        raise ValueError("probe needs a model with masked layers (MaskedActivation modules)")
+    zs: list[Tensor] = []
+    hs: list[Tensor] = []
+
+    def hook(module: nn.Module, inputs: tuple[Tensor, ...], output: Tensor) -> None:
+        zs.append(inputs[0].detach())
+        hs.append(output)
+
+    handles = [u.register_forward_hook(hook) for u in units]
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.set_grad_enabled(y is not None):
+            logits = model(x)
+            grads = None
+            if y is not None:
+                loss = nn.functional.cross_entropy(logits, y)
+                grads = [g.detach() for g in torch.autograd.grad(loss, hs)]
+    finally:
+        model.train(was_training)
+        for handle in handles:
+            handle.remove()
+    return Probe(zs, grads, [u.activation for u in units])
+
+
+def _unit_mean(values: Tensor) -> Tensor:
+    """Mean over every dimension but the unit dimension 1: ``(B, d[, H, W]) -> (d,)``."""
+    return values.transpose(0, 1).reshape(values.shape[1], -1).mean(1)
+
+
+def activation_frequency(z: Tensor, activation: nn.Module, tau: float = TAU) -> Tensor:
+    """``act(j)``: fraction of ``activation(z_j) > tau`` over the batch (and H, W) (PROTOCOL §4.1, §9).
+
+    ``z``: ``(B, d[, H, W])``; returns float32 ``(d,)``, computed as if every unit were switched on.
+    """
+    with torch.no_grad():
+        return _unit_mean((activation(z) > tau).float())
+
+
+def activation_derivative(z: Tensor, activation: nn.Module) -> Tensor:
+    """Elementwise ``act'(z)`` (same shape as ``z``), by autograd on the activation alone."""
+    z = z.detach().requires_grad_(True)
+    with torch.enable_grad():
+        (grad,) = torch.autograd.grad(activation(z).sum(), z)
+    return grad
+
+
+def as_if_active_gradient(z: Tensor, grad_h: Tensor, activation: nn.Module) -> Tensor:
+    """``grad(j)``: mean ``|dL/dz_j|`` over the batch (and H, W) as if unit ``j`` were active.
+
+    ``dL/dz_j = act'(z_j) * (W_next[:, j]^T delta_next)`` and the second factor is ``dL/dh_j``
+    (PROTOCOL §5.4, §9). For active units this is the real gradient. Returns float32 ``(d,)``.
+    """
+    return _unit_mean((activation_derivative(z, activation) * grad_h).abs())

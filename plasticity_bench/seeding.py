@@ -1,0 +1,28 @@
+"""Deterministic seeds derived from the run seed (PROTOCOL §7: every random choice comes from it)."""
+
+from __future__ import annotations
+
+import zlib
+
+import numpy as np
+import torch
+
+
+def derive_seed(seed: int, *keys: int | str) -> int:
+    """A 63-bit seed for the random choice named by ``keys`` (e.g. ``("permutation", task)``).
+
+    Independent of the order in which choices are drawn, so two strategies that consume different
+    amounts of randomness still see the identical stream for one run seed.
+    """
+    words = [seed] + [zlib.crc32(k.encode()) if isinstance(k, str) else int(k) for k in keys]
+    return int(np.random.SeedSequence(words).generate_state(2, np.uint64)[0] >> np.uint64(1))
+
+
+def generator(seed: int, *keys: int | str) -> torch.Generator:
+    """A CPU ``torch.Generator`` seeded with :func:`derive_seed`."""
+    return torch.Generator().manual_seed(derive_seed(seed, *keys))
+
+
+def rng(seed: int, *keys: int | str) -> np.random.Generator:
+    """A numpy ``Generator`` seeded with :func:`derive_seed`."""
+    return np.random.default_rng(derive_seed(seed, *keys))

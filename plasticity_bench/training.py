@@ -1,0 +1,204 @@
+"""The online training loop, as an Avalanche strategy (PROTOCOL §1, §7).
+
+:class:`OnlineStrategy` is a ``SupervisedTemplate`` that runs exactly ``steps_per_task`` mini-batches per
+experience (one update per mini-batch), slicing batches from the task's tensors and reshuffling when the
+task's data is exhausted. The online accuracy of step ``t`` is taken from the forward pass used for that
+update and written into a device tensor, so the per-step path adds no host synchronisation; it is copied
+to the host once per task.
+
+Plugins receive every Avalanche callback they implement. Per-iteration callbacks are dispatched only to
+plugins (and, inside the ``EvaluationPlugin``, to metrics and loggers) that override them: calling
+no-op handlers ten times per step would cost more than the step itself for the small networks here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+import torch
+from avalanche.core import BasePlugin
+from avalanche.evaluation.metric_definitions import PluginMetric
+from avalanche.logging import BaseLogger
+from avalanche.training.plugins import EvaluationPlugin
+from avalanche.training.templates import SupervisedTemplate
+from torch import Tensor, nn
+
+from plasticity_bench.seeding import generator
+
+ITERATION_EVENTS = (
+    "before_training_iteration",
+    "before_forward",
+    "after_forward",
+    "before_backward",
+    "after_backward",
+    "before_update",
+    "after_update",
+    "after_training_iteration",
+)
+
+
+class TensorBatches:
+    """Exactly ``steps`` mini-batches of ``batch_size`` rows sliced from ``(x, y)`` (PROTOCOL §7).
+
+    Each epoch is a fresh permutation drawn from ``generator(seed, "batches", task, epoch)``; a tail of
+    fewer than ``batch_size`` rows is dropped and the data reshuffled, so every batch is full. The
+    permutation of an epoch depends only on (seed, task, epoch): every strategy sees the same batches.
+
+    Args:
+        x: ``(N, *input_shape)`` float32 on the training device. y: ``(N,)`` int64.
+
+    Raises:
+        ValueError: if the task has fewer rows than one batch.
+    """
+
+    def __init__(self, x: Tensor, y: Tensor, batch_size: int, steps: int, seed: int, task: int) -> None:
+        if x.shape[0] < batch_size:
+            raise ValueError(f"task {task} has {x.shape[0]} samples, fewer than one batch ({batch_size})")
+        self.x, self.y, self.batch_size, self.steps = x, y, batch_size, steps
+        self.seed, self.task = seed, task
+        self.per_epoch = x.shape[0] // batch_size
+
+    def __len__(self) -> int:
+        return self.steps
+
+    def permutation(self, epoch: int) -> Tensor:
+        """Row order of ``epoch`` (int64, shape ``(N,)``, on the data's device)."""
+        perm = torch.randperm(self.x.shape[0], generator=generator(self.seed, "batches", self.task, epoch))
+        return perm.to(self.x.device)
+
+    def batch(self, step: int) -> tuple[Tensor, Tensor]:
+        """The mini-batch of ``step`` (used by structural plugins to probe without consuming the stream)."""
+        epoch, j = divmod(step, self.per_epoch)
+        index = self.permutation(epoch)[j * self.batch_size : (j + 1) * self.batch_size]
+        return self.x[index], self.y[index]
+
+    def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
+        perm = self.permutation(0)
+        for step in range(self.steps):
+            epoch, j = divmod(step, self.per_epoch)
+            if j == 0 and epoch > 0:
+                perm = self.permutation(epoch)
+            index = perm[j * self.batch_size : (j + 1) * self.batch_size]
+            yield self.x[index], self.y[index]
+
+
+def _overrides(obj: object, event: str, base: type) -> bool:
+    return getattr(type(obj), event, None) is not getattr(base, event, None)
+
+
+def _handles(plugin: BasePlugin, event: str) -> bool:
+    if isinstance(plugin, EvaluationPlugin):
+        return any(_overrides(m, event, PluginMetric) for m in plugin.metrics) or any(
+            _overrides(lg, event, BaseLogger) for lg in plugin.loggers
+        )
+    return hasattr(plugin, event) and _overrides(plugin, event, BasePlugin)
+
+
+class OnlineStrategy(SupervisedTemplate):
+    """Avalanche ``SupervisedTemplate`` with a fixed number of steps per experience (PROTOCOL §7).
+
+    Experiences must carry ``experience.task`` with tensors ``x`` ``(N, *input_shape)`` float32 and
+    ``y`` ``(N,)`` int64 (see ``scenarios.stream.TaskExperience``).
+
+    Attributes updated during training:
+        online_acc: float32 tensor ``(steps_per_task,)`` on the device, accuracy of each step's batch
+            from the forward pass used for that update (PROTOCOL §1).
+        online_acc_host: the same as a numpy array, copied once at the end of each experience.
+        batches: the current experience's :class:`TensorBatches`.
+        task_step: step index within the current experience.
+    """
+
+    def __init__(
+        self,
+        *,
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        train_mb_size: int,
+        steps_per_task: int,
+        seed: int,
+        device: str | torch.device = "cpu",
+        plugins: list[BasePlugin] | None = None,
+        evaluator: EvaluationPlugin | None = None,
+        lr_scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
+        eval_mb_size: int = 1000,
+    ) -> None:
+        super().__init__(
+            model=model,
+            optimizer=optimizer,
+            criterion=nn.CrossEntropyLoss(),
+            train_mb_size=train_mb_size,
+            train_epochs=1,
+            eval_mb_size=eval_mb_size,
+            device=device,
+            plugins=plugins,
+            evaluator=evaluator or EvaluationPlugin(),
+            eval_every=-1,
+        )
+        self.steps_per_task = steps_per_task
+        self.seed = seed
+        self.lr_scheduler = lr_scheduler
+        self.online_acc = torch.zeros(steps_per_task, device=self.device)
+        self.online_acc_host = np.zeros(steps_per_task, dtype=np.float32)
+        self.task_step = 0
+        self.batches: TensorBatches | None = None
+        self._dispatch: dict[str, list[BasePlugin]] = {}
+
+    def make_train_dataloader(self, **kwargs: object) -> None:
+        task = self.experience.task
+        self.batches = TensorBatches(
+            task.x.to(self.device),
+            task.y.to(self.device),
+            self.train_mb_size,
+            self.steps_per_task,
+            self.seed,
+            self.experience.current_experience,
+        )
+        self.dataloader = self.batches
+
+    def _before_training_exp(self, **kwargs: object) -> None:
+        self._dispatch = {e: [p for p in self.plugins if _handles(p, e)] for e in ITERATION_EVENTS}
+        super()._before_training_exp(**kwargs)
+
+    def _call(self, event: str) -> None:
+        for plugin in self._dispatch[event]:
+            getattr(plugin, event)(self)
+
+    def training_epoch(self, **kwargs: object) -> None:
+        """One pass of exactly ``steps_per_task`` updates (Avalanche's epoch = our task)."""
+        call = self._call
+        for step, batch in enumerate(self.dataloader):
+            self.task_step, self.mbatch = step, batch
+            call("before_training_iteration")
+            self.optimizer.zero_grad(set_to_none=True)
+            call("before_forward")
+            self.mb_output = self.model(self.mb_x)
+            call("after_forward")
+            self.online_acc[self.task_step] = (self.mb_output.detach().argmax(1) == self.mb_y).float().mean()
+            self.loss = self.criterion()
+            call("before_backward")
+            self.loss.backward()
+            call("after_backward")
+            call("before_update")
+            self.optimizer.step()
+            if self.lr_scheduler is not None:
+                self.lr_scheduler.step()
+            call("after_update")
+            call("after_training_iteration")
+        self.online_acc_host = self.online_acc.cpu().numpy().copy()
+
+    def _unpack_minibatch(self) -> None:
+        """Batches are sliced on the device already: nothing to move."""
+
+    @torch.no_grad()
+    def accuracy(self, x: Tensor, y: Tensor) -> float:
+        """Test accuracy of the current model on ``(x, y)`` (eval mode, batches of ``eval_mb_size``)."""
+        was_training = self.model.training
+        self.model.eval()
+        correct = torch.zeros((), device=self.device)
+        for start in range(0, x.shape[0], self.eval_mb_size):
+            xb = x[start : start + self.eval_mb_size].to(self.device)
+            yb = y[start : start + self.eval_mb_size].to(self.device)
+            correct += (self.model(xb).argmax(1) == yb).sum()
+        self.model.train(was_training)
+        return float(correct) / max(1, x.shape[0])

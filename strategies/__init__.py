@@ -1,0 +1,1 @@
+"""Structural-plasticity strategies as Avalanche plugins (Dense, Grow, Prune, DYNO, interventions)."""

@@ -1,0 +1,107 @@
+"""Shared machinery of structural strategies: configuration, edit points and the edit log."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from avalanche.core import SupervisedPlugin
+
+from plasticity_bench.budget import check_compactness, edit_count, edit_tasks, unit_targets
+from plasticity_bench.masks import MaskedLayer, masked_layers_of
+
+
+@dataclass(frozen=True)
+class StrategyConfig:
+    """Everything a strategy factory may use to build its plugins.
+
+    Attributes:
+        name: full strategy name as given (e.g. ``grow+moment_transplant``).
+        compactness: fraction of units kept at the end, in (0, 1] (PROTOCOL §1).
+        cycles: number of structural edits ``T`` (PROTOCOL §3, default 5).
+        n_tasks: tasks in the stream (edit points are spread over them).
+        seed: run seed.
+        scenario: scenario name (per-benchmark defaults, e.g. Rand. Smooth-Leaky settings).
+        schedule: per-layer budget schedule (``neutral``, ``fc1_protect``, ...).
+        edit_every_tasks: override of the edit spacing (PROTOCOL §3).
+        modifiers: the ``+``-joined parts after the base name (interventions).
+        options: free-form strategy options (e.g. ``{"rewind": "none"}``).
+    """
+
+    name: str
+    compactness: float = 1.0
+    cycles: int = 5
+    n_tasks: int = 1
+    seed: int = 0
+    scenario: str = ""
+    schedule: str = "neutral"
+    edit_every_tasks: int | None = None
+    modifiers: tuple[str, ...] = ()
+    options: dict[str, object] = field(default_factory=dict)
+
+
+class StructuralPlugin(SupervisedPlugin):
+    """Base Avalanche plugin: applies :meth:`edit` at the PROTOCOL §3 edit points.
+
+    At the start of task ``i`` it applies as many edits as ``edit_tasks`` schedules there, each one a
+    new cycle. Subclasses implement :meth:`setup` (called once before the first update) and :meth:`edit`.
+
+    Attributes:
+        targets: target active-unit count per masked layer (PROTOCOL §3).
+        edit_log: one dict per edit and layer: ``task``, ``cycle``, ``layer``, ``units`` (indices
+            switched on or off), ``active`` (active units after the edit).
+    """
+
+    #: True for strategies whose edits switch units on (Grow), False for those that switch them off.
+    grows: bool = True
+
+    def __init__(self, config: StrategyConfig) -> None:
+        super().__init__()
+        check_compactness(config.compactness)
+        self.config = config
+        self.edit_points = edit_tasks(config.n_tasks, config.cycles, config.edit_every_tasks)
+        self.cycle = 0
+        self.targets: list[int] | None = None
+        self.edit_log: list[dict[str, object]] = []
+
+    def layers(self, strategy: object) -> list[MaskedLayer]:
+        return masked_layers_of(strategy.model)
+
+    def before_training(self, strategy: object, **kwargs: object) -> None:
+        if self.targets is None:
+            layers = self.layers(strategy)
+            self.targets = unit_targets(
+                [layer.width for layer in layers],
+                [layer.fan_in_size for layer in layers],
+                self.config.compactness,
+                self.config.schedule,
+            )
+            self.setup(strategy)
+
+    def before_training_exp(self, strategy: object, **kwargs: object) -> None:
+        task = strategy.experience.current_experience
+        for _ in range(self.edit_points.count(task)):
+            self.edit(strategy, self.cycle)
+            self.cycle += 1
+
+    def setup(self, strategy: object) -> None:
+        """Prepare masks and snapshots before the first update (default: nothing)."""
+
+    def edit(self, strategy: object, cycle: int) -> None:
+        """Apply the structural edit of ``cycle`` (0-based)."""
+        raise NotImplementedError
+
+    def budget(self, layer: MaskedLayer, cycle: int, available: int) -> int:
+        """Units to edit in ``layer`` at ``cycle`` by the PROTOCOL §3 rule."""
+        remaining = abs(self.targets[layer.index] - layer.units.n_active())
+        return edit_count(remaining, cycle, self.config.cycles, available)
+
+    def log_edit(self, strategy: object, cycle: int, layer: MaskedLayer, units: object) -> None:
+        self.edit_log.append(
+            {
+                "task": strategy.experience.current_experience,
+                "cycle": cycle,
+                "layer": layer.index,
+                "units": [int(u) for u in units],
+                "active": layer.units.n_active(),
+            }
+        )

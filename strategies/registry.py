@@ -1,0 +1,140 @@
+"""Strategies by name: built-ins, ``+``-joined interventions, and users' own plugins.
+
+A name is ``base[+modifier...]`` (``grow+moment_transplant+two_speed``), or a user plugin given as
+``path/to/file.py:ClassName``, ``package.module:ClassName``, or the name of an entry point in the group
+``plasticity_bench.strategies``. A user plugin (class or function) is called with one
+:class:`~strategies.base.StrategyConfig` and returns an Avalanche plugin or a list of them.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib.metadata import entry_points
+from pathlib import Path
+
+from avalanche.core import BasePlugin
+
+from strategies.base import StrategyConfig
+from strategies.grow import GrowPlugin
+from strategies.prune import PrunePlugin
+
+PluginFactory = Callable[[StrategyConfig], BasePlugin | list[BasePlugin]]
+ENTRY_POINT_GROUP = "plasticity_bench.strategies"
+
+
+@dataclass(frozen=True)
+class StrategyEntry:
+    """A registered base strategy.
+
+    ``factory`` builds the plugins; ``structural`` is False for Dense (compactness does not apply);
+    ``width_factor`` scales the model's hidden widths (DYNO's reserve).
+    """
+
+    factory: PluginFactory
+    structural: bool = True
+    width_factor: Callable[[StrategyConfig], float] = lambda config: 1.0
+
+
+def _dense(config: StrategyConfig) -> list[BasePlugin]:
+    return []
+
+
+def _grow(config: StrategyConfig) -> list[BasePlugin]:
+    return [GrowPlugin(config, selector=str(config.options.get("selector", "activation")))]
+
+
+def _prune(config: StrategyConfig) -> list[BasePlugin]:
+    return [PrunePlugin(config, rewind=str(config.options.get("rewind", "imp")))]
+
+
+STRATEGIES: dict[str, StrategyEntry] = {
+    "dense": StrategyEntry(_dense, structural=False),
+    "grow": StrategyEntry(_grow),
+    "prune": StrategyEntry(_prune),
+}
+
+#: Modifiers allowed after ``+`` and the base strategies they apply to (filled by the interventions).
+MODIFIERS: dict[str, Callable[[StrategyConfig, list[BasePlugin]], list[BasePlugin]]] = {}
+
+
+def is_user_plugin(name: str) -> bool:
+    """True for ``file.py:Class`` / ``module:Class`` / entry-point names (not built-in names)."""
+    return ":" in name or (name.split("+")[0] not in STRATEGIES and name in _entry_point_names())
+
+
+def _entry_point_names() -> set[str]:
+    return {ep.name for ep in entry_points(group=ENTRY_POINT_GROUP)}
+
+
+def load_user_factory(name: str) -> PluginFactory:
+    """Load a user plugin class/function from ``file.py:Name``, ``module:Name`` or an entry point.
+
+    Raises:
+        ValueError: if the file, module or attribute does not exist, naming what was tried.
+    """
+    if ":" not in name:
+        (ep,) = [ep for ep in entry_points(group=ENTRY_POINT_GROUP) if ep.name == name]
+        return ep.load()
+    target, _, attr = name.rpartition(":")
+    if target.endswith(".py"):
+        path = Path(target)
+        if not path.is_file():
+            raise ValueError(f"strategy file {path} not found (from --strategy {name})")
+        spec = importlib.util.spec_from_file_location(f"user_strategy_{path.stem}", path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    else:
+        try:
+            module = importlib.import_module(target)
+        except ImportError as err:
+            raise ValueError(f"cannot import module {target!r} for --strategy {name}: {err}") from err
+    if not hasattr(module, attr):
+        raise ValueError(f"{target} has no attribute {attr!r} (from --strategy {name})")
+    return getattr(module, attr)
+
+
+def split_name(name: str) -> tuple[str, tuple[str, ...]]:
+    """``grow+a+b`` -> ``("grow", ("a", "b"))``."""
+    base, *mods = name.split("+")
+    return base, tuple(mods)
+
+
+def entry_for(name: str) -> StrategyEntry:
+    """The registry entry of a strategy name (user plugins get a structural entry).
+
+    Raises:
+        ValueError: for an unknown base name or modifier, listing the valid choices.
+    """
+    if is_user_plugin(name):
+        return StrategyEntry(load_user_factory(name))
+    base, mods = split_name(name)
+    if base not in STRATEGIES:
+        raise ValueError(
+            f"unknown strategy {base!r}; choose one of {sorted(STRATEGIES)}, a user plugin "
+            "'path/to/file.py:ClassName' / 'module:ClassName', or an entry point in "
+            f"{ENTRY_POINT_GROUP!r}"
+        )
+    unknown = [m for m in mods if m not in MODIFIERS]
+    if unknown:
+        raise ValueError(f"unknown modifier(s) {unknown} in {name!r}; choose from {sorted(MODIFIERS)}")
+    return STRATEGIES[base]
+
+
+def build_plugins(config: StrategyConfig) -> list[BasePlugin]:
+    """The Avalanche plugins of ``config.name`` (modifiers applied in the order given).
+
+    Raises:
+        ValueError: for unknown names (see :func:`entry_for`) or a factory returning a non-plugin.
+    """
+    made = entry_for(config.name).factory(config)
+    plugins = list(made) if isinstance(made, list | tuple) else [made]
+    if not is_user_plugin(config.name):
+        for mod in config.modifiers:
+            plugins = MODIFIERS[mod](config, plugins)
+    bad = [p for p in plugins if not isinstance(p, BasePlugin)]
+    if bad:
+        raise ValueError(f"strategy {config.name!r} returned non-plugins {bad}; return Avalanche plugins")
+    return plugins

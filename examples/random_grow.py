@@ -22,7 +22,9 @@ class RandomGrow(GrowPlugin):
             k = self.budget(layer, cycle, inactive.numel())
             if k == 0:
                 continue
-            order = torch.randperm(inactive.numel(), generator=generator(self.config.seed, "random-grow", cycle))
+            order = torch.randperm(
+                inactive.numel(), generator=generator(self.config.seed, "random-grow", cycle)
+            )
             newborn = inactive[order[:k]]
             layer.units.set_units(newborn, True)
             self.log_edit(strategy, cycle, layer, newborn)

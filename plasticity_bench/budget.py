@@ -79,8 +79,9 @@ def edit_tasks(n_tasks: int, cycles: int, edit_every_tasks: int | None = None) -
     """Task indices at whose start a structural edit happens (PROTOCOL §3, [ours]).
 
     Default: edit ``i`` (0-based, ``i < T``) happens at the start of task ``floor(i * K / T)`` for ``K``
-    tasks; with ``edit_every_tasks = e``: at tasks ``0, e, 2e, ...`` up to ``T`` edits. When a stream
-    has fewer tasks than cycles, several edits share a task and are applied in sequence there.
+    tasks; with ``edit_every_tasks = e``: at task ``min(i * e, K - 1)``, so edits that do not fit in the
+    stream all happen at the start of the last task and every layer still ends at its target. When
+    several edits share a task they are applied in sequence there.
 
     Raises:
         ValueError: for non-positive counts.
@@ -90,5 +91,5 @@ def edit_tasks(n_tasks: int, cycles: int, edit_every_tasks: int | None = None) -
     if edit_every_tasks is not None:
         if edit_every_tasks < 1:
             raise ValueError("edit_every_tasks must be >= 1")
-        return [t for t in range(0, n_tasks, edit_every_tasks)][:cycles]
+        return [min(i * edit_every_tasks, n_tasks - 1) for i in range(cycles)]
     return [i * n_tasks // cycles for i in range(cycles)]

@@ -23,7 +23,11 @@ from plasticity_bench.records import atomic_write_text
 
 DEFAULT_REFERENCE = Path(__file__).resolve().parents[1] / "leaderboard" / "reference" / "lc2026_table14.csv"
 
-GROUP_KEYS = ("scenario", "variant", "strategy", "compactness", "lr", "model", "tasks", "steps_per_task")
+#: The fields that make a leaderboard row; the records pooled into one row must differ only in ``seed``.
+GROUP_KEYS = (
+    "scenario", "variant", "strategy", "compactness", "lr", "model", "tasks", "steps_per_task",
+    "winning_ticket",
+)  # fmt: skip
 LR_FREE_KEYS = tuple(k for k in GROUP_KEYS if k != "lr")
 PRIMARY_METRICS = ("taoa", "acc")
 FRACTION_METRICS = frozenset(

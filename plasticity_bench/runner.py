@@ -12,16 +12,23 @@ import torch
 from avalanche.core import SupervisedPlugin
 from avalanche.training.plugins import EvaluationPlugin
 
+from plasticity_bench.budget import check_compactness
+from plasticity_bench.checkpoint import CheckpointAccuracy
 from plasticity_bench.metrics import ActiveUnitsMetric, EarlyTaskTAAMetric, OnlineAccuracyLog, TAOAMetric
-from plasticity_bench.models import build_model, count_flops, count_params
+from plasticity_bench.models import NETWORKS, MaskedNet, build_model, count_flops, count_params
 from plasticity_bench.records import ResultStore, make_record
 from plasticity_bench.seeding import derive_seed
 from plasticity_bench.training import OnlineStrategy
-from scenarios.registry import parse_scenario
+from scenarios.registry import ScenarioSpec, parse_scenario
+from scenarios.stream import StreamInfo, TaskBenchmark
 from strategies.base import StrategyConfig
-from strategies.registry import build_plugins, entry_for, split_name
+from strategies.head import ResetHeadPlugin
+from strategies.modifiers import activation_factory
+from strategies.registry import build_plugins, entry_for, plugin_reports, split_name
+from strategies.replay import TinyERPlugin
 
 OPTIMIZERS = ("adam", "sgd")
+LR_SCHEDULES = ("constant", "cosine")
 
 
 @dataclass(frozen=True)
@@ -81,45 +88,111 @@ class TaskProgress(SupervisedPlugin):
 def make_optimizer(name: str, params: Any, lr: float) -> torch.optim.Optimizer:
     """Adam (betas 0.9/0.999, no weight decay) or SGD (PROTOCOL §7).
 
+    Adam uses torch's fused kernel: the same update as the default implementation (to float rounding,
+    ~1e-7), but the default one takes a slow path for ``sqrt`` of exact zeros on x86 CPUs, which is what
+    the second moments of inactive units are: a 90%-masked MLP stepped 1.5-2x slower than a dense one.
+
     Raises:
         ValueError: for an unknown optimizer name.
     """
     if name == "adam":
-        return torch.optim.Adam(params, lr=lr, betas=(0.9, 0.999))
+        return torch.optim.Adam(params, lr=lr, betas=(0.9, 0.999), fused=True)
     if name == "sgd":
         return torch.optim.SGD(params, lr=lr)
     raise ValueError(f"unknown optimizer {name!r}; choose one of {OPTIMIZERS}")
 
 
-def execute(
-    config: RunConfig,
-    data_root: Path | None = None,
-    device: str = "cpu",
-    on_task: Callable[[int], None] | None = None,
-) -> dict[str, Any]:
-    """Run ``config`` and return its record (not yet written).
+@dataclass
+class StreamMetrics:
+    """Metrics of one model trained once on a stream.
+
+    ``summary``: ``taoa``, ``early_task_taa`` and, where the scenario has checkpoints, ``acc`` and ``taa``
+    (fractions, PROTOCOL §1). ``per_task``: per-task lists (``online_acc``, ``early_task_acc``,
+    ``active_units``, ``checkpoint_acc``, ``acc_matrix``).
+    """
+
+    summary: dict[str, float]
+    per_task: dict[str, Any]
+
+
+def new_model(
+    config: RunConfig, info: StreamInfo, width_factor: float, init_key: str, device: str
+) -> MaskedNet:
+    """A fresh ``config.model`` for the stream, all units active, weights drawn from
+    ``derive_seed(config.seed, init_key)`` (``"init"`` for the cycle run, ``"wt-init"`` for the ticket).
 
     Raises:
-        ValueError: for unknown scenario/strategy/model names or out-of-range options.
-        scenarios.readers.DatasetNotFoundError: when the data is missing.
+        ValueError: for an unknown model.
     """
-    start = time.perf_counter()
-    spec, variant = parse_scenario(config.scenario + (f"@{config.variant}" if config.variant else ""))
-    strategy_config = config.strategy_config()
-    entry = entry_for(config.strategy)
-    scenario_options = {k: v for k, v in config.options.items() if k in ("label_mode",)}
-    benchmark = spec.build(config.seed, config.tasks, variant, data_root, **scenario_options)
-    info = benchmark.info
-
-    torch.manual_seed(derive_seed(config.seed, "init"))
+    torch.manual_seed(derive_seed(config.seed, init_key))
+    activation = activation_factory(config.strategy_config())  # ReLU or Rand. Smooth-Leaky (PROTOCOL §5.5)
     model = build_model(
-        config.model, info.input_shape, info.n_classes, width_factor=entry.width_factor(strategy_config)
-    ).to(device)
+        config.model, info.input_shape, info.n_classes, activation=activation, width_factor=width_factor
+    )
+    return model.to(device)
+
+
+def ticket_model(
+    trained: MaskedNet, config: RunConfig, info: StreamInfo, width_factor: float, device: str
+) -> MaskedNet:
+    """The winning ticket of a cycle run (PROTOCOL §1): ``trained``'s final masks on a fresh weight draw.
+
+    The weights come from the same init as the cycle run with another seed (``derive_seed(seed,
+    "wt-init")``); the masks are copies of ``trained.masks()``.
+    """
+    ticket = new_model(config, info, width_factor, "wt-init", device)
+    ticket.load_masks(trained.masks())
+    return ticket
+
+
+def make_lr_schedule(
+    name: str, optimizer: torch.optim.Optimizer, total_steps: int
+) -> torch.optim.lr_scheduler.LRScheduler | None:
+    """``constant`` (no scheduler) or ``cosine``: ``CosineAnnealingLR`` over ``total_steps`` optimizer steps
+    (the whole run; PROTOCOL §7, IID).
+
+    Raises:
+        ValueError: for an unknown schedule.
+    """
+    if name == "constant":
+        return None
+    if name == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, total_steps))
+    raise ValueError(f"unknown lr schedule {name!r}; choose one of {LR_SCHEDULES}")
+
+
+def scenario_plugins(spec: ScenarioSpec, info: StreamInfo, config: RunConfig) -> list[SupervisedPlugin]:
+    """Plugins that belong to the scenario, not the strategy (PROTOCOL §7): Tiny ER for Split-MNIST/Fashion,
+    the head reset of Continual ImageNet's ``reset_head`` option. They run before the strategy's plugins."""
+    plugins: list[SupervisedPlugin] = []
+    if spec.replay:
+        plugins.append(TinyERPlugin(config.seed))
+    if info.options.get("reset_head"):
+        plugins.append(ResetHeadPlugin(NETWORKS[config.model].default_init, config.seed))
+    return plugins
+
+
+def train_on_stream(
+    config: RunConfig,
+    spec: ScenarioSpec,
+    benchmark: TaskBenchmark,
+    model: MaskedNet,
+    plugins: list[SupervisedPlugin],
+    device: str,
+    on_task: Callable[[int], None] | None = None,
+) -> StreamMetrics:
+    """Train ``model`` once on ``benchmark``'s stream with ``plugins`` (plus the scenario's own) and
+    measure the online metrics and the scenario's checkpoint metrics.
+
+    The optimizer, lr schedule and batches are those of ``config`` and ``spec``; TAOA counts the tasks
+    flagged ``hard`` (all but 5+1 CIFAR's easy tasks).
+    """
     optimizer = make_optimizer(config.optimizer, model.parameters(), config.lr)
-    plugins = build_plugins(strategy_config)
     log = OnlineAccuracyLog()
-    online, early, active = TAOAMetric(log), EarlyTaskTAAMetric(log), ActiveUnitsMetric()
-    evaluator = EvaluationPlugin(log, online, early, active, loggers=[])
+    online, early, active = TAOAMetric(log, hard_only=True), EarlyTaskTAAMetric(log), ActiveUnitsMetric()
+    checkpoint = CheckpointAccuracy(spec.checkpoint)
+    evaluator = EvaluationPlugin(log, online, early, active, checkpoint, loggers=[])
+    plugins = [*scenario_plugins(spec, benchmark.info, config), *plugins]
     if on_task is not None:
         plugins.append(TaskProgress(on_task))
     strategy = OnlineStrategy(
@@ -131,26 +204,76 @@ def execute(
         device=device,
         plugins=plugins,
         evaluator=evaluator,
+        lr_scheduler=make_lr_schedule(spec.lr_schedule, optimizer, config.tasks * config.steps_per_task),
     )
     for experience in benchmark.train_stream:
         strategy.train(experience)
-
-    compact = model.export_compact()
-    summary = {
-        "taoa": online.result(),
-        "early_task_taa": early.result(),
-        "params": count_params(compact),
-        "flops": count_flops(compact, info.input_shape),
-    }
+    summary = {"taoa": online.result(), "early_task_taa": early.result(), **checkpoint.summary()}
     per_task = {
         "online_acc": [float(a.mean()) for a in log.per_task],
         "early_task_acc": early.per_task(),
         "active_units": active.per_task,
-        "final_active_units": model.active_units(),
+        **checkpoint.per_task(),
     }
+    return StreamMetrics(summary, per_task)
+
+
+def winning_ticket_summary(cycle: StreamMetrics, ticket: StreamMetrics) -> tuple[dict[str, float], str]:
+    """``wt_acc``, ``wt_taa``, ``wt_taoa`` (those the scenario measures) and ``delta_wt_c``.
+
+    ``delta_wt_c = wt_acc - acc`` (PROTOCOL §1); on streams without checkpoint metrics [ours]
+    ``wt_taoa - taoa``. Returns the metrics and the name of the metric the delta is taken on.
+    """
+    summary = {f"wt_{k}": ticket.summary[k] for k in ("acc", "taa", "taoa") if k in ticket.summary}
+    base = "acc" if "acc" in cycle.summary else "taoa"
+    summary["delta_wt_c"] = ticket.summary[base] - cycle.summary[base]
+    return summary, base
+
+
+def execute(
+    config: RunConfig,
+    data_root: Path | None = None,
+    device: str = "cpu",
+    on_task: Callable[[int], None] | None = None,
+) -> dict[str, Any]:
+    """Run ``config`` and return its record (not yet written).
+
+    The cycle run trains with the strategy's plugins. With ``config.winning_ticket`` its final masks are
+    frozen on a fresh weight draw and retrained on the same stream with the same hyperparameters and no
+    strategy plugin; the record then also holds ``wt_*`` and ``delta_wt_c`` (PROTOCOL §1).
+
+    Raises:
+        ValueError: for unknown scenario/strategy/model names or out-of-range options.
+        scenarios.readers.DatasetNotFoundError: when the data is missing (before training).
+        scenarios.readers.CorruptDatasetError: when a data file is malformed (before training).
+    """
+    start = time.perf_counter()
+    spec, variant = parse_scenario(config.scenario + (f"@{config.variant}" if config.variant else ""))
+    strategy_config = config.strategy_config()
+    width = entry_for(config.strategy).width_factor(strategy_config)
+    scenario_options = {k: v for k, v in config.options.items() if k in spec.options}
+    benchmark = spec.build(config.seed, config.tasks, variant, data_root, **scenario_options)
+    info = benchmark.info
+
+    model = new_model(config, info, width, "init", device)
+    plugins = build_plugins(strategy_config)
+    cycle = train_on_stream(config, spec, benchmark, model, plugins, device, on_task)
+    compact = model.export_compact()
+    summary = {**cycle.summary, "params": count_params(compact)}
+    summary["flops"] = count_flops(compact, info.input_shape)
+    per_task = {**cycle.per_task, "final_active_units": model.active_units()}
     data = {"source": info.source, "variant": info.variant, "input_shape": list(info.input_shape)}
     data.update({k: v for k, v in info.options.items()})
-    return make_record(config.as_dict(), summary, per_task, data, time.perf_counter() - start)
+    data.update(checkpoint_rule=spec.checkpoint, lr_schedule=spec.lr_schedule, replay=spec.replay)
+    if config.winning_ticket:
+        ticket = ticket_model(model, config, info, width, device)
+        wt = train_on_stream(config, spec, benchmark, ticket, [], device, on_task)
+        wt_summary, data["delta_wt_c_metric"] = winning_ticket_summary(cycle, wt)
+        summary.update(wt_summary)
+        per_task.update({f"wt_{k}": v for k, v in wt.per_task.items()})
+    record = make_record(config.as_dict(), summary, per_task, data, time.perf_counter() - start)
+    record.update(plugin_reports(plugins))  # cohort diagnostics (PROTOCOL §9), DYNO widths (§6)
+    return record
 
 
 def expand(
@@ -162,13 +285,19 @@ def expand(
 ) -> list[RunConfig]:
     """All run configs of a sweep; non-structural strategies (Dense) run once at compactness 1.0.
 
-    ``base`` holds the remaining :class:`RunConfig` fields (lr, model, tasks, ...).
+    ``base`` holds the remaining :class:`RunConfig` fields (lr, model, tasks, ...). Every name and
+    compactness value is validated before any run starts.
+
+    Raises:
+        ValueError: for an unknown scenario or strategy, or a compactness outside (0, 1].
     """
     spec, variant = parse_scenario(scenario)
+    for c in compactness:
+        check_compactness(c)
+    entries = {name: entry_for(name) for name in strategies}
     configs: list[RunConfig] = []
-    for name in strategies:
-        entry_for(name)  # fail fast on unknown names
-        levels = compactness if entry_for(name).structural else [1.0]
+    for name, entry in entries.items():
+        levels = compactness if entry.structural else [1.0]
         for c in levels:
             for seed in seeds:
                 configs.append(

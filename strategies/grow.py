@@ -71,11 +71,19 @@ class GrowPlugin(StructuralPlugin):
         interventions: tuple[BirthIntervention, ...] = (),
     ) -> None:
         super().__init__(config)
+        self.use_selector(selector)
+        self.interventions = interventions
+
+    def use_selector(self, selector: str) -> None:
+        """Switch the unit selector (``activation`` or ``gradient``, e.g. for ``grow+gradmax``).
+
+        Raises:
+            ValueError: for an unknown selector.
+        """
         if selector not in SELECTORS:
             raise ValueError(f"unknown grow selector {selector!r}; choose one of {sorted(SELECTORS)}")
         self.selector_name = selector
         self.select = SELECTORS[selector]
-        self.interventions = interventions
 
     def setup(self, strategy: object) -> None:
         """Switch every unit off but a random seed of 10% (>= 1, <= target) per layer."""

@@ -14,11 +14,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from importlib.metadata import entry_points
 from pathlib import Path
+from typing import Any
 
 from avalanche.core import BasePlugin
 
-from strategies.base import StrategyConfig
+from plasticity_bench.diagnostics import CURVE_EVERY, CURVE_HORIZON, CohortDiagnostics
+from strategies.base import StrategyConfig, StructuralPlugin
+from strategies.dyno import dyno_plugin, reserve_factor
 from strategies.grow import GrowPlugin
+from strategies.modifiers import MODIFIERS, check_modifiers
 from strategies.prune import PrunePlugin
 
 PluginFactory = Callable[[StrategyConfig], BasePlugin | list[BasePlugin]]
@@ -54,10 +58,11 @@ STRATEGIES: dict[str, StrategyEntry] = {
     "dense": StrategyEntry(_dense, structural=False),
     "grow": StrategyEntry(_grow),
     "prune": StrategyEntry(_prune),
+    # DYNO sizes itself by effective dimension: no compactness budget, so a sweep runs it once (c = 1.0).
+    "dyno": StrategyEntry(dyno_plugin, structural=False, width_factor=reserve_factor),
 }
 
-#: Modifiers allowed after ``+`` and the base strategies they apply to (filled by the interventions).
-MODIFIERS: dict[str, Callable[[StrategyConfig, list[BasePlugin]], list[BasePlugin]]] = {}
+__all__ = ["MODIFIERS", "STRATEGIES", "build_plugins", "entry_for", "plugin_reports"]
 
 
 def is_user_plugin(name: str) -> bool:
@@ -117,14 +122,19 @@ def entry_for(name: str) -> StrategyEntry:
             "'path/to/file.py:ClassName' / 'module:ClassName', or an entry point in "
             f"{ENTRY_POINT_GROUP!r}"
         )
-    unknown = [m for m in mods if m not in MODIFIERS]
-    if unknown:
-        raise ValueError(f"unknown modifier(s) {unknown} in {name!r}; choose from {sorted(MODIFIERS)}")
+    try:
+        check_modifiers(base, mods)
+    except ValueError as err:
+        raise ValueError(f"{err} (in strategy {name!r})") from err
     return STRATEGIES[base]
 
 
 def build_plugins(config: StrategyConfig) -> list[BasePlugin]:
     """The Avalanche plugins of ``config.name`` (modifiers applied in the order given).
+
+    Every structural plugin (Grow, Prune and their variants, structural user plugins) gets a
+    :class:`~plasticity_bench.diagnostics.CohortDiagnostics` (PROTOCOL §9) unless
+    ``options["diagnostics"]`` is false; ``diag_every`` / ``diag_horizon`` set its curve spacing/length.
 
     Raises:
         ValueError: for unknown names (see :func:`entry_for`) or a factory returning a non-plugin.
@@ -137,4 +147,25 @@ def build_plugins(config: StrategyConfig) -> list[BasePlugin]:
     bad = [p for p in plugins if not isinstance(p, BasePlugin)]
     if bad:
         raise ValueError(f"strategy {config.name!r} returned non-plugins {bad}; return Avalanche plugins")
-    return plugins
+    return plugins + _diagnostics(config, plugins)
+
+
+def _diagnostics(config: StrategyConfig, plugins: list[BasePlugin]) -> list[BasePlugin]:
+    if not config.options.get("diagnostics", True):
+        return []
+    every = int(config.options.get("diag_every", CURVE_EVERY))
+    horizon = int(config.options.get("diag_horizon", CURVE_HORIZON))
+    return [CohortDiagnostics(p, every, horizon) for p in plugins if isinstance(p, StructuralPlugin)]
+
+
+def plugin_reports(plugins: list[BasePlugin]) -> dict[str, Any]:
+    """Merged ``report()`` dicts of the plugins that offer one (extra top-level record keys).
+
+    ``CohortDiagnostics`` gives ``diagnostics`` (PROTOCOL §9 rows), ``DynoPlugin`` gives ``dyno``
+    (active width per layer over time, change events).
+    """
+    reports: dict[str, Any] = {}
+    for plugin in plugins:
+        if callable(getattr(plugin, "report", None)):
+            reports.update(plugin.report())
+    return reports

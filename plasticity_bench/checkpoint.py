@@ -1,0 +1,106 @@
+"""Checkpoint metrics on test sets: ACC and TAA (PROTOCOL §1, "ACC / TAA").
+
+At checkpoint ``t`` (the end of task or cycle ``t``) the model is tested on the test split of task ``k``,
+giving ``Acc_{t,k}``. The cumulative accuracy is ``Acc_t = mean_k Acc_{t,k}`` over the tasks tested at
+``t``; ``ACC = Acc_T`` (last checkpoint) and ``TAA = mean_t Acc_t``. Which tasks are tested is the
+scenario's *checkpoint rule*:
+
+- ``seen``: every task seen so far (``k <= t``), for class-incremental streams (Split-*, 5+1 CIFAR). The
+  test splits of seen tasks are kept (what the metric needs; at most the dataset's test set).
+- ``current``: the current task only (``k = t``): IID scenarios, whose every cycle has the same full test
+  set, and Continual ImageNet, where testing all past pairs would be quadratic in 500 tasks and hold 500
+  test splits (our rule [ours]: ``Acc_t`` is the test accuracy on the pair just learnt, as in LoP).
+- ``none``: no checkpoint metric (online-only streams without a test split: Permuted / Random-Label).
+
+Avalanche's eval streams do not fit here: they go through per-sample dataloaders and task labels, while
+the tasks' test tensors are already in memory; the metric calls ``OnlineStrategy.accuracy`` instead.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+from avalanche.evaluation.metric_definitions import PluginMetric
+from avalanche.evaluation.metric_results import MetricValue
+from torch import Tensor
+
+CHECKPOINT_RULES = ("none", "seen", "current")
+
+
+def cumulative_accuracy(rows: Sequence[Sequence[float]]) -> list[float]:
+    """``Acc_t = mean_k Acc_{t,k}`` for every checkpoint ``t``.
+
+    Args:
+        rows: ``rows[t]`` holds the accuracies (fractions) ``Acc_{t,k}`` of the tasks tested at ``t``.
+
+    Raises:
+        ValueError: a checkpoint with no accuracy.
+    """
+    if any(len(row) == 0 for row in rows):
+        raise ValueError("every checkpoint needs at least one tested task")
+    return [float(np.mean(row)) for row in rows]
+
+
+def acc_and_taa(rows: Sequence[Sequence[float]]) -> tuple[float, float]:
+    """``(ACC, TAA)``: the last cumulative accuracy and the mean over checkpoints (fractions; NaN if none)."""
+    if not rows:
+        return math.nan, math.nan
+    cumulative = cumulative_accuracy(rows)
+    return cumulative[-1], float(np.mean(cumulative))
+
+
+class CheckpointAccuracy(PluginMetric[list[list[float]]]):
+    """Tests the model at the end of every training experience under a checkpoint rule (see module doc).
+
+    Reads the experience's ``task.test_x`` (``float32`` ``(n, *input_shape)``) and ``task.test_y``
+    (``int64`` ``(n,)``); a task without a test split adds no checkpoint. Emits ``CheckpointAcc`` (``Acc_t``,
+    x = task index).
+
+    Attributes:
+        rows: ``rows[t][k]`` = ``Acc_{t,k}`` (fractions), one row per checkpoint.
+
+    Raises:
+        ValueError: for an unknown rule.
+    """
+
+    def __init__(self, rule: str) -> None:
+        super().__init__()
+        if rule not in CHECKPOINT_RULES:
+            raise ValueError(f"unknown checkpoint rule {rule!r}; choose one of {CHECKPOINT_RULES}")
+        self.rule = rule
+        self.rows: list[list[float]] = []
+        self._seen: list[tuple[Tensor, Tensor]] = []
+
+    def reset(self) -> None:
+        self.rows, self._seen = [], []
+
+    def result(self) -> list[list[float]]:
+        return self.rows
+
+    def summary(self) -> dict[str, float]:
+        """``{"acc": ACC, "taa": TAA}``, or ``{}`` when no checkpoint was taken."""
+        if not self.rows:
+            return {}
+        acc, taa = acc_and_taa(self.rows)
+        return {"acc": acc, "taa": taa}
+
+    def per_task(self) -> dict[str, list]:
+        """``checkpoint_acc`` (``Acc_t`` per checkpoint) and ``acc_matrix`` (the rows); ``{}`` if none."""
+        if not self.rows:
+            return {}
+        return {"checkpoint_acc": cumulative_accuracy(self.rows), "acc_matrix": self.rows}
+
+    def after_training_exp(self, strategy: object) -> MetricValue | None:
+        """Test the model on the task(s) the rule names and append the checkpoint's row."""
+        task = strategy.experience.task
+        if self.rule == "none" or task.test_x is None:
+            return None
+        tested = [(task.test_x, task.test_y)]
+        if self.rule == "seen":
+            self._seen.append(tested[0])
+            tested = self._seen
+        self.rows.append([strategy.accuracy(x, y) for x, y in tested])
+        checkpoint = len(self.rows) - 1
+        return MetricValue(self, "CheckpointAcc", float(np.mean(self.rows[-1])), checkpoint)

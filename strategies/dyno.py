@@ -1,0 +1,404 @@
+"""DYNO grow-and-prune on unit masks (DYNO workshop paper; NORTH, Maile et al. 2022; PROTOCOL §6).
+
+Every ``trigger_every`` updates and per masked layer, DYNO measures the effective dimension ``phi`` of the
+layer's post-activations over a FIFO buffer of recent samples and compares it with ``phi*``, its value at
+the layer's last structural change: a drop below ``(1 - delta) phi*`` prunes (dormant units first, then
+greedily the most redundant by cosine similarity), a rise above ``(1 + delta) phi*`` grows units with
+NORTH-Select fan-in and zero fan-out (so growth never changes the function at birth).
+
+With unit masks DYNO grows from a reserve: the runner builds the model with ``reserve_factor`` x the
+nominal widths (``StrategyEntry.width_factor``) and :class:`DynoPlugin` switches the extra units off at
+the start. The registry marks DYNO non-structural (no compactness budget: its width is decided by the
+effective dimension), so a sweep runs it once, at compactness 1.0; the compact export of the final model
+gives its real parameter and FLOP counts.
+
+Buffer [ours]: a preallocated ring of the last ``buffer_factor x width`` inputs of each masked layer's
+producer (width with the reserve), filled by a forward hook that copies the training mini-batch (one
+slice copy per layer and step; eval-mode forwards are skipped). At a trigger the post-activations are
+recomputed from those inputs with the current weights, in eval mode (deterministic activation), with the
+previous layer's current mask applied to its buffered outputs. A layer is measured only once its ring is
+full. The first measurement sets ``phi*`` (no change).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from avalanche.core import SupervisedPlugin
+from torch import Tensor, nn
+
+from plasticity_bench.masks import MaskedLayer, masked_layers_of, zero_optimizer_state
+from plasticity_bench.seeding import generator
+from strategies.base import StrategyConfig
+from strategies.grow import top_units
+
+RESERVE_FACTOR = 2.0  # [ours]
+TRIGGER_EVERY = 50
+EPS = 1e-2
+DELTA = 3e-2
+BUFFER_FACTOR = 2.0  # [ours]: buffer rows per unit of layer width (reserve included)
+CANDIDATES_PER_UNIT = 100
+
+
+def _rows(h: Tensor) -> Tensor:
+    """``(n, M)`` or conv ``(n, M, H, W)`` -> ``(rows, M)`` with rows = n (or n*H*W)."""
+    return h if h.dim() == 2 else h.transpose(0, 1).reshape(h.shape[1], -1).T
+
+
+def effective_dimension(h: Tensor, eps: float = EPS) -> float:
+    """``phi = #{singular values of H / sqrt(n) > eps} / M`` (DYNO; PROTOCOL §6).
+
+    Args:
+        h: post-activations of the ``M`` active units, ``(n, M)`` float (conv: ``(n, M, H, W)``, taken
+            as ``M`` x ``n*H*W``). eps: singular-value threshold.
+
+    Returns:
+        a float in ``[0, 1]``; 0 for ``M = 0``.
+    """
+    h = _rows(h)
+    if h.shape[1] == 0 or h.shape[0] == 0:
+        return 0.0
+    values = torch.linalg.svdvals(h.double() / math.sqrt(h.shape[0]))
+    return float((values > eps).sum()) / h.shape[1]
+
+
+def dyno_counts(phi: float, phi_star: float, n_active: int, delta: float = DELTA) -> tuple[int, int]:
+    """``(prune, grow)`` unit counts of PROTOCOL §6 for one layer with ``n_active`` active units.
+
+    ``prune = max(0, round(M ((1 - delta) phi* - phi)))``,
+    ``grow = max(0, round(M (phi - (1 + delta) phi*)))`` (at most one of them is positive).
+    Limits (reserve, at least one unit kept) are the caller's.
+    """
+    prune = max(0, round(n_active * ((1 - delta) * phi_star - phi)))
+    grow = max(0, round(n_active * (phi - (1 + delta) * phi_star)))
+    return prune, grow
+
+
+def prune_order(h: Tensor, k: int) -> Tensor:
+    """The ``k`` columns of ``h`` to prune, in order (DYNO; PROTOCOL §6).
+
+    First every dormant unit (all-zero column over the buffer), ascending index; then greedily the unit
+    whose unit-normalised activation vector has the largest L2 norm of cosine similarities to the other
+    remaining (non-dormant) units, removing it before the next choice; ties go to the lower index.
+
+    Args:
+        h: ``(n, M)`` post-activations (conv ``(n, M, H, W)``). k: count, ``0 <= k <= M``.
+
+    Returns:
+        int64 ``(k,)`` column indices into ``h``.
+    """
+    h = _rows(h).double()
+    dormant = h.abs().amax(0) == 0
+    order = torch.nonzero(dormant).flatten()[:k].tolist()
+    alive = torch.nonzero(~dormant).flatten()
+    normed = h[:, alive] / h[:, alive].norm(dim=0)
+    squared = (normed.T @ normed) ** 2
+    squared = (squared + squared.T) / 2  # exactly symmetric, so equal similarities tie exactly
+    squared.fill_diagonal_(0.0)
+    remaining = torch.ones(alive.numel(), dtype=squared.dtype)
+    while len(order) < k:
+        # squared norm of each unit's similarities to the remaining units, recomputed (no drift)
+        scores = torch.where(remaining > 0, squared @ remaining, -1.0)
+        pick = int(torch.argmax(scores))  # argmax returns the first maximum: lower index on ties
+        remaining[pick] = 0.0
+        order.append(int(alive[pick]))
+    return torch.tensor(order, dtype=torch.long)
+
+
+def residual_norms(candidates: Tensor, existing: Tensor, eps: float = EPS) -> Tensor:
+    """Norm of each candidate's activation column after projection off the span of ``existing``.
+
+    ``candidates``: ``(n, C)``, ``existing``: ``(n, M)``; the span uses the left singular vectors whose
+    singular values of ``existing / sqrt(n)`` exceed ``eps`` (the effective-dimension threshold).
+    Returns float ``(C,)``.
+    """
+    n = existing.shape[0]
+    if existing.shape[1] == 0:
+        return candidates.norm(dim=0)
+    u, s, _ = torch.linalg.svd(existing.double() / math.sqrt(n), full_matrices=False)
+    basis = u[:, s > eps]
+    a = candidates.double()
+    return (a - basis @ (basis.T @ a)).norm(dim=0).to(candidates.dtype)
+
+
+def north_select(
+    inputs: Tensor,
+    existing: Tensor,
+    activation: Callable[[Tensor], Tensor],
+    n_new: int,
+    bound: float,
+    gen: torch.Generator,
+    n_candidates: int | None = None,
+    eps: float = EPS,
+) -> Tensor:
+    """NORTH-Select fan-in rows for ``n_new`` units (Maile et al. 2022; PROTOCOL §6).
+
+    Draws ``n_candidates`` (default ``100 n_new``) rows ``~ U(-bound, bound)`` (Kaiming-uniform scale),
+    computes their activations ``activation(inputs @ w.T)`` (zero bias) and keeps the ``n_new`` whose
+    activations have the largest residual after projection onto the span of ``existing``.
+
+    Args:
+        inputs: ``(n, fan_in)`` layer inputs; existing: ``(n, M)`` post-activations of active units.
+        gen: CPU generator for the draw.
+
+    Returns:
+        ``(n_new, fan_in)`` weights on ``inputs``' device and dtype.
+    """
+    count = n_candidates or CANDIDATES_PER_UNIT * n_new
+    draw = torch.rand(count, inputs.shape[1], generator=gen, dtype=inputs.dtype).to(inputs.device)
+    weights = (2 * draw - 1) * bound
+    scores = residual_norms(activation(inputs @ weights.T), existing, eps)
+    keep = top_units(torch.arange(count, device=scores.device), scores, n_new)
+    return weights[keep.to(weights.device)]
+
+
+class RingBuffer:
+    """FIFO of the last ``capacity`` rows pushed (preallocated on the first push's device and dtype)."""
+
+    def __init__(self, capacity: int) -> None:
+        if capacity < 1:
+            raise ValueError(f"buffer capacity must be >= 1 (got {capacity})")
+        self.capacity, self.position, self.filled = capacity, 0, 0
+        self.data: Tensor | None = None
+
+    @property
+    def full(self) -> bool:
+        """True once ``capacity`` rows have been pushed."""
+        return self.filled == self.capacity
+
+    def push(self, rows: Tensor) -> None:
+        """Append ``rows`` ``(B, dim)`` (detached), dropping the oldest when full."""
+        rows = rows.detach()[-self.capacity :]
+        if self.data is None:
+            self.data = rows.new_zeros(self.capacity, *rows.shape[1:])
+        end = self.position + rows.shape[0]
+        first = min(end, self.capacity) - self.position
+        self.data[self.position : self.position + first] = rows[:first]
+        self.data[: end - self.position - first] = rows[first:]
+        self.position, self.filled = end % self.capacity, min(self.capacity, self.filled + rows.shape[0])
+
+    def rows(self) -> Tensor:
+        """The stored rows ``(filled, dim)`` (order not chronological)."""
+        return self.data[: self.filled]
+
+
+def _eval_apply(module: nn.Module, x: Tensor) -> Tensor:
+    """``module(x)`` in eval mode without grad, restoring the mode."""
+    was = module.training
+    module.eval()
+    try:
+        with torch.no_grad():
+            return module(x)
+    finally:
+        module.train(was)
+
+
+def post_activations(layer: MaskedLayer, inputs: Tensor) -> Tensor:
+    """``act(producer(inputs)) * m`` of ``layer`` in eval mode, no grad: ``(n, fan_in) -> (n, width)``.
+
+    The producer is applied functionally, so forward hooks on it (the buffer's) do not fire.
+    """
+    with torch.no_grad():
+        z = nn.functional.linear(inputs, layer.producer.weight, layer.producer.bias)
+        return _eval_apply(layer.units, z)
+
+
+class DynoPlugin(SupervisedPlugin):
+    """DYNO as an Avalanche plugin (PROTOCOL §6; see the module docstring for buffer and baseline).
+
+    Args:
+        config: the run's strategy config (seed, n_tasks).
+        reserve_factor: hidden widths the model was built with, over the nominal widths (2 [ours]).
+        trigger_every: updates between measurements (50). eps: singular-value threshold (1e-2).
+        delta: tolerance around ``phi*`` (3e-2). buffer_factor: buffer rows per unit of width (2 [ours]).
+        candidates_per_unit: NORTH candidates per grown unit (100).
+        rescale_init: [ours] multiply the fan-out of the initially active units by
+            ``sqrt(width / nominal)`` at the start, so layers reading a reserve layer start with the
+            weight scale of the nominal-width network (their fan-in init saw the reserve width).
+
+    Attributes:
+        active_width: ``[{"step", "task", "widths"}]`` at the start and after every change.
+        events: one dict per change: ``step``, ``task``, ``layer``, ``phi``, ``phi_star``, ``pruned``,
+            ``grown`` (unit indices).
+
+    Raises:
+        ValueError: for non-positive factors or intervals. TypeError (at setup) for non-Linear producers.
+    """
+
+    def __init__(
+        self,
+        config: StrategyConfig,
+        reserve_factor: float = RESERVE_FACTOR,
+        trigger_every: int = TRIGGER_EVERY,
+        eps: float = EPS,
+        delta: float = DELTA,
+        buffer_factor: float = BUFFER_FACTOR,
+        candidates_per_unit: int = CANDIDATES_PER_UNIT,
+        rescale_init: bool = True,
+    ) -> None:
+        super().__init__()
+        if reserve_factor < 1 or trigger_every < 1 or buffer_factor <= 1 or candidates_per_unit < 1:
+            raise ValueError(
+                "DYNO needs reserve_factor >= 1, trigger_every >= 1, buffer_factor > 1 (the buffer must hold "
+                "more samples than the layer's capacity) and candidates_per_unit >= 1"
+            )
+        self.config, self.reserve_factor, self.trigger_every = config, reserve_factor, trigger_every
+        self.eps, self.delta, self.buffer_factor = eps, delta, buffer_factor
+        self.candidates_per_unit, self.rescale_init = candidates_per_unit, rescale_init
+        self.step = 0
+        self.buffers: list[RingBuffer] = []
+        self.phi_star: list[float | None] = []
+        self.active_width: list[dict[str, Any]] = []
+        self.events: list[dict[str, Any]] = []
+        self._hooks: list[Any] = []
+
+    def before_training(self, strategy: Any, **kwargs: object) -> None:
+        if not self.buffers:
+            self.setup(strategy.model)
+
+    def setup(self, model: nn.Module) -> None:
+        """Switch the reserve off (the first ``round(width / reserve_factor)`` units stay on); buffers."""
+        for layer in masked_layers_of(model):
+            if not isinstance(layer.producer, nn.Linear):
+                raise TypeError(f"DYNO supports Linear masked layers only (layer {layer.index})")
+            nominal = min(layer.width, max(1, round(layer.width / self.reserve_factor)))
+            layer.units.mask.zero_()
+            active = torch.arange(nominal)
+            layer.units.set_units(active, True)
+            if self.rescale_init and nominal < layer.width:
+                for piece in layer.slices(active).fan_out:
+                    piece.write(piece.read() * math.sqrt(layer.width / nominal))
+            self.buffers.append(RingBuffer(math.ceil(self.buffer_factor * layer.width)))
+            self.phi_star.append(None)
+        self._log_width(model, task=0)
+
+    def before_training_exp(self, strategy: Any, **kwargs: object) -> None:
+        """Attach the buffer hooks (removed again after the experience)."""
+        for layer, buffer in zip(masked_layers_of(strategy.model), self.buffers):
+            self._hooks.append(layer.producer.register_forward_hook(_capture(buffer)))
+
+    def after_training_exp(self, strategy: Any, **kwargs: object) -> None:
+        """Remove the buffer hooks."""
+        for handle in self._hooks:
+            handle.remove()
+        self._hooks = []
+
+    def after_training_iteration(self, strategy: Any, **kwargs: object) -> None:
+        """Count the update; every ``trigger_every`` updates, :meth:`trigger`."""
+        self.step += 1
+        if self.step % self.trigger_every == 0:
+            self.trigger(strategy)
+
+    def trigger(self, strategy: Any) -> None:
+        """Measure every layer with a full buffer and apply its prune/grow decision."""
+        layers = masked_layers_of(strategy.model)
+        changed = [self.update_layer(strategy, layers, layer) for layer in layers]
+        if any(changed):
+            self._log_width(strategy.model, strategy.experience.current_experience)
+
+    def layer_inputs(self, layers: list[MaskedLayer], index: int) -> Tensor:
+        """Buffered inputs of layer ``index`` ``(n, fan_in)``, with the previous layer's current mask."""
+        inputs = self.buffers[index].rows()
+        return inputs * layers[index - 1].units.mask.to(inputs.dtype) if index > 0 else inputs
+
+    def update_layer(self, strategy: Any, layers: list[MaskedLayer], layer: MaskedLayer) -> bool:
+        """One layer's measurement and decision; True when its active set changed."""
+        if not self.buffers[layer.index].full:
+            return False
+        inputs = self.layer_inputs(layers, layer.index)
+        active = layer.units.active()
+        h = post_activations(layer, inputs)[:, active]
+        phi, phi_star = effective_dimension(h, self.eps), self.phi_star[layer.index]
+        if phi_star is None:
+            self.phi_star[layer.index] = phi
+            return False
+        n_prune, n_grow = dyno_counts(phi, phi_star, active.numel(), self.delta)
+        n_prune = min(n_prune, active.numel() - 1)
+        n_grow = min(n_grow, layer.width - active.numel())
+        pruned = active[prune_order(h, n_prune).to(active.device)] if n_prune else active[:0]
+        layer.units.set_units(pruned, False)
+        grown = self.grow(strategy, layers, layer, inputs, h, n_grow) if n_grow else active[:0]
+        if not (n_prune or n_grow):
+            return False
+        self.phi_star[layer.index] = phi
+        self.events.append(
+            {
+                "step": self.step,
+                "task": strategy.experience.current_experience,
+                "layer": layer.index,
+                "phi": phi,
+                "phi_star": phi_star,
+                "pruned": pruned.tolist(),
+                "grown": grown.tolist(),
+            }
+        )
+        return True
+
+    def grow(
+        self, strategy: Any, layers: list[MaskedLayer], layer: MaskedLayer, inputs: Tensor, h: Tensor, n: int
+    ) -> Tensor:
+        """Switch on the ``n`` lowest-index reserve units with NORTH-Select fan-in, zero bias and fan-out.
+
+        Their optimizer state is zeroed. Kaiming-uniform bound ``sqrt(6 / fan_in)`` with ``fan_in`` the
+        active inputs (layer 0: all inputs) [ours]. Returns the grown unit indices (int64 ``(n,)``).
+        """
+        newborn = layer.units.inactive()[:n]
+        fan_in = layers[layer.index - 1].units.n_active() if layer.index > 0 else inputs.shape[1]
+        gen = generator(self.config.seed, "dyno-north", self.step, layer.index)
+        weights = north_select(
+            inputs,
+            h,
+            lambda z: _eval_apply(layer.units.activation, z),
+            n,
+            math.sqrt(6.0 / max(1, fan_in)),
+            gen,
+            self.candidates_per_unit * n,
+            self.eps,
+        )
+        slices = layer.slices(newborn)
+        slices.fan_in[0].write(weights)
+        for piece in (*slices.fan_in[1:], *slices.fan_out):
+            piece.fill(0.0)
+        zero_optimizer_state(strategy.optimizer, slices)
+        layer.units.set_units(newborn, True)
+        return newborn
+
+    def _log_width(self, model: nn.Module, task: int) -> None:
+        widths = [layer.units.n_active() for layer in masked_layers_of(model)]
+        self.active_width.append({"step": self.step, "task": task, "widths": widths})
+
+    def report(self) -> dict[str, Any]:
+        """What goes into the run record: ``{"dyno": {"active_width": [...], "events": [...]}}``."""
+        return {"dyno": {"active_width": list(self.active_width), "events": list(self.events)}}
+
+
+def _capture(buffer: RingBuffer) -> Callable[..., None]:
+    def hook(module: nn.Module, inputs: tuple[Tensor, ...], output: Tensor) -> None:
+        if module.training:
+            buffer.push(inputs[0])
+
+    return hook
+
+
+def dyno_plugin(config: StrategyConfig) -> DynoPlugin:
+    """:class:`DynoPlugin` with options from ``config.options`` (``reserve_factor``, ``trigger_every``,
+    ``dyno_eps``, ``dyno_delta``, ``buffer_factor``, ``candidates_per_unit``, ``rescale_init``)."""
+    options = config.options
+    return DynoPlugin(
+        config,
+        reserve_factor=reserve_factor(config),
+        trigger_every=int(options.get("trigger_every", TRIGGER_EVERY)),
+        eps=float(options.get("dyno_eps", EPS)),
+        delta=float(options.get("dyno_delta", DELTA)),
+        buffer_factor=float(options.get("buffer_factor", BUFFER_FACTOR)),
+        candidates_per_unit=int(options.get("candidates_per_unit", CANDIDATES_PER_UNIT)),
+        rescale_init=bool(options.get("rescale_init", True)),
+    )
+
+
+def reserve_factor(config: StrategyConfig) -> float:
+    """The model width factor of a DYNO run (``options["reserve_factor"]``, default 2 [ours])."""
+    return float(config.options.get("reserve_factor", RESERVE_FACTOR))

@@ -1,0 +1,187 @@
+"""Strategy-name modifiers, e.g. ``grow+two_speed``, ``grow+moment_transplant+two_speed``.
+
+A modifier is the part of a strategy name after a ``+``. It turns the base strategy's plugin list into
+the modified one (PROTOCOL §5). Options read from ``StrategyConfig.options`` (all optional):
+
+- ``two_speed``: ``two_speed_r`` (5), ``two_speed_window`` (1955) — PROTOCOL §5.1.
+- ``moment_transplant``: none — §5.2.
+- ``net2wider``: ``net2wider_noise`` (1e-3, [ours]) — §5.3.
+- ``gradmax``: switches the Grow selector to ``gradient`` — §5.4.
+- ``rand_smooth_leaky``: model activation, settings from ``SMOOTH_LEAKY_DEFAULTS`` by scenario, each
+  field overridable with ``smooth_leaky = {"c_s": ..., "p": ..., "lower": ..., "upper": ..., "lr": ...}``
+  — §5.5. It leaves the plugins as they are: the runner asks :func:`activation_factory` for the model's
+  activation, and the CLI asks :func:`preferred_lr` when the user gives no ``--lr``.
+
+All modifiers but ``rand_smooth_leaky`` apply to ``grow`` only.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+
+from avalanche.core import BasePlugin
+from torch import nn
+
+from plasticity_bench.activations import SMOOTH_LEAKY_DEFAULTS, SmoothLeakySettings, make_activation
+from strategies.base import StrategyConfig
+from strategies.grow import BirthIntervention, GrowPlugin
+from strategies.interventions import (
+    NET2WIDER_NOISE,
+    TWO_SPEED_R,
+    TWO_SPEED_WINDOW,
+    MomentTransplant,
+    Net2Wider,
+    TwoSpeed,
+)
+
+Plugins = list[BasePlugin]
+IID_KEY = "iid"
+
+
+@dataclass(frozen=True)
+class Modifier:
+    """A named modifier: ``apply(config, plugins) -> plugins`` for the base strategies in ``bases``.
+
+    ``bases`` is ``None`` when the modifier combines with any base strategy. Calling the object applies it.
+    """
+
+    apply: Callable[[StrategyConfig, Plugins], Plugins]
+    bases: frozenset[str] | None = frozenset({"grow"})
+
+    def __call__(self, config: StrategyConfig, plugins: Plugins) -> Plugins:
+        return self.apply(config, plugins)
+
+
+def grow_plugin(plugins: Plugins, modifier: str) -> GrowPlugin:
+    """The Grow plugin of ``plugins``.
+
+    Raises:
+        ValueError: if there is none (the modifier was put on a strategy other than grow).
+    """
+    for plugin in plugins:
+        if isinstance(plugin, GrowPlugin):
+            return plugin
+    raise ValueError(f"modifier {modifier!r} applies to grow only (e.g. grow+{modifier})")
+
+
+def _add_intervention(
+    make: Callable[[StrategyConfig], BirthIntervention], name: str, config: StrategyConfig, plugins: Plugins
+) -> Plugins:
+    grow = grow_plugin(plugins, name)
+    intervention = make(config)
+    grow.interventions = (*grow.interventions, intervention)
+    return [*plugins, intervention] if isinstance(intervention, BasePlugin) else plugins
+
+
+def _intervention(make: Callable[[StrategyConfig], BirthIntervention], name: str) -> Modifier:
+    return Modifier(partial(_add_intervention, make, name))
+
+
+def _two_speed(config: StrategyConfig) -> TwoSpeed:
+    options = config.options
+    return TwoSpeed(
+        float(options.get("two_speed_r", TWO_SPEED_R)), int(options.get("two_speed_window", TWO_SPEED_WINDOW))
+    )
+
+
+def _net2wider(config: StrategyConfig) -> Net2Wider:
+    return Net2Wider(float(config.options.get("net2wider_noise", NET2WIDER_NOISE)), config.seed)
+
+
+def _gradmax(config: StrategyConfig, plugins: Plugins) -> Plugins:
+    grow_plugin(plugins, "gradmax").use_selector("gradient")
+    return plugins
+
+
+def _unchanged(config: StrategyConfig, plugins: Plugins) -> Plugins:
+    return plugins
+
+
+MODIFIERS: dict[str, Modifier] = {
+    "two_speed": _intervention(_two_speed, "two_speed"),
+    "moment_transplant": _intervention(lambda config: MomentTransplant(), "moment_transplant"),
+    "net2wider": _intervention(_net2wider, "net2wider"),
+    "gradmax": Modifier(_gradmax),
+    "rand_smooth_leaky": Modifier(_unchanged, bases=None),
+}
+
+
+def check_modifiers(base: str, modifiers: tuple[str, ...]) -> None:
+    """Validate the modifiers of a built-in strategy name.
+
+    Raises:
+        ValueError: for an unknown or repeated modifier, or one that does not combine with ``base``.
+    """
+    unknown = [m for m in modifiers if m not in MODIFIERS]
+    if unknown:
+        raise ValueError(f"unknown modifier(s) {unknown}; choose from {sorted(MODIFIERS)}")
+    repeated = sorted({m for m in modifiers if modifiers.count(m) > 1})
+    if repeated:
+        raise ValueError(f"modifier(s) {repeated} given more than once")
+    for mod in modifiers:
+        bases = MODIFIERS[mod].bases
+        if bases is not None and base not in bases:
+            raise ValueError(
+                f"modifier {mod!r} applies to {sorted(bases)} only, not {base!r} (e.g. grow+{mod})"
+            )
+
+
+def smooth_leaky_key(scenario: str) -> str:
+    """Key of ``SMOOTH_LEAKY_DEFAULTS`` for a scenario name: ``iid`` for ``*_iid`` scenarios."""
+    name = scenario.partition("@")[0]
+    return IID_KEY if name.endswith("_iid") else name
+
+
+def smooth_leaky_settings(scenario: str, override: dict[str, float] | None = None) -> SmoothLeakySettings:
+    """Rand. Smooth-Leaky settings of PROTOCOL §5.5 for ``scenario``, with ``override`` fields applied.
+
+    Raises:
+        ValueError: if the scenario has no published settings and ``override`` does not give all five
+            fields (``c_s``, ``p``, ``lower``, ``upper``, ``lr``), or ``override`` has unknown fields.
+    """
+    override = dict(override or {})
+    fields = [f.name for f in dataclasses.fields(SmoothLeakySettings)]
+    unknown = sorted(set(override) - set(fields))
+    if unknown:
+        raise ValueError(f"unknown smooth_leaky option(s) {unknown}; fields are {fields}")
+    default = SMOOTH_LEAKY_DEFAULTS.get(smooth_leaky_key(scenario))
+    if default is not None:
+        return dataclasses.replace(default, **{k: float(v) for k, v in override.items()})
+    if set(override) != set(fields):
+        raise ValueError(
+            f"no Rand. Smooth-Leaky settings for scenario {scenario!r} (PROTOCOL §5.5 has "
+            f"{sorted(SMOOTH_LEAKY_DEFAULTS)}); give all of {fields} in options['smooth_leaky']"
+        )
+    return SmoothLeakySettings(**{k: float(v) for k, v in override.items()})
+
+
+def uses_smooth_leaky(config: StrategyConfig) -> bool:
+    """True when the strategy name carries ``+rand_smooth_leaky``."""
+    return "rand_smooth_leaky" in config.modifiers
+
+
+def activation_factory(config: StrategyConfig) -> Callable[[], nn.Module]:
+    """The model activation of a run: ReLU, or Rand. Smooth-Leaky with the scenario's settings (§5.5).
+
+    Settings come from :func:`smooth_leaky_settings` (``config.scenario``, ``options["smooth_leaky"]``).
+
+    Raises:
+        ValueError: as :func:`smooth_leaky_settings`.
+    """
+    if not uses_smooth_leaky(config):
+        return nn.ReLU
+    settings = smooth_leaky_settings(config.scenario, config.options.get("smooth_leaky"))
+    return partial(make_activation, "rand_smooth_leaky", settings)
+
+
+def preferred_lr(config: StrategyConfig) -> float | None:
+    """The learning rate PROTOCOL §5.5 pairs with the activation settings, or ``None`` (no preference).
+
+    The CLI uses it in place of the scenario's default when the user gives no ``--lr``.
+    """
+    if not uses_smooth_leaky(config):
+        return None
+    return smooth_leaky_settings(config.scenario, config.options.get("smooth_leaky")).lr

@@ -1,0 +1,130 @@
+"""Tiny Experience Replay for the Split-* scenarios (PROTOCOL §7; Chaudhry et al. 2019, "Tiny ER").
+
+Spec: a buffer of up to 50 images per seen class and at most 200 in total; from task 2 on, half of every
+mini-batch comes from the buffer; after each task, up to 50 images of every new class are added.
+
+Our choices [ours]:
+
+- Mixing: the last ``B // 2`` rows of each mini-batch of ``B`` rows are replaced by buffer samples drawn
+  uniformly without replacement (with replacement only if the buffer holds fewer than ``B // 2`` images),
+  so the batch size and the steps per task stay those of the scenario. The current task's rows that are
+  replaced are not used at that step (they come back in later epochs in another order).
+- Over capacity: when adding new classes would exceed the total, every class is cut to the same quota
+  ``min(per_class, capacity // classes_seen)`` (keeping a random subset: images are stored in a random
+  order and the tail is dropped); slots left by the integer division stay empty.
+- Sampling uses one generator per run, ``generator(seed, "replay")``, and additions
+  ``generator(seed, "replay-add", task)``: every strategy sees the same replayed images.
+
+Avalanche's ``ReplayPlugin`` + ``ClassBalancedBuffer`` concatenate a replay dataloader to the task's
+dataloader, which does not give "half of every mini-batch" with the tensor-sliced loop of
+:class:`~plasticity_bench.training.OnlineStrategy`; this plugin edits ``strategy.mbatch`` instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from avalanche.core import SupervisedPlugin
+from torch import Tensor
+
+from plasticity_bench.seeding import generator
+
+PER_CLASS = 50
+CAPACITY = 200
+
+
+class TinyERPlugin(SupervisedPlugin):
+    """Class-balanced replay buffer that supplies half of every mini-batch (see module doc).
+
+    Args:
+        seed: run seed (all random choices derive from it).
+        per_class: most images kept per class (50).
+        capacity: most images kept in total (200).
+
+    Attributes:
+        buffer: class id -> ``(x, y)``, ``x`` ``float32`` ``(n_c, *input_shape)``, ``y`` ``int64`` ``(n_c,)``,
+            on the training device.
+
+    Raises:
+        ValueError: for non-positive sizes.
+    """
+
+    def __init__(self, seed: int, per_class: int = PER_CLASS, capacity: int = CAPACITY) -> None:
+        super().__init__()
+        if per_class < 1 or capacity < 1:
+            raise ValueError(f"per_class and capacity must be >= 1 (got {per_class}, {capacity})")
+        self.seed, self.per_class, self.capacity = seed, per_class, capacity
+        self.buffer: dict[int, tuple[Tensor, Tensor]] = {}
+        self._generator = generator(seed, "replay")
+        self._x: Tensor | None = None
+        self._y: Tensor | None = None
+
+    def __len__(self) -> int:
+        return 0 if self._y is None else len(self._y)
+
+    def sample(self, n: int) -> tuple[Tensor, Tensor]:
+        """``n`` buffer images and labels, uniformly without replacement when the buffer has ``n``.
+
+        Raises:
+            RuntimeError: the buffer is empty.
+        """
+        if self._x is None or self._y is None:
+            raise RuntimeError("the replay buffer is empty")
+        size = len(self._y)
+        if size >= n:
+            index = torch.randperm(size, generator=self._generator)[:n]
+        else:
+            index = torch.randint(size, (n,), generator=self._generator)
+        index = index.to(self._y.device)
+        return self._x[index], self._y[index]
+
+    def mix(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+        """The batch with its last ``len(y) // 2`` rows replaced by buffer samples (unchanged if empty)."""
+        n_replay = len(y) // 2
+        if len(self) == 0 or n_replay == 0:
+            return x, y
+        replay_x, replay_y = self.sample(n_replay)
+        keep = len(y) - n_replay
+        return torch.cat([x[:keep], replay_x]), torch.cat([y[:keep], replay_y])
+
+    def add(
+        self,
+        x: Tensor,
+        y: Tensor,
+        classes: Sequence[int],
+        gen: torch.Generator,
+        device: torch.device | str | None = None,
+    ) -> None:
+        """Store up to ``per_class`` random rows of every class of ``classes`` not yet in the buffer, then
+        shrink every class to the common quota if the total exceeds ``capacity``.
+
+        Args:
+            x: ``float32`` ``(N, *input_shape)`` task inputs. y: ``int64`` ``(N,)`` labels.
+            gen: CPU generator choosing the rows. device: where the buffer lives (default: ``x``'s device).
+        """
+        for c in classes:
+            c = int(c)
+            if c in self.buffer:
+                continue
+            rows = torch.nonzero(y == c).flatten()
+            if len(rows) == 0:
+                continue
+            pick = rows[torch.randperm(len(rows), generator=gen)[: self.per_class].to(rows.device)]
+            self.buffer[c] = (x[pick].to(device or x.device), y[pick].to(device or x.device))
+        quota = min(self.per_class, self.capacity // max(1, len(self.buffer)))
+        self.buffer = {c: (bx[:quota], by[:quota]) for c, (bx, by) in self.buffer.items()}
+        if self.buffer:
+            self._x = torch.cat([bx for bx, _ in self.buffer.values()])
+            self._y = torch.cat([by for _, by in self.buffer.values()])
+
+    def before_training_iteration(self, strategy: object, **kwargs: object) -> None:
+        """Replace the second half of ``strategy.mbatch`` by buffer samples (from task 2 on)."""
+        x, y = strategy.mbatch[0], strategy.mbatch[1]
+        strategy.mbatch = list(self.mix(x, y))
+
+    def after_training_exp(self, strategy: object, **kwargs: object) -> None:
+        """Add up to ``per_class`` images of each new class of the task just trained (``task.classes``)."""
+        task = strategy.experience.task
+        index = strategy.experience.current_experience
+        self.add(task.x, task.y, task.classes, generator(self.seed, "replay-add", index), strategy.device)

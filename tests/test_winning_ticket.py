@@ -1,0 +1,94 @@
+"""Winning-ticket evaluation (PROTOCOL §1): frozen final masks, fresh weights, same stream, WT fields."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from plasticity_bench import runner
+from plasticity_bench.leaderboard import aggregate
+from plasticity_bench.runner import RunConfig, execute, new_model, ticket_model, train_on_stream
+from scenarios.registry import SCENARIOS
+from strategies.registry import build_plugins
+
+
+def config(scenario: str = "split_fashion", strategy: str = "grow", **fields: object) -> RunConfig:
+    spec = SCENARIOS[scenario]
+    base = {
+        "variant": None, "strategy": strategy, "compactness": 0.5 if strategy != "dense" else 1.0, "seed": 0,
+        "lr": spec.lr, "model": spec.model, "tasks": 3, "steps_per_task": 3, "batch_size": spec.batch_size,
+        "optimizer": spec.optimizer, "cycles": 3, "winning_ticket": True,
+    }  # fmt: skip
+    return RunConfig(scenario=scenario, **{**base, **fields})
+
+
+def test_ticket_has_the_final_masks_and_fresh_weights(data_root: Path) -> None:
+    cfg = config()
+    spec = SCENARIOS[cfg.scenario]
+    benchmark = spec.build(cfg.seed, cfg.tasks, None, data_root)
+    model = new_model(cfg, benchmark.info, 1.0, "init", "cpu")
+    initial = {k: v.clone() for k, v in model.state_dict().items() if not k.endswith("mask")}
+    train_on_stream(cfg, spec, benchmark, model, build_plugins(cfg.strategy_config()), "cpu")
+    masks = model.masks()
+    assert any(m.sum() < len(m) for m in masks)  # grow left units off
+
+    ticket = ticket_model(model, cfg, benchmark.info, 1.0, "cpu")
+    assert all(torch.equal(a, b) for a, b in zip(ticket.masks(), masks))
+    fresh = ticket.state_dict()
+    for name, value in initial.items():
+        if name.endswith("weight"):  # a new draw: differs from the cycle run's init and its trained weights
+            assert not torch.equal(fresh[name], value), name
+            assert not torch.equal(fresh[name], model.state_dict()[name]), name
+    again = ticket_model(model, cfg, benchmark.info, 1.0, "cpu")
+    assert all(torch.equal(a, b) for a, b in zip(again.state_dict().values(), fresh.values()))  # seeded
+
+
+def test_record_holds_wt_fields_and_masks_stay_frozen(data_root: Path) -> None:
+    record = execute(config(), data_root=data_root)
+    summary, per_task = record["summary"], record["per_task"]
+    for key in ("acc", "taa", "taoa", "wt_acc", "wt_taa", "wt_taoa", "delta_wt_c"):
+        assert 0.0 <= abs(summary[key]) <= 1.0, key
+    assert summary["delta_wt_c"] == pytest.approx(summary["wt_acc"] - summary["acc"])
+    assert record["data"]["delta_wt_c_metric"] == "acc"
+    assert len(per_task["wt_checkpoint_acc"]) == 3 and len(per_task["wt_online_acc"]) == 3
+    final = per_task["final_active_units"]
+    assert all(counts == final for counts in per_task["wt_active_units"])  # no edit during the WT run
+    assert per_task["active_units"][0] != final  # while the cycle run grew
+
+
+def test_ticket_run_gets_no_strategy_plugin(data_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[list[object]] = []
+    original = runner.train_on_stream
+
+    def spy(*args: object, **kwargs: object) -> runner.StreamMetrics:
+        seen.append(list(args[4]))
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(runner, "train_on_stream", spy)
+    execute(config(), data_root=data_root)
+    assert len(seen) == 2 and len(seen[0]) >= 1 and seen[1] == []
+
+
+def test_online_only_scenario_takes_delta_on_taoa(data_root: Path) -> None:
+    record = execute(config("permuted_mnist", batch_size=16), data_root=data_root)
+    summary = record["summary"]
+    assert "acc" not in summary and "wt_acc" not in summary
+    assert summary["delta_wt_c"] == pytest.approx(summary["wt_taoa"] - summary["taoa"])
+    assert record["data"]["delta_wt_c_metric"] == "taoa"
+
+
+def test_no_wt_fields_without_the_flag(data_root: Path) -> None:
+    summary = execute(config(strategy="dense", winning_ticket=False), data_root=data_root)["summary"]
+    assert not any(k.startswith("wt_") or k == "delta_wt_c" for k in summary)
+    assert {"acc", "taa", "taoa"} <= set(summary)
+
+
+def test_runs_with_and_without_the_ticket_are_separate_leaderboard_rows(data_root: Path) -> None:
+    records = [
+        execute(config(strategy="dense", winning_ticket=wt), data_root=data_root) for wt in (False, True)
+    ]
+    board = aggregate(records)
+    assert len(board) == 2 and board["winning_ticket"].tolist() == [False, True]
+    assert board["wt_acc_n"].tolist() == [0, 1]

@@ -268,6 +268,18 @@ def _fmt_key(value: Any) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
+#: Display names of metrics (PROTOCOL §1); the CSV keeps the record keys.
+METRIC_LABELS = {
+    "taoa": "TAOA",
+    "early_task_taa": "Early TAA",
+    "acc": "ACC",
+    "taa": "TAA",
+    "wt_acc": "WT ACC",
+    "wt_taa": "WT TAA",
+    "wt_taoa": "WT TAOA",
+    "delta_wt_c": "Δ WT-C",
+}
+
 #: Columns of the printed (terminal) table; the CSV and Markdown files hold every column.
 COMPACT_KEYS = ("scenario", "variant", "strategy", "compactness")
 FULL_KEYS = ("scenario", "variant", "strategy", "compactness", "lr", "model")
@@ -278,12 +290,13 @@ def _display(
 ) -> tuple[list[str], list[list[str]]]:
     """Headers and string cells shared by :func:`render` and the Markdown writer (accuracies in percent).
 
-    ``only`` restricts the metrics shown (default: every ``<m>_mean`` column).
+    ``only`` restricts the metrics shown, in its order (default: every ``<m>_mean`` column).
     """
     metrics = [c[: -len("_mean")] for c in df.columns if c.endswith("_mean")]
-    metrics = [m for m in metrics if only is None or m in only]
+    metrics = metrics if only is None else [m for m in only if m in metrics]
     paper = [c for c in PAPER_LABELS if c in df.columns]
-    headers = [*keys, *(f"{m} (%)" if m in FRACTION_METRICS else m for m in metrics)]
+    labels = [METRIC_LABELS.get(m, m) for m in metrics]
+    headers = [*keys, *(f"{lb} (%)" if m in FRACTION_METRICS else lb for m, lb in zip(metrics, labels))]
     headers += [PAPER_LABELS[c] + " (%)" for c in paper]
     rows = []
     for _, row in df.iterrows():

@@ -207,7 +207,8 @@ def diagnose(
         console.print(f"[yellow]no cohort diagnostics under {results}[/yellow]: run grow or prune first")
         raise typer.Exit(1)
     path = write_diagnostics_csv(frame, results)
-    console.print(render_diagnostics(summarize(frame, per_seed=per_seed, curves=curves)))
+    for view in render_diagnostics(summarize(frame, per_seed=per_seed, curves=curves)):
+        console.print(view)
     console.print(f"written: {path}")
 
 

@@ -274,20 +274,26 @@ def summarize(frame: pd.DataFrame, per_seed: bool = False, curves: bool = False)
     return table.drop(columns="_order").reset_index(drop=True)
 
 
-def render_diagnostics(table: pd.DataFrame, title: str = "Cohort log-parity (PROTOCOL §9)") -> Table:
-    """A rich table of :func:`summarize` output (log-parities with 3 decimals; 0 = parity).
+def render_diagnostics(table: pd.DataFrame, title: str = "Cohort log-parity (PROTOCOL §9)") -> list[Table]:
+    """Rich tables of :func:`summarize` output, one per run configuration (log-parities with 3 decimals;
+    0 = parity), so each fits a terminal: the configuration is in the table's title.
 
-    Short headers: ``c`` compactness, ``edit`` cycle, ``steps`` updates since the edit, ``act logR`` /
-    ``grad logR`` the log-parities (A over B: newborn/incumbent for Grow, kept/pruned for Prune).
+    Short headers: ``edit`` cycle, ``steps`` updates since the edit, ``act logR`` / ``grad logR`` the
+    log-parities (A over B: newborn/incumbent for Grow, kept/pruned for Prune).
     """
-    view = Table(title=title)
-    columns = [c for c in table.columns if c != "variant"]
-    for column in columns:
-        left = column in ("scenario", "strategy", "snapshot")
-        view.add_column(HEADERS.get(column, column), justify="left" if left else "right")
-    for _, row in table.iterrows():
-        view.add_row(*[_cell(row[c]) for c in columns])
-    return view
+    group_keys = [k for k in CONFIG_COLUMNS if k in table.columns]
+    columns = [c for c in table.columns if c not in group_keys]
+    views = []
+    for key, rows in table.groupby(group_keys, sort=False):
+        named = dict(zip(group_keys, key))
+        label = ", ".join(f"{HEADERS.get(k, k)}={v}" for k, v in named.items() if v not in ("", None))
+        view = Table(title=f"{title}: {label}")
+        for column in columns:
+            view.add_column(HEADERS.get(column, column), justify="left" if column == "snapshot" else "right")
+        for _, row in rows.iterrows():
+            view.add_row(*[_cell(row[c]) for c in columns])
+        views.append(view)
+    return views
 
 
 def _cell(value: Any) -> str:

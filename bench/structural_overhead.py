@@ -10,7 +10,7 @@ Runs ``OnlineStrategy`` on one synthetic task (MLP, batch 16, Adam) with the plu
 - ``dense(2x width)`` (the reference of DYNO, whose model carries a 2x reserve), ``dyno(no trigger)``
   (buffer hooks only) and ``dyno(every 50)``.
 
-Usage: ``python bench/structural_overhead.py [--steps 1000] [--repeats 3]``.
+Usage: ``python bench/structural_overhead.py [--steps 1000] [--repeats 3] [--threads 1]``.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from avalanche.training.plugins import EvaluationPlugin
 from overhead import BATCH, benchmark, make_data
 
 from plasticity_bench.models import build_model
+from plasticity_bench.runner import make_optimizer
 from plasticity_bench.training import OnlineStrategy
 from scenarios.stream import TaskData
 from strategies.base import StrategyConfig
@@ -49,7 +50,7 @@ def run_variant(name: str, options: dict[str, object], data: TaskData, steps: in
     width = float(options.get("width", entry_for(name).width_factor(config)))
     model = build_model("mlp", (1, 28, 28), 10, width_factor=width)
     strategy = OnlineStrategy(
-        model=model, optimizer=torch.optim.Adam(model.parameters(), lr=1e-3), train_mb_size=BATCH,
+        model=model, optimizer=make_optimizer("adam", model.parameters(), 1e-3), train_mb_size=BATCH,
         steps_per_task=steps, seed=0, plugins=build_plugins(config), evaluator=EvaluationPlugin(loggers=[]),
     )  # fmt: skip
     start = time.perf_counter()
@@ -63,7 +64,9 @@ def main() -> None:
     )
     parser.add_argument("--steps", type=int, default=1000)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     args = parser.parse_args()
+    torch.set_num_threads(args.threads)
     warnings.filterwarnings("ignore")
     data = make_data()
     best = dict.fromkeys(VARIANTS, float("inf"))

@@ -20,6 +20,7 @@ from rich.table import Table
 from scipy import stats
 
 from plasticity_bench.records import atomic_write_text
+from scenarios.registry import SCENARIOS
 
 DEFAULT_REFERENCE = Path(__file__).resolve().parents[1] / "leaderboard" / "reference" / "lc2026_table14.csv"
 
@@ -125,11 +126,15 @@ def _aggregate_group(key: tuple[Any, ...], members: list[dict[str, Any]], metric
 
 
 def _primary_metric_by_scenario(rows: pd.DataFrame) -> dict[str, str | None]:
-    """Per scenario, the lr-selection metric: ``taoa`` if any row has it, else ``acc``, else None."""
+    """Per scenario, the lr-selection metric: the registered scenario's own (``ScenarioSpec.metric``:
+    ``taoa`` online, ``acc`` checkpoint; PROTOCOL §7) when the rows have it, else ``taoa`` if any row has
+    it, else ``acc``, else None."""
     chosen: dict[str, str | None] = {}
     for scenario, part in rows.groupby("scenario", sort=False):
+        spec = SCENARIOS.get(scenario)
+        order = (spec.metric, *PRIMARY_METRICS) if spec else PRIMARY_METRICS
         chosen[scenario] = next(
-            (m for m in PRIMARY_METRICS if f"{m}_mean" in part and part[f"{m}_mean"].notna().any()), None
+            (m for m in order if f"{m}_mean" in part and part[f"{m}_mean"].notna().any()), None
         )
     return chosen
 
@@ -294,7 +299,7 @@ def _display(
     """
     metrics = [c[: -len("_mean")] for c in df.columns if c.endswith("_mean")]
     metrics = metrics if only is None else [m for m in only if m in metrics]
-    paper = [c for c in PAPER_LABELS if c in df.columns]
+    paper = [c for c in PAPER_LABELS if c in df.columns and df[c].notna().any()]
     labels = [METRIC_LABELS.get(m, m) for m in metrics]
     headers = [*keys, *(f"{lb} (%)" if m in FRACTION_METRICS else lb for m, lb in zip(metrics, labels))]
     headers += [PAPER_LABELS[c] + " (%)" for c in paper]

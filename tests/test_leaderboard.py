@@ -133,3 +133,18 @@ def test_render_and_write_leaderboard(tmp_path: Path) -> None:
     md = md_path.read_text()
     assert "| permuted_mnist | mnist5k | grow+moment_transplant |" in md
     assert "72.0 ± 5.0 (n=3)" in md and "76.1 ± 0.1" in md
+
+
+def test_checkpoint_scenario_picks_lr_by_its_own_metric_acc() -> None:
+    """split_fashion's primary metric is ACC (PROTOCOL §7): TAOA must not decide its lr."""
+
+    def split_rec(seed: int, lr: float, taoa: float, acc: float) -> dict:
+        record = rec(seed, lr, taoa, scenario="split_fashion", variant=None, strategy="grow")
+        record["summary"]["acc"] = acc
+        return record
+
+    records = [split_rec(s, 0.1, taoa=0.9, acc=0.3) for s in range(3)]  # best TAOA, worst ACC
+    records += [split_rec(s, 0.01, taoa=0.6, acc=0.7) for s in range(3)]
+    (row,) = aggregate(records).to_dict("records")
+    assert row["lr"] == 0.01 and row["lr_metric"] == "acc"
+    assert row["acc_mean"] == pytest.approx(0.7)

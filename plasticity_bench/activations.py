@@ -1,4 +1,4 @@
-"""Activation functions used by the masked networks (PROTOCOL §2, §5.5)."""
+"""Activation functions used by the masked networks (docs/protocol.md §2, §5.5)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from torch import Tensor, nn
 
 @dataclass(frozen=True)
 class SmoothLeakySettings:
-    """Parameters of Rand. Smooth-Leaky (Lillo & Cheney 2025; PROTOCOL §5.5).
+    """Parameters of Rand. Smooth-Leaky (Lillo & Cheney 2025; docs/protocol.md §5.5).
 
     ``c_s`` sharpness, ``p`` scale, ``lower``/``upper`` bounds of the random leak ``a``; ``lr`` is the
     learning rate the paper pairs with these settings (used when the user gives no ``--lr``).
@@ -23,7 +23,7 @@ class SmoothLeakySettings:
     lr: float
 
 
-#: Per-benchmark settings of PROTOCOL §5.5, keyed by scenario name.
+#: Per-benchmark settings of docs/protocol.md §5.5, keyed by scenario name.
 SMOOTH_LEAKY_DEFAULTS: dict[str, SmoothLeakySettings] = {
     "permuted_mnist": SmoothLeakySettings(0.8, 1.0, 0.3, 0.6, 1e-3),
     "random_label_mnist": SmoothLeakySettings(2.0, 0.8, 0.3, 0.6, 1e-3),
@@ -36,7 +36,7 @@ SMOOTH_LEAKY_DEFAULTS: dict[str, SmoothLeakySettings] = {
 
 
 class RandSmoothLeaky(nn.Module):
-    """``f(x) = a*x + (1 - a) * x * sigmoid(c_s * x / p)`` (Lillo & Cheney 2025; PROTOCOL §5.5).
+    """``f(x) = a*x + (1 - a) * x * sigmoid(c_s * x / p)`` (Lillo & Cheney 2025; docs/protocol.md §5.5).
 
     Training mode draws ``a ~ U(lower, upper)`` per element per forward (like ``nn.RReLU``); eval mode
     uses ``a = (lower + upper) / 2``. Input and output: any shape, floating dtype.

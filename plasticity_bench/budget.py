@@ -1,4 +1,4 @@
-"""Compactness budget, bias schedules and the per-cycle edit-count rule (PROTOCOL §3)."""
+"""Compactness budget, bias schedules and the per-cycle edit-count rule (docs/protocol.md §3)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ SCHEDULES: dict[str, tuple[float, ...]] = {
 
 
 def check_compactness(c: float) -> float:
-    """Validate a compactness value: the fraction of units kept, ``0 < c <= 1`` (PROTOCOL §1).
+    """Validate a compactness value: the fraction of units kept, ``0 < c <= 1`` (docs/protocol.md §1).
 
     Raises:
         ValueError: if ``c`` is outside ``(0, 1]``, with the fix in the message.
@@ -28,7 +28,7 @@ def check_compactness(c: float) -> float:
 
 
 def unit_targets(widths: list[int], fan_in: list[int], c: float, schedule: str = "neutral") -> list[int]:
-    """Per-layer target unit counts ``u*_l`` for compactness ``c`` (PROTOCOL §3; LC26 App. B.5).
+    """Per-layer target unit counts ``u*_l`` for compactness ``c`` (docs/protocol.md §3; LC26 App. B.5).
 
     Args:
         widths: units ``d_l`` per masked layer.
@@ -64,7 +64,7 @@ def unit_targets(widths: list[int], fan_in: list[int], c: float, schedule: str =
 
 
 def edit_count(remaining: int, cycle: int, cycles: int, available: int) -> int:
-    """Units to edit in one layer at cycle ``cycle`` (0-based) of ``cycles`` (PROTOCOL §3).
+    """Units to edit in one layer at cycle ``cycle`` (0-based) of ``cycles`` (docs/protocol.md §3).
 
     ``k = min(q, ceil(q / max(1, T - t)), available)`` with ``q`` = |target - active|. With ``t``
     counted from 0 the last cycle (``t = T - 1``) edits all that remains, so every layer is exactly at
@@ -76,7 +76,7 @@ def edit_count(remaining: int, cycle: int, cycles: int, available: int) -> int:
 
 
 def edit_tasks(n_tasks: int, cycles: int, edit_every_tasks: int | None = None) -> list[int]:
-    """Task indices at whose start a structural edit happens (PROTOCOL §3, [ours]).
+    """Task indices at whose start a structural edit happens (docs/protocol.md §3, [ours]).
 
     Default: edit ``i`` (0-based, ``i < T``) happens at the start of task ``floor(i * K / T)`` for ``K``
     tasks; with ``edit_every_tasks = e``: at task ``min(i * e, K - 1)``, so edits that do not fit in the

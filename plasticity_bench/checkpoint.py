@@ -1,4 +1,4 @@
-"""Checkpoint metrics on test sets: ACC and TAA (PROTOCOL §1, "ACC / TAA").
+"""Checkpoint metrics on test sets: ACC and TAA (docs/protocol.md §1, "ACC / TAA").
 
 At checkpoint ``t`` (the end of task or cycle ``t``) the model is tested on the test split of task ``k``,
 giving ``Acc_{t,k}``. The cumulative accuracy is ``Acc_t = mean_k Acc_{t,k}`` over the tasks tested at

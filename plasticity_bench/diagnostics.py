@@ -1,4 +1,4 @@
-"""Newborn-cohort diagnostics (LC26 App. B.3; PROTOCOL §9): are newborn units forward-active but
+"""Newborn-cohort diagnostics (LC26 App. B.3; docs/protocol.md §9): are newborn units forward-active but
 backward-starved?
 
 Per structural edit and masked layer, two cohorts are compared:
@@ -8,10 +8,12 @@ Prune: A = kept (active after it), B = pruned (switched off by it).
 Per unit, on one mini-batch: ``act(j)`` = fraction of ``act(z_j) > tau`` (``tau = 0.05``) and
 ``grad(j)`` = mean ``|dL/dz_j|``. Both are computed *as if the unit were active* (for active units that is
 their real value; pruned units are masked, so their real post-activation and gradient are zero, and
-PROTOCOL §9 would give log-parity ``+inf`` for every Prune edit). Parity ``R = mean_A / (mean_B + 1e-8)``,
+docs/protocol.md §9 would give log-parity ``+inf`` for every Prune edit). Parity ``R = mean_A / (mean_B +
+1e-8)``,
 log-parity ``log R`` (``-inf`` when ``mean_A = 0``, NaN when a cohort is empty).
 
-Snapshots, for the cohorts of edit ``e`` (our reading of PROTOCOL §9, where a cycle is one edit plus the
+Snapshots, for the cohorts of edit ``e`` (our reading of docs/protocol.md §9, where a cycle is one edit
+plus the
 training segment after it):
 
 - ``post``: right after edit ``e``, before any update, on the edit's decision batch (the task's first
@@ -44,12 +46,19 @@ from rich.table import Table
 from torch import Tensor, nn
 
 from plasticity_bench.masks import masked_layers_of
+from plasticity_bench.options import Option
 from plasticity_bench.probes import activation_frequency, as_if_active_gradient, probe
 from plasticity_bench.records import atomic_write_text
 
 PARITY_EPS = 1e-8
 CURVE_EVERY = 100
-CURVE_HORIZON = 2000  # [ours]: PROTOCOL §9 does not bound the post-birth curves
+CURVE_HORIZON = 2000  # [ours]: docs/protocol.md §9 does not bound the post-birth curves
+DIAGNOSTICS = Option("diagnostics", "bool", True, "record the cohort diagnostics of structural edits")
+DIAG_EVERY = Option("diag_every", "int", CURVE_EVERY, "updates between post-birth curve points", minimum=1)
+DIAG_HORIZON = Option(
+    "diag_horizon", "int", CURVE_HORIZON, "updates after an edit covered by its curve", minimum=1, ours=True
+)
+DIAGNOSTIC_OPTIONS = (DIAGNOSTICS, DIAG_EVERY, DIAG_HORIZON)
 SNAPSHOT_ORDER = {"post": 0, "curve": 1, "exit": 2, "end": 3}
 CONFIG_COLUMNS = ("scenario", "variant", "strategy", "compactness", "lr", "seed")
 ROW_COLUMNS = (
@@ -67,7 +76,7 @@ HEADERS = {
 
 
 def log_parity(a: Tensor, b: Tensor) -> float:
-    """``log(mean(a) / (mean(b) + 1e-8))`` for per-unit values of cohorts A and B (PROTOCOL §9).
+    """``log(mean(a) / (mean(b) + 1e-8))`` for per-unit values of cohorts A and B (docs/protocol.md §9).
 
     ``a``, ``b``: float tensors ``(n_a,)``, ``(n_b,)``. Returns NaN if a cohort is empty, ``-inf`` if
     ``mean(a) == 0``.
@@ -159,7 +168,8 @@ def edit_cohorts(model: nn.Module, grows: bool, cycle: int, step: int, entries: 
 
 
 class CohortDiagnostics(SupervisedPlugin):
-    """Records PROTOCOL §9 cohort diagnostics of a structural plugin's edits (see the module docstring).
+    """Records docs/protocol.md §9 cohort diagnostics of a structural plugin's edits (see the module
+    docstring).
 
     Registers itself as an observer of ``structural`` (a :class:`~strategies.base.StructuralPlugin`).
     ``rows`` holds one dict per (edit, layer, snapshot) with keys ``cycle``, ``task``, ``layer``,
@@ -274,7 +284,9 @@ def summarize(frame: pd.DataFrame, per_seed: bool = False, curves: bool = False)
     return table.drop(columns="_order").reset_index(drop=True)
 
 
-def render_diagnostics(table: pd.DataFrame, title: str = "Cohort log-parity (PROTOCOL §9)") -> list[Table]:
+def render_diagnostics(
+    table: pd.DataFrame, title: str = "Cohort log-parity (docs/protocol.md §9)"
+) -> list[Table]:
     """Rich tables of :func:`summarize` output, one per run configuration (log-parities with 3 decimals;
     0 = parity), so each fits a terminal: the configuration is in the table's title.
 

@@ -1,9 +1,14 @@
-"""Leaderboard: seed aggregation with 95% CIs, the best-lr rule and LC26's reference figures.
+"""Leaderboard: seed aggregation with 95% CIs, the lr-selection rule and LC26's reference figures.
 
 Pipeline: ``aggregate(records)`` -> ``attach_reference(df)`` -> ``render(df)`` / ``write_leaderboard(df)``.
-Our metrics are fractions in [0, 1] (PROTOCOL §1) in the DataFrame and the CSV; the paper's columns
-(``paper_*``) are in percent, as printed in LC26 Table 14 (PROTOCOL §10). The rendered table and the
-Markdown file show everything in percent.
+Our metrics are fractions in [0, 1] (docs/protocol.md §1) in the DataFrame and the CSV; the paper's columns
+(``paper_*``) are in percent, as printed in LC26 Table 14 (§10). The rendered table and the Markdown file
+show everything in percent.
+
+A row pools the records that differ only in ``seed``: every other config field (cycles, schedule,
+options, device, threads, ...) and the records' protocol version separate rows, and a ``settings`` column
+names the fields that tell apart rows which would otherwise look alike. Where several learning rates were
+run for one row, one is chosen by the scenario's primary metric (§7); ``lr_selection`` says on which seeds.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Iterable, Sequence
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -19,15 +25,17 @@ import pandas as pd
 from rich.table import Table
 from scipy import stats
 
-from plasticity_bench.records import atomic_write_text
+from plasticity_bench.options import resolve
+from plasticity_bench.records import atomic_write_text, canonical_json, record_protocol
 from scenarios.registry import SCENARIOS
 
-DEFAULT_REFERENCE = Path(__file__).resolve().parents[1] / "leaderboard" / "reference" / "lc2026_table14.csv"
+#: LC26 Table 14 (figures only, never used for tuning), shipped as package data of ``leaderboard``.
+DEFAULT_REFERENCE = resources.files("leaderboard") / "reference" / "lc2026_table14.csv"
 
-#: The fields that make a leaderboard row; the records pooled into one row must differ only in ``seed``.
+#: Config fields shown as columns, in this order (every other field still separates rows).
 GROUP_KEYS = (
-    "scenario", "variant", "strategy", "compactness", "lr", "model", "tasks", "steps_per_task",
-    "winning_ticket",
+    "scenario", "variant", "strategy", "compactness", "lr", "model", "tasks", "steps_per_task", "batch_size",
+    "cycles", "schedule", "optimizer", "winning_ticket", "device", "threads",
 )  # fmt: skip
 LR_FREE_KEYS = tuple(k for k in GROUP_KEYS if k != "lr")
 PRIMARY_METRICS = ("taoa", "acc")
@@ -40,12 +48,19 @@ PAPER_COLUMNS = {
     "early_task_taa": "paper_early_task_taa",
     "early_task_taa_pm": "paper_early_task_taa_pm",
 }
-PAPER_LABELS = {"paper_avg_acc": "LC26 Table 14 Avg. Acc.", "paper_early_task_taa": "LC26 Table 14 Early TAA"}
+PAPER_LABELS = {
+    "paper_avg_acc": "LC26 Avg. Acc.",
+    "paper_early_task_taa": "LC26 Early TAA (definition unknown)",
+}
 DENSE_COMPACTNESS_PCT = 100
+#: LC26 Table 14 sweeps every method but Dense over these learning rates (docs/protocol.md §7).
+PAPER_LRS = (0.01, 0.001, 0.0001)
+SELECTION_SINGLE = "single lr"
+SELECTION_OPTIMISTIC = "on reported seeds (optimistic)"
 
 
 def ci95(values: Iterable[float]) -> tuple[float, float, int]:
-    """Mean and 95% confidence half-width over seeds, Student t (PROTOCOL §7 leaderboard).
+    """Mean and 95% confidence half-width over seeds, Student t (docs/protocol.md §7 leaderboard).
 
     ``half_width = t.ppf(0.975, n - 1) * sd(ddof=1) / sqrt(n)`` over the non-NaN values. Returns
     ``(mean, half_width, n)`` with ``n`` the number of non-NaN values; ``n == 1`` gives half_width NaN,
@@ -77,122 +92,219 @@ def _summary_metrics(records: Sequence[dict[str, Any]]) -> list[str]:
     return list(seen)
 
 
-def _group_key(config: dict[str, Any], keys: Sequence[str]) -> tuple[Any, ...]:
-    return tuple(config.get(k) for k in keys)
+def _identity(record: dict[str, Any], drop: Sequence[str]) -> str:
+    """Canonical text of a record's config without the ``drop`` fields, plus its protocol version."""
+    config = {k: v for k, v in record["config"].items() if k not in drop}
+    return canonical_json({"config": config, "protocol": record_protocol(record)})
 
 
-def _group_by_config(records: Sequence[dict[str, Any]]) -> dict[tuple[Any, ...], list[dict[str, Any]]]:
-    """Records grouped by :data:`GROUP_KEYS`, each group checked to differ only in ``seed``."""
-    groups: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
+def _check_records(records: Sequence[dict[str, Any]]) -> None:
+    """Every record has scenario, strategy, seed and lr; no key appears twice.
+
+    Raises:
+        ValueError: naming the record or the repeated key.
+    """
+    keys: set[str] = set()
     for record in records:
-        for required in ("scenario", "strategy", "seed"):
+        for required in ("scenario", "strategy", "seed", "lr"):
             if required not in record["config"]:
                 raise ValueError(f"record {record.get('key', '?')} has no config['{required}']")
-        groups.setdefault(_group_key(record["config"], GROUP_KEYS), []).append(record)
-    for key, members in groups.items():
-        _check_seed_only_difference(key, members)
-    return groups
+        if record["key"] in keys:
+            raise ValueError(f"record {record['key']} appears twice; load records with ResultStore.load()")
+        keys.add(record["key"])
 
 
-def _check_seed_only_difference(key: tuple[Any, ...], members: list[dict[str, Any]]) -> None:
-    """Raise ``ValueError`` if records pooled into one leaderboard row differ in more than ``seed``."""
-    seeds = [m["config"]["seed"] for m in members]
-    if len(set(map(json.dumps, seeds))) != len(seeds):
-        raise ValueError(f"group {dict(zip(GROUP_KEYS, key))} has duplicate seeds {sorted(seeds, key=str)}")
-    first = members[0]["config"]
-    for other in members[1:]:
-        fields = sorted(
-            k
-            for k in set(first) | set(other["config"])
-            if k != "seed"
-            and json.dumps(first.get(k), sort_keys=True) != json.dumps(other["config"].get(k), sort_keys=True)
+def primary_metric(scenario: str, records: Sequence[dict[str, Any]]) -> str | None:
+    """The lr-selection metric of ``scenario``: its registered metric (``ScenarioSpec.metric``: ``taoa``
+    online, ``acc`` checkpoint; §7) when the records have it, else ``taoa``, else ``acc``, else None."""
+    spec = SCENARIOS.get(scenario)
+    order = (spec.metric, *PRIMARY_METRICS) if spec else PRIMARY_METRICS
+    present = {k for r in records for k, v in r["summary"].items() if _is_number(v)}
+    return next((m for m in order if m in present), None)
+
+
+def _mean_metric(records: Sequence[dict[str, Any]], metric: str) -> float:
+    values = [r["summary"].get(metric) for r in records]
+    finite = [float(v) for v in values if _is_number(v) and not math.isnan(v)]
+    return float(np.mean(finite)) if finite else -math.inf
+
+
+def _count_note(label: str, counts: dict[float, int]) -> str:
+    """``""`` when every lr has the same number of seeds, else which lr had how many."""
+    if len(set(counts.values())) <= 1:
+        return ""
+    return f"unequal {label} seeds: " + ", ".join(f"lr {lr:g} n={n}" for lr, n in counts.items())
+
+
+def choose_lr(
+    by_lr: dict[float, list[dict[str, Any]]], metric: str | None, select_seeds: Sequence[int] = ()
+) -> tuple[float, list[dict[str, Any]], str, str]:
+    """Pick one learning rate of a row and the records to report (docs/protocol.md §7).
+
+    With several lrs and records of every lr on each of ``select_seeds``-seeds present, the lr with the best
+    mean ``metric`` over the selection seeds wins and the row reports that lr's *other* seeds (no optimistic
+    bias). Otherwise the lr is chosen on the same seeds it reports, and the row says so. Ties go to the
+    smaller lr in sorted order. Seeds in ``select_seeds`` are never reported when other seeds exist.
+
+    Returns:
+        ``(lr, reported records, lr_selection, note)``: ``lr_selection`` is ``single lr``, ``on held-out
+        seeds a,b`` or ``on reported seeds (optimistic)``; ``note`` names lrs compared on unequal seed
+        counts (empty when equal).
+
+    Raises:
+        ValueError: several lrs and no metric to choose by.
+    """
+    chosen = set(select_seeds)
+    held = {lr: [r for r in rs if r["config"]["seed"] in chosen] for lr, rs in by_lr.items()}
+    rest = {lr: [r for r in rs if r["config"]["seed"] not in chosen] or rs for lr, rs in by_lr.items()}
+    lrs = sorted(by_lr)
+    if len(lrs) == 1:
+        return lrs[0], rest[lrs[0]], SELECTION_SINGLE, ""
+    if metric is None:
+        raise ValueError("cannot pick an lr: the records have neither 'taoa' nor 'acc'")
+    if chosen and all(held[lr] for lr in lrs):
+        best = max(lrs, key=lambda lr: (_mean_metric(held[lr], metric), -lrs.index(lr)))
+        seeds = ",".join(str(s) for s in sorted({r["config"]["seed"] for rs in held.values() for r in rs}))
+        note = _count_note("selection", {lr: len(held[lr]) for lr in lrs})
+        return best, rest[best], f"on held-out seeds {seeds}", note
+    best = max(lrs, key=lambda lr: (_mean_metric(by_lr[lr], metric), -lrs.index(lr)))
+    return (
+        best,
+        by_lr[best],
+        SELECTION_OPTIMISTIC,
+        _count_note("reported", {lr: len(by_lr[lr]) for lr in lrs}),
+    )
+
+
+def paper_protocol_gaps(config: dict[str, Any]) -> list[str]:
+    """How a run's config departs from the paper's protocol (docs/protocol.md §10); empty when it follows it.
+
+    Checked: the scenario's own data (no variant), full stream (tasks, steps per task), batch size, model,
+    optimizer, cycles, the neutral schedule, every option at its default, and Dense at the scenario lr.
+    """
+    spec = SCENARIOS.get(config.get("scenario"))
+    if spec is None:
+        return [f"scenario {config.get('scenario')!r} is not in the paper"]
+    expected = {
+        "variant": None, "tasks": spec.tasks, "steps_per_task": spec.steps_per_task,
+        "batch_size": spec.batch_size, "model": spec.model, "optimizer": spec.optimizer,
+        "cycles": spec.cycles_for(spec.tasks), "schedule": "neutral",
+    }  # fmt: skip
+    gaps = [
+        f"{k}={config.get(k)} (paper: {v})" for k, v in expected.items() if k in config and config[k] != v
+    ]
+    if config.get("strategy") == "dense" and config.get("lr") != spec.lr:
+        gaps.append(f"Dense at lr {config.get('lr')} (paper: {spec.lr:g})")
+    gaps += _option_gaps(spec, config)
+    return gaps
+
+
+def _option_gaps(spec: Any, config: dict[str, Any]) -> list[str]:
+    from plasticity_bench.runner import used_options  # the runner imports this module's users: import late
+
+    try:
+        defaults = resolve(
+            {}, used_options(spec, str(config["strategy"]), bool(config.get("winning_ticket")))
         )
-        if fields:
-            raise ValueError(
-                f"records pooled into {dict(zip(GROUP_KEYS, key))} differ in {fields}; seeds of one "
-                "leaderboard row must share every config field but 'seed'"
-            )
+    except ValueError:
+        return [f"strategy {config.get('strategy')!r} is not in the paper"]
+    options = config.get("options") or {}
+    return [f"{k}={v} (paper: {defaults[k]})" for k, v in sorted(options.items()) if defaults.get(k, v) != v]
 
 
-def _aggregate_group(key: tuple[Any, ...], members: list[dict[str, Any]], metrics: list[str]) -> dict:
-    """One leaderboard row: group keys, ``n`` seeds, and ``<m>_mean``, ``<m>_ci95``, ``<m>_n`` per metric."""
-    row: dict[str, Any] = dict(zip(GROUP_KEYS, key))
-    row["n"] = len(members)
-    for metric in metrics:
-        values = [m["summary"].get(metric) for m in members]
-        mean, half, n = ci95(math.nan if v is None else v for v in values)
-        row.update({f"{metric}_mean": mean, f"{metric}_ci95": half, f"{metric}_n": n})
+def _flat_config(record: dict[str, Any]) -> dict[str, Any]:
+    """Config fields, options as ``option.<name>``, and the protocol version, for telling rows apart."""
+    config = {k: v for k, v in record["config"].items() if k not in ("seed", "options")}
+    config.update({f"option.{k}": v for k, v in (record["config"].get("options") or {}).items()})
+    config["protocol"] = record_protocol(record)
+    return config
+
+
+def _settings(rows: list[dict[str, Any]], flats: list[dict[str, Any]]) -> list[str]:
+    """Per row, ``k=v`` of the fields that differ between rows sharing scenario, variant, strategy and
+    compactness (e.g. ``cycles=3``, ``option.rewind=none``); ``""`` where nothing tells a row apart."""
+    shared: dict[tuple[Any, ...], list[int]] = {}
+    for i, row in enumerate(rows):
+        shared.setdefault(tuple(json.dumps(row.get(k)) for k in COMPACT_KEYS), []).append(i)
+    out = [""] * len(rows)
+    for members in shared.values():
+        if len(members) < 2:
+            continue
+        keys = sorted({k for i in members for k in flats[i]} - {"lr"})
+        varying = [k for k in keys if len({json.dumps(flats[i].get(k), sort_keys=True) for i in members}) > 1]
+        for i in members:
+            out[i] = ", ".join(f"{k}={_fmt_key(flats[i].get(k))}" for k in varying)
+    return out
+
+
+def _row(
+    lr: float,
+    reported: list[dict[str, Any]],
+    metrics: list[str],
+    selection: tuple[list[float], str, str, str],
+) -> dict[str, Any]:
+    """One leaderboard row from the reported records of the chosen lr."""
+    first = reported[0]
+    config = first["config"]
+    lrs, metric, how, note = selection
+    row: dict[str, Any] = {k: config.get(k) for k in GROUP_KEYS}
+    row.update(
+        lr=lr, n=len(reported), seeds=",".join(str(r["config"]["seed"]) for r in reported),
+        lrs_swept=",".join(f"{x:g}" for x in lrs), lr_metric=metric, lr_selection=how, lr_note=note,
+        options=canonical_json(config.get("options") or {}), protocol=record_protocol(first),
+        paper_protocol="; ".join(paper_protocol_gaps(config)) or "yes",
+    )  # fmt: skip
+    for m in metrics:
+        mean, half, n = ci95(math.nan if r["summary"].get(m) is None else r["summary"][m] for r in reported)
+        row.update({f"{m}_mean": mean, f"{m}_ci95": half, f"{m}_n": n})
     return row
 
 
-def _primary_metric_by_scenario(rows: pd.DataFrame) -> dict[str, str | None]:
-    """Per scenario, the lr-selection metric: the registered scenario's own (``ScenarioSpec.metric``:
-    ``taoa`` online, ``acc`` checkpoint; PROTOCOL §7) when the rows have it, else ``taoa`` if any row has
-    it, else ``acc``, else None."""
-    chosen: dict[str, str | None] = {}
-    for scenario, part in rows.groupby("scenario", sort=False):
-        spec = SCENARIOS.get(scenario)
-        order = (spec.metric, *PRIMARY_METRICS) if spec else PRIMARY_METRICS
-        chosen[scenario] = next(
-            (m for m in order if f"{m}_mean" in part and part[f"{m}_mean"].notna().any()), None
-        )
-    return chosen
+def aggregate(
+    records: Sequence[dict[str, Any]], metrics: list[str] | None = None, select_seeds: Sequence[int] = ()
+) -> pd.DataFrame:
+    """Aggregate run records over seeds and apply the lr-selection rule (docs/protocol.md §1, §7).
 
+    Records are grouped by every config field but ``seed`` and ``lr``, and by protocol version; within a
+    group each lr is a candidate and :func:`choose_lr` picks one (on ``select_seeds`` when given and present,
+    else on the reported seeds, which the ``lr_selection`` column then says). For every metric in
+    ``metrics`` (default: every numeric summary key) the row has ``<m>_mean``, ``<m>_ci95`` (Student-t 95%
+    half-width, NaN for one seed) and ``<m>_n``, in the records' units (fractions for accuracies); ``n``
+    counts the reported seeds, ``seeds`` lists them. Other columns: ``lrs_swept``, ``lr_metric``,
+    ``lr_selection``, ``lr_note``, ``options``, ``protocol``, ``settings``, ``paper_protocol`` (``yes`` or
+    how the config departs from the paper's protocol, §10). Rows are sorted by the group keys.
 
-def _select_best_lr(rows: pd.DataFrame) -> pd.DataFrame:
-    """Keep, per lr-free group, the lr with the best mean primary metric (PROTOCOL §7).
-
-    Ties and NaN means: the first row in lr order with the highest finite mean wins. Adds ``lr_metric`` (the
-    metric used) and ``lrs_swept`` (every lr seen for that group). Raises ``ValueError`` if a group has
-    several lrs and no finite primary metric to choose by.
+    Raises:
+        ValueError: a requested metric absent from every summary; a record without scenario, strategy,
+            seed or lr; a key that appears twice; several lrs and no primary metric.
     """
-    primary = _primary_metric_by_scenario(rows)
-    kept = []
-    for key, part in rows.groupby(list(LR_FREE_KEYS), sort=False, dropna=False):
-        part = part.sort_values("lr", na_position="last")
-        metric = primary[part["scenario"].iloc[0]]
-        if len(part) == 1:
-            best = part.index[0]
-        else:
-            scores = part[f"{metric}_mean"] if metric else pd.Series(dtype=float)
-            if scores.notna().sum() == 0:
-                raise ValueError(f"cannot pick an lr for {dict(zip(LR_FREE_KEYS, key))}: no 'taoa' or 'acc'")
-            best = scores.idxmax(skipna=True)
-        row = part.loc[[best]].copy()
-        row["lr_metric"] = metric
-        row["lrs_swept"] = ",".join(f"{lr:g}" for lr in part["lr"].dropna())
-        kept.append(row)
-    return pd.concat(kept, ignore_index=True) if kept else rows
-
-
-def aggregate(records: Sequence[dict[str, Any]], metrics: list[str] | None = None) -> pd.DataFrame:
-    """Aggregate run records over seeds and apply the best-lr rule (PROTOCOL §1 metrics, §7 lr sweep).
-
-    Groups by :data:`GROUP_KEYS`; each group must differ only in ``seed`` (else ``ValueError``, also for a
-    repeated seed). For every metric in ``metrics`` (default: every numeric summary key present in any record)
-    the result has ``<m>_mean``, ``<m>_ci95`` (Student-t 95% half-width, NaN for one seed) and ``<m>_n``
-    (seeds with a value), in the records' units (fractions for accuracies). ``n`` counts seeds per row.
-    Where several lrs exist for one (scenario, variant, strategy, compactness, model, tasks, steps_per_task),
-    only the lr with the best mean ``taoa`` (scenarios without ``taoa``: ``acc``) is kept; ``lr`` shows the
-    choice, ``lrs_swept`` the candidates and ``lr_metric`` the metric used. One row per kept group, sorted by
-    the group keys. A requested metric absent from every summary raises ``ValueError``.
-    """
+    _check_records(records)
     present = _summary_metrics(records)
     wanted = present if metrics is None else list(metrics)
     missing = [m for m in wanted if m not in present]
     if missing:
         raise ValueError(f"metrics {missing} appear in no record summary (present: {present})")
-    computed = wanted + [m for m in PRIMARY_METRICS if m in present and m not in wanted]
-    groups = _group_by_config(records)
-    rows = pd.DataFrame([_aggregate_group(k, v, computed) for k, v in groups.items()])
-    if rows.empty:
-        return pd.DataFrame(columns=[*GROUP_KEYS, "n", "lrs_swept", "lr_metric"])
-    rows = _select_best_lr(rows)
-    dropped = [f"{m}_{s}" for m in computed if m not in wanted for s in ("mean", "ci95", "n")]
-    rows = rows.drop(columns=dropped)
-    leading = [*GROUP_KEYS, "n", "lrs_swept", "lr_metric"]
-    rows = rows[leading + [c for c in rows.columns if c not in leading]]
-    return rows.sort_values(list(LR_FREE_KEYS), na_position="first", key=_sort_key).reset_index(drop=True)
+    groups: dict[str, dict[float, list[dict[str, Any]]]] = {}
+    for record in records:
+        by_lr = groups.setdefault(_identity(record, ("seed", "lr")), {})
+        by_lr.setdefault(record["config"]["lr"], []).append(record)
+    rows, flats = [], []
+    for by_lr in groups.values():
+        members = [r for rs in by_lr.values() for r in rs]
+        metric = primary_metric(members[0]["config"]["scenario"], members)
+        lr, reported, how, note = choose_lr(by_lr, metric, select_seeds)
+        rows.append(_row(lr, reported, wanted, (sorted(by_lr), metric, how, note)))
+        flats.append(_flat_config(reported[0]))
+    if not rows:
+        return pd.DataFrame(columns=[*GROUP_KEYS, "n", "lrs_swept", "lr_metric", "lr_selection", "settings"])
+    for row, settings in zip(rows, _settings(rows, flats)):
+        row["settings"] = settings
+    df = pd.DataFrame(rows)
+    leading = [*GROUP_KEYS, "settings", "n", "seeds", "lrs_swept", "lr_metric", "lr_selection", "lr_note"]
+    df = df[leading + [c for c in df.columns if c not in leading]]
+    return df.sort_values([*LR_FREE_KEYS, "settings"], na_position="first", key=_sort_key).reset_index(
+        drop=True
+    )
 
 
 def _sort_key(column: pd.Series) -> pd.Series:
@@ -208,12 +320,13 @@ def _compactness_pct(row: pd.Series) -> int:
     return round(float(c) * 100)
 
 
-def read_reference(reference_csv: Path = DEFAULT_REFERENCE) -> pd.DataFrame:
+def read_reference(reference_csv: Path | Any = DEFAULT_REFERENCE) -> pd.DataFrame:
     """LC26 Table 14 as a DataFrame (percent), checked for its columns and for one row per key.
 
     Raises ``ValueError`` on missing columns or on a repeated (benchmark, method, compactness_pct).
     """
-    ref = pd.read_csv(reference_csv)
+    with resources.as_file(reference_csv) as path:
+        ref = pd.read_csv(path)
     needed = ["benchmark", "method", "compactness_pct", *PAPER_COLUMNS]
     absent = [c for c in needed if c not in ref.columns]
     if absent:
@@ -226,14 +339,16 @@ def read_reference(reference_csv: Path = DEFAULT_REFERENCE) -> pd.DataFrame:
     return ref[needed].astype({"compactness_pct": int})
 
 
-def attach_reference(df: pd.DataFrame, reference_csv: Path = DEFAULT_REFERENCE) -> pd.DataFrame:
-    """Add LC26 Table 14's figures to leaderboard rows (PROTOCOL §10).
+def attach_reference(df: pd.DataFrame, reference_csv: Path | Any = DEFAULT_REFERENCE) -> pd.DataFrame:
+    """Add LC26 Table 14's figures to leaderboard rows (docs/protocol.md §10).
 
     Matches ``benchmark == scenario``, ``method == strategy``, ``compactness_pct == round(compactness*100)``
     (dense: 100) and adds ``paper_avg_acc``, ``paper_avg_acc_pm``, ``paper_early_task_taa`` and
     ``paper_early_task_taa_pm`` in **percent**, as in the file (the paper's ± is of unstated kind); NaN where
-    the paper has no entry. LC26's "Avg. Acc." is our ``taoa``. The ``variant`` column is kept: a row whose
-    variant is set (e.g. ``mnist5k``) ran on different data than the paper. Row order and count are kept.
+    the paper has no entry. LC26's "Avg. Acc." is our ``taoa``; the paper does not define its Early Task
+    TAA precisely, so that column is of unknown definition. ``paper_comparable`` is True only where the
+    paper has an entry and the row follows the paper's protocol (``paper_protocol == "yes"``): the tables
+    show the figures of other rows as "not comparable". Row order and count are kept.
     """
     ref = read_reference(reference_csv).rename(columns=PAPER_COLUMNS)
     out = df.drop(columns=[c for c in PAPER_COLUMNS.values() if c in df.columns]).copy()
@@ -246,6 +361,9 @@ def attach_reference(df: pd.DataFrame, reference_csv: Path = DEFAULT_REFERENCE) 
         validate="many_to_one",
     )
     merged.index = out.index
+    has_entry = merged["paper_avg_acc"].notna()
+    follows = merged["paper_protocol"].eq("yes") if "paper_protocol" in merged else False
+    merged["paper_comparable"] = has_entry & follows
     return merged.drop(columns=["_pct", "benchmark", "method", "compactness_pct"])
 
 
@@ -261,9 +379,11 @@ def _fmt_metric(mean: float, half: float, n: int, percent: bool) -> str:
     return f"{_fmt_number(mean, percent)} ± {ci} (n={n})"
 
 
-def _fmt_paper(value: float, pm: float) -> str:
+def _fmt_paper(value: float, pm: float, comparable: bool) -> str:
     if pd.isna(value):
         return "—"
+    if not comparable:
+        return "not comparable"
     return f"{value:.1f}" if pd.isna(pm) else f"{value:.1f} ± {pm:.1f}"
 
 
@@ -273,7 +393,7 @@ def _fmt_key(value: Any) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
-#: Display names of metrics (PROTOCOL §1); the CSV keeps the record keys.
+#: Display names of metrics (docs/protocol.md §1); the CSV keeps the record keys.
 METRIC_LABELS = {
     "taoa": "TAOA",
     "early_task_taa": "Early TAA",
@@ -287,7 +407,9 @@ METRIC_LABELS = {
 
 #: Columns of the printed (terminal) table; the CSV and Markdown files hold every column.
 COMPACT_KEYS = ("scenario", "variant", "strategy", "compactness")
-FULL_KEYS = ("scenario", "variant", "strategy", "compactness", "lr", "model")
+TERMINAL_KEYS = (*COMPACT_KEYS, "settings", "lr", "lr_selection")
+FULL_KEYS = (*COMPACT_KEYS, "settings", "lr", "lr_selection", "lr_note", "model", "tasks", "paper_protocol")
+KEY_LABELS = {"lr_selection": "lr chosen", "lr_note": "lr note", "paper_protocol": "paper's protocol"}
 
 
 def _display(
@@ -301,7 +423,9 @@ def _display(
     metrics = metrics if only is None else [m for m in only if m in metrics]
     paper = [c for c in PAPER_LABELS if c in df.columns and df[c].notna().any()]
     labels = [METRIC_LABELS.get(m, m) for m in metrics]
-    headers = [*keys, *(f"{lb} (%)" if m in FRACTION_METRICS else lb for m, lb in zip(metrics, labels))]
+    keys = [k for k in keys if k in df.columns and (k not in OPTIONAL_KEYS or df[k].astype(bool).any())]
+    headers = [KEY_LABELS.get(k, k) for k in keys]
+    headers += [f"{lb} (%)" if m in FRACTION_METRICS else lb for m, lb in zip(metrics, labels)]
     headers += [PAPER_LABELS[c] + " (%)" for c in paper]
     rows = []
     for _, row in df.iterrows():
@@ -309,9 +433,14 @@ def _display(
         for m in metrics:
             n = row.get(f"{m}_n", row["n"])
             cells.append(_fmt_metric(row[f"{m}_mean"], row[f"{m}_ci95"], int(n), m in FRACTION_METRICS))
-        cells += [_fmt_paper(row[c], row[f"{c}_pm"]) for c in paper]
+        comparable = bool(row.get("paper_comparable", False))
+        cells += [_fmt_paper(row[c], row[f"{c}_pm"], comparable) for c in paper]
         rows.append(cells)
     return headers, rows
+
+
+#: Key columns shown only when some row has a value (``settings`` is empty unless rows need telling apart).
+OPTIONAL_KEYS = frozenset({"settings", "lr_note"})
 
 
 def render(
@@ -319,11 +448,12 @@ def render(
 ) -> Table:
     """A ``rich`` table of an aggregated (optionally reference-attached) leaderboard, for printing.
 
-    Accuracy-type metrics (PROTOCOL §1) in percent with one decimal as ``"mean ± ci95 (n=seeds)"``; counts
+    Accuracy-type metrics (docs/protocol.md §1) in percent with one decimal as ``"mean ± ci95 (n=seeds)"``;
+    counts
     (params, flops) as plain numbers; LC26 Table 14 figures in their own columns (percent, ± as printed).
     ``only`` limits the metric columns (the terminal view); lr and model are in the written files.
     """
-    headers, rows = _display(df, COMPACT_KEYS if only else FULL_KEYS, only)
+    headers, rows = _display(df, TERMINAL_KEYS if only else FULL_KEYS, only)
     table = Table(title=title, caption="ours: mean ± 95% CI over seeds (Student t); — = not available")
     for header in headers:
         table.add_column(header, overflow="fold")
@@ -341,11 +471,14 @@ def to_markdown(df: pd.DataFrame) -> str:
 
     table = [line(headers), line(["---"] * len(headers)), *(line(r) for r in rows)]
     notes = [
-        "Ours: mean ± 95% CI half-width over seeds (Student t), in percent; n = seeds. The lr shown is the",
-        "best of the sweep by the scenario's primary metric (TAOA, else ACC; PROTOCOL §7).",
+        "Ours: mean ± 95% CI half-width over seeds (Student t), in percent; n = seeds. Where several lrs",
+        "ran, the lr shown is the best by the scenario's primary metric (TAOA, else ACC; protocol §7);",
+        "'lr chosen' says whether it was chosen on held-out seeds or on the reported ones (optimistic).",
         "LC26 Table 14: the paper's figures (percent, ± as printed; the paper does not say if it is a CI",
-        "or an SE). Its Avg. Acc. corresponds to our taoa. A set `variant` (e.g. mnist5k) means we ran on",
-        "different data than the paper.",
+        "or an SE), shown only beside rows that follow the paper's protocol (full streams, the paper's data,",
+        "model, batch size and options); other rows say 'not comparable' and 'paper's protocol' says why.",
+        "Its Avg. Acc. corresponds to our TAOA; its Early Task TAA is of unknown definition (ours: the first",
+        "10% of each task's steps), so compare that column with care.",
     ]
     return "# Leaderboard\n\n" + "\n".join(table) + "\n\n" + "\n".join(notes) + "\n"
 

@@ -1,7 +1,7 @@
 """Unit masks and the parameter slices that belong to units.
 
 This is the masked-unit core that every structural operator (Grow, Prune, DYNO, the integration
-interventions) acts through. PROTOCOL §1: a *masked layer* computes ``h = act(z) * m`` with a binary
+interventions) acts through. docs/protocol.md §1: a *masked layer* computes ``h = act(z) * m`` with a binary
 unit mask ``m`` kept as a registered buffer. A unit with ``m_j = 0`` contributes nothing forward, and
 its fan-in row, bias entry and fan-out column receive exactly zero gradient (multiplication by 0.0).
 
@@ -23,7 +23,7 @@ Activation = Callable[[Tensor], Tensor]
 
 
 class MaskedActivation(nn.Module):
-    """``h = act(z) * m`` for one masked layer (PROTOCOL §1).
+    """``h = act(z) * m`` for one masked layer (docs/protocol.md §1).
 
     Args:
         n_units: number of units ``d_l`` (Linear out_features or Conv2d out_channels).
@@ -166,7 +166,7 @@ def zero_optimizer_state(optimizer: torch.optim.Optimizer, slices: UnitSlices) -
 def copy_optimizer_state(optimizer: torch.optim.Optimizer, source: UnitSlices, target: UnitSlices) -> None:
     """Copy per-element optimizer buffers of ``source`` units into ``target`` units (same order).
 
-    Implements Moment Transplant (LC26 Sec. 5, PROTOCOL §5.2). Parameter-level step counters are left
+    Implements Moment Transplant (LC26 Sec. 5, docs/protocol.md §5.2). Parameter-level step counters are left
     as they are. ``source`` and ``target`` must come from the same masked layer with the same number
     of units.
     """
@@ -178,7 +178,7 @@ def copy_optimizer_state(optimizer: torch.optim.Optimizer, source: UnitSlices, t
 def reset_optimizer_state(optimizer: torch.optim.Optimizer, params: tuple[nn.Parameter, ...]) -> None:
     """Zero all optimizer state of ``params`` (buffers and step counters), as for fresh parameters.
 
-    Used by the IMP rewind of Prune (PROTOCOL §4.2, [ours: state reset]).
+    Used by the IMP rewind of Prune (docs/protocol.md §4.2, [ours: state reset]).
     """
     for param in params:
         for value in optimizer.state.get(param, {}).values():

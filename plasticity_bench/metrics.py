@@ -1,4 +1,4 @@
-"""Online and structural metrics (PROTOCOL §1), as plain functions and as Avalanche metrics.
+"""Online and structural metrics (docs/protocol.md §1), as plain functions and as Avalanche metrics.
 
 The Avalanche metrics read what :class:`~plasticity_bench.training.OnlineStrategy` recorded: the
 per-step online accuracy is written on the device inside the training step and copied to the host once
@@ -18,7 +18,7 @@ EARLY_FRACTION = 0.1  # [ours]: LC26 does not give the fraction f of Early Task 
 
 
 def taoa(per_task: list[np.ndarray], include: list[bool] | None = None) -> float:
-    """Total average online accuracy: mean of ``a_t`` over all mini-batches seen (PROTOCOL §1).
+    """Total average online accuracy: mean of ``a_t`` over all mini-batches seen (docs/protocol.md §1).
 
     Args:
         per_task: one float array of per-step online accuracies (fractions) per task.
@@ -39,7 +39,7 @@ def early_steps(n_steps: int, fraction: float = EARLY_FRACTION) -> int:
 
 def early_task_taa(per_task: list[np.ndarray], fraction: float = EARLY_FRACTION) -> float:
     """Early Task TAA: mean over tasks of the mean online accuracy of each task's first ``f`` fraction of
-    steps (PROTOCOL §1; ``f = 0.1`` [ours]). Returns NaN for no tasks."""
+    steps (docs/protocol.md §1; ``f = 0.1`` [ours]). Returns NaN for no tasks."""
     if not per_task:
         return math.nan
     return float(np.mean([a[: early_steps(len(a), fraction)].mean() for a in per_task]))
@@ -71,7 +71,7 @@ class OnlineAccuracyLog(PluginMetric[list[np.ndarray]]):
 
 
 class TAOAMetric(PluginMetric[float]):
-    """Running TAOA over the tasks seen so far; ``hard_only`` for 5+1 CIFAR (PROTOCOL §1, §7)."""
+    """Running TAOA over the tasks seen so far; ``hard_only`` for 5+1 CIFAR (docs/protocol.md §1, §7)."""
 
     def __init__(self, log: OnlineAccuracyLog, hard_only: bool = False) -> None:
         super().__init__()
@@ -88,7 +88,7 @@ class TAOAMetric(PluginMetric[float]):
 
 
 class EarlyTaskTAAMetric(PluginMetric[float]):
-    """Running Early Task TAA over the tasks seen so far (PROTOCOL §1)."""
+    """Running Early Task TAA over the tasks seen so far (docs/protocol.md §1)."""
 
     def __init__(self, log: OnlineAccuracyLog, fraction: float = EARLY_FRACTION) -> None:
         super().__init__()

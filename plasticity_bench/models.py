@@ -1,4 +1,4 @@
-"""Unit-masked networks (PROTOCOL §2) and their compact export.
+"""Unit-masked networks (docs/protocol.md §2) and their compact export.
 
 Every network is ``trunk -> [Linear -> act -> mask] x L -> head``: an unedited trunk (flatten for the
 MLPs, a conv stack for the CNNs), ``L`` masked hidden Linear layers and an unmasked output layer.
@@ -63,7 +63,7 @@ def _conv_out(trunk: Callable[[int, ActivationFactory], nn.Module]) -> Callable[
     return size
 
 
-#: Named networks of PROTOCOL §2.
+#: Named networks of docs/protocol.md §2.
 NETWORKS: dict[str, NetSpec] = {
     "mlp": NetSpec((256, 256), "kaiming", _flat_size, _flatten_trunk),
     "kumar_mlp": NetSpec((100, 100), "torch_default", _flat_size, _flatten_trunk),
@@ -167,7 +167,7 @@ def _sub_linear(layer: nn.Linear, rows_in: Tensor | None, rows_out: Tensor | Non
 
 
 def init_weights(model: nn.Module, init: str) -> None:
-    """Initialise every Linear/Conv2d of ``model`` in place (PROTOCOL §2).
+    """Initialise every Linear/Conv2d of ``model`` in place (docs/protocol.md §2).
 
     ``kaiming``: ``kaiming_uniform_(w, nonlinearity="relu")`` (He, fan-in), biases zero.
     ``torch_default``: PyTorch's own ``reset_parameters``.
@@ -198,7 +198,7 @@ def build_model(
 
     Args:
         input_shape: one sample's shape, e.g. ``(1, 28, 28)`` or ``(3, 32, 32)``.
-        width_factor: multiplies every hidden width (DYNO's reserve capacity, PROTOCOL §6).
+        width_factor: multiplies every hidden width (DYNO's reserve capacity, docs/protocol.md §6).
         init: ``kaiming`` or ``torch_default``; ``None`` picks the network's default.
 
     Weights are drawn from torch's global RNG: seed it first for reproducibility.

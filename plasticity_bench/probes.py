@@ -1,12 +1,18 @@
 """Per-unit probes on one mini-batch: activation frequency and as-if-active gradient.
 
-Used by the Grow selector (PROTOCOL §4.1), the GradMax-style selector (§5.4), DYNO (§6) and the cohort
-diagnostics (§9). Hooks are attached only for the probe and removed before returning; the probe leaves
-parameter ``.grad`` fields and the model's train/eval mode as they were.
+Used by the Grow selector (docs/protocol.md §4.1), the GradMax-style selector (§5.4), DYNO (§6) and the
+cohort diagnostics (§9). Hooks are attached only for the probe and removed before returning; the probe
+leaves parameter ``.grad`` fields and the model's train/eval mode as they were.
+
+Every score is a deterministic function of the network and the batch (§4.1): activations are evaluated in
+eval mode, so a stochastic activation (Rand. Smooth-Leaky draws a slope per element in training mode) is
+scored at its eval-mode slope, and scoring the same batch twice gives the same scores.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -64,24 +70,37 @@ def probe(model: nn.Module, x: Tensor, y: Tensor | None = None) -> Probe:
     return Probe(zs, grads, [u.activation for u in units])
 
 
+@contextmanager
+def eval_mode(module: nn.Module) -> Iterator[nn.Module]:
+    """``module`` in eval mode inside the block, its previous train/eval mode restored after it."""
+    was_training = module.training
+    module.eval()
+    try:
+        yield module
+    finally:
+        module.train(was_training)
+
+
 def _unit_mean(values: Tensor) -> Tensor:
     """Mean over every dimension but the unit dimension 1: ``(B, d[, H, W]) -> (d,)``."""
     return values.transpose(0, 1).reshape(values.shape[1], -1).mean(1)
 
 
 def activation_frequency(z: Tensor, activation: nn.Module, tau: float = TAU) -> Tensor:
-    """``act(j)``: fraction of ``activation(z_j) > tau`` over the batch (and H, W) (PROTOCOL §4.1, §9).
+    """``act(j)``: fraction of ``activation(z_j) > tau`` over the batch (and H, W) (docs/protocol.md §4.1,
+    §9).
 
-    ``z``: ``(B, d[, H, W])``; returns float32 ``(d,)``, computed as if every unit were switched on.
+    ``z``: ``(B, d[, H, W])``; returns float32 ``(d,)``, computed as if every unit were switched on, with
+    the activation in eval mode (deterministic).
     """
-    with torch.no_grad():
+    with torch.no_grad(), eval_mode(activation):
         return _unit_mean((activation(z) > tau).float())
 
 
 def activation_derivative(z: Tensor, activation: nn.Module) -> Tensor:
-    """Elementwise ``act'(z)`` (same shape as ``z``), by autograd on the activation alone."""
+    """Elementwise ``act'(z)`` (same shape as ``z``), by autograd on the activation alone, in eval mode."""
     z = z.detach().requires_grad_(True)
-    with torch.enable_grad():
+    with torch.enable_grad(), eval_mode(activation):
         (grad,) = torch.autograd.grad(activation(z).sum(), z)
     return grad
 
@@ -90,6 +109,6 @@ def as_if_active_gradient(z: Tensor, grad_h: Tensor, activation: nn.Module) -> T
     """``grad(j)``: mean ``|dL/dz_j|`` over the batch (and H, W) as if unit ``j`` were active.
 
     ``dL/dz_j = act'(z_j) * (W_next[:, j]^T delta_next)`` and the second factor is ``dL/dh_j``
-    (PROTOCOL §5.4, §9). For active units this is the real gradient. Returns float32 ``(d,)``.
+    (docs/protocol.md §5.4, §9). For active units this is the real gradient. Returns float32 ``(d,)``.
     """
     return _unit_mean((activation_derivative(z, activation) * grad_h).abs())

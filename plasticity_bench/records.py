@@ -1,39 +1,61 @@
 """Run records: one JSON file per run, keyed by the hash of the run's config.
 
-A record holds the config of one run (scenario, strategy, compactness, seed, lr, ...), the package versions
-and data source it ran with, its summary metrics (fractions in [0, 1], PROTOCOL §1: ``taoa``,
-``early_task_taa``, optionally ``acc``, ``taa``, ``wt_*``, ``delta_wt_c``; counts such as ``params`` and
-``flops`` are plain numbers) and its per-task arrays. Schema version 1::
+A record holds the config of one run (scenario, strategy, compactness, seed, lr, options, ...), the code
+and package versions and data source it ran with, its summary metrics (fractions in [0, 1],
+docs/protocol.md §1: ``taoa``, ``early_task_taa``, optionally ``acc``, ``taa``, ``wt_*``, ``delta_wt_c``;
+counts such as ``params`` and ``flops`` are plain numbers) and its per-task arrays. Schema version 1::
 
     {"schema": 1, "key": <run_key(config)>, "config": {...}, "versions": {...}, "data": {...},
+     "code": {"package": ..., "commit": ..., "dirty": ..., "protocol": <PROTOCOL_VERSION>},
      "summary": {...}, "per_task": {...}, "created": <ISO timestamp>, "wall_seconds": <float>}
 
-Records live at ``<root>/records/<scenario>/<strategy>/<key[:16]>.json`` and are written atomically, so an
-interrupted run never leaves a half-written record under its final name.
+``PROTOCOL_VERSION`` is bumped by every change that alters numbers; a record of another protocol version
+is *stale*: it is not reused as a result of the current code (``ResultStore.status``) and the leaderboard
+never pools it with current records.
+
+Records live at ``<root>/records/<scenario>/<strategy>/<key[:16]>.json`` and are written atomically (with
+the user's umask), so an interrupted run never leaves a half-written record under its final name. A
+per-key lock file beside each record (``.lock``) lets concurrent sweeps on one folder claim runs.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
 import platform
 import re
+import subprocess
 import tempfile
-import warnings
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from filelock import FileLock
+
 SCHEMA_VERSION = 1
+#: Bumped by every change that alters results. 1: the code before this field existed. 2: docs/protocol.md
+#: revision of 2026-11 (DYNO phi* after the change, deterministic scores, cosine on Split-*, Split-CIFAR100
+#: edits per task, uniform random labels, per-task Permuted-MNIST subsets, WT rewind to theta_0, options
+#: and device/threads in the run key).
+PROTOCOL_VERSION = 2
 VERSIONED_PACKAGES = ("plasticity_bench", "torch", "avalanche-lib")
 _UNSAFE_CHARS = re.compile(r"[^A-Za-z0-9._+-]")
 
 
 class CorruptRecordError(ValueError):
-    """A record file that cannot be parsed or does not follow the record schema."""
+    """A record file that cannot be parsed or does not follow the record schema.
+
+    ``path``: the file; ``reason``: what is wrong with it (with the fix).
+    """
+
+    def __init__(self, reason: str, path: Path) -> None:
+        super().__init__(f"corrupt run record {path}: {reason}")
+        self.reason, self.path = reason, Path(path)
 
 
 def canonical_json(config: dict[str, Any]) -> str:
@@ -72,6 +94,37 @@ def package_versions() -> dict[str, str]:
     return versions
 
 
+@functools.cache
+def code_version() -> dict[str, Any]:
+    """What code made a record: ``package`` version, git ``commit`` and ``dirty`` flag when the package runs
+    from a git checkout (else ``None``), and the results' ``protocol`` version."""
+    commit, dirty = None, None
+    here = Path(__file__).resolve().parent
+    try:
+        top = _git(here, "rev-parse", "--show-toplevel")
+        if top and here.is_relative_to(Path(top)):
+            commit = _git(here, "rev-parse", "HEAD")
+            dirty = bool(_git(here, "status", "--porcelain", "--untracked-files=no"))
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return {
+        "package": package_versions()["plasticity_bench"],
+        "commit": commit,
+        "dirty": dirty,
+        "protocol": PROTOCOL_VERSION,
+    }
+
+
+def _git(cwd: Path, *args: str) -> str | None:
+    done = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, timeout=10, check=False)
+    return done.stdout.strip() if done.returncode == 0 else None
+
+
+def record_protocol(record: dict[str, Any]) -> int:
+    """The protocol version a record was made under (1 for records older than the ``code`` field)."""
+    return int((record.get("code") or {}).get("protocol", 1))
+
+
 def make_record(
     config: dict[str, Any],
     summary: dict[str, Any],
@@ -80,7 +133,8 @@ def make_record(
     wall_seconds: float,
     created: str | None = None,
 ) -> dict[str, Any]:
-    """Assemble a schema-1 record; ``key`` and ``versions`` are filled in, ``created`` defaults to now (UTC).
+    """Assemble a schema-1 record; ``key``, ``versions`` and ``code`` are filled in, ``created`` defaults to
+    now (UTC).
 
     Metric values in ``summary`` and ``per_task`` are fractions in [0, 1], as the runner measured them.
     """
@@ -89,6 +143,7 @@ def make_record(
         "key": run_key(config),
         "config": config,
         "versions": package_versions(),
+        "code": code_version(),
         "data": data,
         "summary": summary,
         "per_task": per_task,
@@ -111,18 +166,27 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
+def current_umask() -> int:
+    """The process umask (read by setting and restoring it)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write(path: Path, write: Callable[[BinaryIO], object]) -> Path:
     """Write a file atomically with ``write(handle)`` (binary handle) and return ``path``.
 
     The bytes go to a temporary file in the same directory, are flushed and fsynced, and are then moved onto
     ``path`` with ``os.replace``. Readers see either the old file or the complete new one; if anything fails
     the temporary file is removed, nothing appears under ``path``, and the error is re-raised. Missing
-    parent directories are created.
+    parent directories are created. The file gets mode ``0o666`` minus the umask, like any file the user
+    creates (``mkstemp`` alone would leave ``0o600``).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o666 & ~current_umask())
         with os.fdopen(fd, "wb") as handle:
             write(handle)
             handle.flush()
@@ -141,10 +205,7 @@ def atomic_write_text(path: Path, text: str) -> Path:
 
 
 def _corrupt(path: Path, reason: str) -> CorruptRecordError:
-    return CorruptRecordError(
-        f"corrupt run record {path}: {reason}. Delete the file, or rerun that config with --force to "
-        "overwrite it."
-    )
+    return CorruptRecordError(f"{reason} (delete the file, or rerun that config to replace it)", path)
 
 
 def read_record(path: Path) -> dict[str, Any]:
@@ -159,12 +220,35 @@ def read_record(path: Path) -> dict[str, Any]:
         raise _corrupt(path, f"cannot be read as JSON ({err})") from err
     if not isinstance(record, dict):
         raise _corrupt(path, "top level is not a JSON object")
-    for field in ("config", "summary"):
-        if not isinstance(record.get(field), dict):
-            raise _corrupt(path, f"missing or non-object '{field}'")
+    for name in ("config", "summary"):
+        if not isinstance(record.get(name), dict):
+            raise _corrupt(path, f"missing or non-object '{name}'")
     if record.get("key") != run_key(record["config"]):
         raise _corrupt(path, "'key' does not match the hash of 'config'")
     return record
+
+
+@dataclass
+class LoadReport:
+    """What :meth:`ResultStore.load` found.
+
+    Attributes:
+        records: the usable records, one per key, in path order.
+        corrupt: ``(path, reason)`` of every file that is not a valid record (left out).
+        duplicates: ``(path, kept_path)`` of every file whose key another file already has (left out).
+    """
+
+    records: list[dict[str, Any]] = field(default_factory=list)
+    corrupt: list[tuple[Path, str]] = field(default_factory=list)
+    duplicates: list[tuple[Path, Path]] = field(default_factory=list)
+
+    def problems(self) -> list[str]:
+        """One line per skipped file, naming it and the reason."""
+        lines = [f"skipped corrupt record {path}: {reason}" for path, reason in self.corrupt]
+        lines += [
+            f"skipped duplicate record {path} (same run as {kept.name})" for path, kept in self.duplicates
+        ]
+        return lines
 
 
 class ResultStore:
@@ -182,18 +266,29 @@ class ResultStore:
         scenario, strategy = safe_name(str(config["scenario"])), safe_name(str(config["strategy"]))
         return self.records_dir / scenario / strategy / f"{run_key(config)[:16]}.json"
 
-    def has(self, config: dict[str, Any]) -> bool:
-        """True when a record for exactly this config exists: the file parses and carries the same key.
-
-        A missing, corrupt or colliding file gives False (the run is due; writing it replaces the file).
-        """
+    def status(self, config: dict[str, Any]) -> str:
+        """``current`` (a record of this config and of the current protocol version), ``stale`` (a record
+        of another protocol version), or ``missing`` (none, a corrupt file, or a colliding key)."""
         path = self.path_for(config)
         if not path.is_file():
-            return False
+            return "missing"
         try:
-            return read_record(path)["key"] == run_key(config)
+            record = read_record(path)
         except CorruptRecordError:
-            return False
+            return "missing"
+        if record["key"] != run_key(config):
+            return "missing"
+        return "current" if record_protocol(record) == PROTOCOL_VERSION else "stale"
+
+    def has(self, config: dict[str, Any], allow_stale: bool = False) -> bool:
+        """True when a current record of exactly this config exists (or a stale one, with ``allow_stale``)."""
+        return self.status(config) in (("current", "stale") if allow_stale else ("current",))
+
+    def lock(self, config: dict[str, Any]) -> FileLock:
+        """The per-key file lock of ``config``'s run (``<record path>.lock``); parents are created."""
+        path = self.path_for(config)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return FileLock(path.with_suffix(".lock"), mode=0o666 & ~current_umask())
 
     def write(self, record: dict[str, Any]) -> Path:
         """Write ``record`` atomically under :meth:`path_for` its config and return the path.
@@ -215,18 +310,28 @@ class ResultStore:
             return []
         return sorted(p for p in self.records_dir.rglob("*.json") if not p.name.startswith("."))
 
-    def load_all(self, skip_corrupt: bool = False) -> list[dict[str, Any]]:
-        """Read every record, in path order.
+    def load(self) -> LoadReport:
+        """Read every record, skipping (and reporting) corrupt files and duplicates of a key.
 
-        A corrupt file raises :class:`CorruptRecordError` naming it; with ``skip_corrupt=True`` it is
-        reported with ``warnings.warn`` and left out instead.
+        Of several files with one key, the one at the key's own path (:meth:`path_for`) is kept, else the
+        first in path order.
         """
-        records = []
+        report = LoadReport()
+        kept: dict[str, tuple[Path, dict[str, Any]]] = {}
         for path in self.record_paths():
             try:
-                records.append(read_record(path))
+                record = read_record(path)
             except CorruptRecordError as err:
-                if not skip_corrupt:
-                    raise
-                warnings.warn(f"skipping {err}", stacklevel=2)
-        return records
+                report.corrupt.append((path, err.reason))
+                continue
+            key = record["key"]
+            if key not in kept:
+                kept[key] = (path, record)
+                continue
+            first = kept[key][0]
+            if path == self.path_for(record["config"]):
+                kept[key] = (path, record)
+                path, first = first, path
+            report.duplicates.append((path, first))
+        report.records = [record for _, record in sorted(kept.values(), key=lambda item: item[0])]
+        return report

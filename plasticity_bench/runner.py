@@ -1,4 +1,8 @@
-"""One run = (scenario, strategy, options, seed): build everything, train on the stream, make a record."""
+"""One run = (scenario, strategy, options, seed): build everything, train on the stream, make a record.
+
+The sweep side (:func:`expand`) turns a scenario, strategies, compactness levels, seeds and learning rates
+into :class:`RunConfig` objects, validating every name, value and option before any run starts.
+"""
 
 from __future__ import annotations
 
@@ -16,27 +20,38 @@ from plasticity_bench.budget import check_compactness
 from plasticity_bench.checkpoint import CheckpointAccuracy
 from plasticity_bench.metrics import ActiveUnitsMetric, EarlyTaskTAAMetric, OnlineAccuracyLog, TAOAMetric
 from plasticity_bench.models import NETWORKS, MaskedNet, build_model, count_flops, count_params
+from plasticity_bench.options import Option, by_name, check_known, resolve
 from plasticity_bench.records import ResultStore, make_record
 from plasticity_bench.seeding import derive_seed
 from plasticity_bench.training import OnlineStrategy
+from scenarios.imagenet import RESET_HEAD
 from scenarios.registry import ScenarioSpec, parse_scenario
 from scenarios.stream import StreamInfo, TaskBenchmark
-from strategies.base import StrategyConfig
+from strategies.base import EDIT_EVERY_TASKS, StrategyConfig
 from strategies.head import ResetHeadPlugin
 from strategies.modifiers import activation_factory
-from strategies.registry import build_plugins, entry_for, plugin_reports, split_name
-from strategies.replay import TinyERPlugin
+from strategies.registry import build_plugins, entry_for, options_for, plugin_reports, split_name
+from strategies.replay import REPLAY_MIX, TinyERPlugin
 
 OPTIMIZERS = ("adam", "sgd")
 LR_SCHEDULES = ("constant", "cosine")
+WT_INITS = ("original", "fresh")
+WT_INIT = Option(
+    "wt_init", "str", "original",
+    "winning ticket weights: the run's own initial weights (standard LT), or a fresh draw",
+    WT_INITS, ours=True,
+)  # fmt: skip
+MOMENTUM = Option("momentum", "float", 0.0, "SGD momentum (SGD scenarios)", minimum=0, ours=True)
 
 
 @dataclass(frozen=True)
 class RunConfig:
     """Everything that defines a run's result (what the record's ``config`` holds).
 
-    Machine-specific choices (device, data root) are not part of it: they must not change results.
-    ``options`` holds strategy options (e.g. ``rewind``) and scenario options (e.g. ``label_mode``).
+    ``options`` holds every run option the scenario and strategy read (e.g. ``rewind``, ``label_mode``),
+    defaults included (:func:`run_options`). ``device`` (``cpu`` or ``cuda``) and ``threads`` (torch CPU
+    threads) are part of it because they change float reduction order, hence the last digits of results
+    and diagnostics; the data root is not (the data must be the same wherever it lives).
     """
 
     scenario: str
@@ -54,6 +69,8 @@ class RunConfig:
     optimizer: str = "adam"
     winning_ticket: bool = False
     options: dict[str, Any] = field(default_factory=dict)
+    device: str = "cpu"
+    threads: int = 1
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -68,7 +85,7 @@ class RunConfig:
             seed=self.seed,
             scenario=self.scenario,
             schedule=self.schedule,
-            edit_every_tasks=self.options.get("edit_every_tasks"),
+            edit_every_tasks=EDIT_EVERY_TASKS.get(self.options),
             modifiers=mods,
             options=self.options,
         )
@@ -85,8 +102,8 @@ class TaskProgress(SupervisedPlugin):
         self.callback(strategy.experience.current_experience)
 
 
-def make_optimizer(name: str, params: Any, lr: float) -> torch.optim.Optimizer:
-    """Adam (betas 0.9/0.999, no weight decay) or SGD (PROTOCOL §7).
+def make_optimizer(name: str, params: Any, lr: float, momentum: float = 0.0) -> torch.optim.Optimizer:
+    """Adam (betas 0.9/0.999, no weight decay) or SGD (no weight decay, ``momentum``; docs/protocol.md §7).
 
     Adam uses torch's fused kernel: the same update as the default implementation (to float rounding,
     ~1e-7), but the default one takes a slow path for ``sqrt`` of exact zeros on x86 CPUs, which is what
@@ -98,7 +115,7 @@ def make_optimizer(name: str, params: Any, lr: float) -> torch.optim.Optimizer:
     if name == "adam":
         return torch.optim.Adam(params, lr=lr, betas=(0.9, 0.999), fused=True)
     if name == "sgd":
-        return torch.optim.SGD(params, lr=lr)
+        return torch.optim.SGD(params, lr=lr, momentum=momentum)
     raise ValueError(f"unknown optimizer {name!r}; choose one of {OPTIMIZERS}")
 
 
@@ -107,7 +124,7 @@ class StreamMetrics:
     """Metrics of one model trained once on a stream.
 
     ``summary``: ``taoa``, ``early_task_taa`` and, where the scenario has checkpoints, ``acc`` and ``taa``
-    (fractions, PROTOCOL §1). ``per_task``: per-task lists (``online_acc``, ``early_task_acc``,
+    (fractions, docs/protocol.md §1). ``per_task``: per-task lists (``online_acc``, ``early_task_acc``,
     ``active_units``, ``checkpoint_acc``, ``acc_matrix``).
     """
 
@@ -125,7 +142,9 @@ def new_model(
         ValueError: for an unknown model.
     """
     torch.manual_seed(derive_seed(config.seed, init_key))
-    activation = activation_factory(config.strategy_config())  # ReLU or Rand. Smooth-Leaky (PROTOCOL §5.5)
+    activation = activation_factory(
+        config.strategy_config()
+    )  # ReLU or Rand. Smooth-Leaky (docs/protocol.md §5.5)
     model = build_model(
         config.model, info.input_shape, info.n_classes, activation=activation, width_factor=width_factor
     )
@@ -135,12 +154,15 @@ def new_model(
 def ticket_model(
     trained: MaskedNet, config: RunConfig, info: StreamInfo, width_factor: float, device: str
 ) -> MaskedNet:
-    """The winning ticket of a cycle run (PROTOCOL §1): ``trained``'s final masks on a fresh weight draw.
+    """The winning ticket of a cycle run (docs/protocol.md §1): ``trained``'s final masks, weights rewound.
 
-    The weights come from the same init as the cycle run with another seed (``derive_seed(seed,
-    "wt-init")``); the masks are copies of ``trained.masks()``.
+    ``wt_init=original`` (default, standard Lottery-Ticket evaluation): the run's own initial weights
+    ``theta_0`` (the same draw as the cycle run, ``derive_seed(seed, "init")``). ``wt_init=fresh``: a new
+    draw from the same init (``derive_seed(seed, "wt-init")``), the random-reinit control. The masks are
+    copies of ``trained.masks()``.
     """
-    ticket = new_model(config, info, width_factor, "wt-init", device)
+    key = "init" if WT_INIT.get(config.options) == "original" else "wt-init"
+    ticket = new_model(config, info, width_factor, key, device)
     ticket.load_masks(trained.masks())
     return ticket
 
@@ -149,7 +171,7 @@ def make_lr_schedule(
     name: str, optimizer: torch.optim.Optimizer, total_steps: int
 ) -> torch.optim.lr_scheduler.LRScheduler | None:
     """``constant`` (no scheduler) or ``cosine``: ``CosineAnnealingLR`` over ``total_steps`` optimizer steps
-    (the whole run; PROTOCOL §7, IID).
+    (the whole run; docs/protocol.md §7: IID and Split-MNIST/Fashion).
 
     Raises:
         ValueError: for an unknown schedule.
@@ -162,12 +184,13 @@ def make_lr_schedule(
 
 
 def scenario_plugins(spec: ScenarioSpec, info: StreamInfo, config: RunConfig) -> list[SupervisedPlugin]:
-    """Plugins that belong to the scenario, not the strategy (PROTOCOL §7): Tiny ER for Split-MNIST/Fashion,
+    """Plugins that belong to the scenario, not the strategy (docs/protocol.md §7): Tiny ER for
+    Split-MNIST/Fashion,
     the head reset of Continual ImageNet's ``reset_head`` option. They run before the strategy's plugins."""
     plugins: list[SupervisedPlugin] = []
     if spec.replay:
-        plugins.append(TinyERPlugin(config.seed))
-    if info.options.get("reset_head"):
+        plugins.append(TinyERPlugin(config.seed, mix=REPLAY_MIX.get(config.options)))
+    if RESET_HEAD.get(config.options):
         plugins.append(ResetHeadPlugin(NETWORKS[config.model].default_init, config.seed))
     return plugins
 
@@ -187,7 +210,7 @@ def train_on_stream(
     The optimizer, lr schedule and batches are those of ``config`` and ``spec``; TAOA counts the tasks
     flagged ``hard`` (all but 5+1 CIFAR's easy tasks).
     """
-    optimizer = make_optimizer(config.optimizer, model.parameters(), config.lr)
+    optimizer = make_optimizer(config.optimizer, model.parameters(), config.lr, MOMENTUM.get(config.options))
     log = OnlineAccuracyLog()
     online, early, active = TAOAMetric(log, hard_only=True), EarlyTaskTAAMetric(log), ActiveUnitsMetric()
     checkpoint = CheckpointAccuracy(spec.checkpoint)
@@ -221,7 +244,7 @@ def train_on_stream(
 def winning_ticket_summary(cycle: StreamMetrics, ticket: StreamMetrics) -> tuple[dict[str, float], str]:
     """``wt_acc``, ``wt_taa``, ``wt_taoa`` (those the scenario measures) and ``delta_wt_c``.
 
-    ``delta_wt_c = wt_acc - acc`` (PROTOCOL §1); on streams without checkpoint metrics [ours]
+    ``delta_wt_c = wt_acc - acc`` (docs/protocol.md §1); on streams without checkpoint metrics [ours]
     ``wt_taoa - taoa``. Returns the metrics and the name of the metric the delta is taken on.
     """
     summary = {f"wt_{k}": ticket.summary[k] for k in ("acc", "taa", "taoa") if k in ticket.summary}
@@ -240,7 +263,7 @@ def execute(
 
     The cycle run trains with the strategy's plugins. With ``config.winning_ticket`` its final masks are
     frozen on a fresh weight draw and retrained on the same stream with the same hyperparameters and no
-    strategy plugin; the record then also holds ``wt_*`` and ``delta_wt_c`` (PROTOCOL §1).
+    strategy plugin; the record then also holds ``wt_*`` and ``delta_wt_c`` (docs/protocol.md §1).
 
     Raises:
         ValueError: for unknown scenario/strategy/model names or out-of-range options.
@@ -251,7 +274,7 @@ def execute(
     spec, variant = parse_scenario(config.scenario + (f"@{config.variant}" if config.variant else ""))
     strategy_config = config.strategy_config()
     width = entry_for(config.strategy).width_factor(strategy_config)
-    scenario_options = {k: v for k, v in config.options.items() if k in spec.options}
+    scenario_options = {o.name: o.get(config.options) for o in spec.options}
     benchmark = spec.build(config.seed, config.tasks, variant, data_root, **scenario_options)
     info = benchmark.info
 
@@ -272,8 +295,54 @@ def execute(
         summary.update(wt_summary)
         per_task.update({f"wt_{k}": v for k, v in wt.per_task.items()})
     record = make_record(config.as_dict(), summary, per_task, data, time.perf_counter() - start)
-    record.update(plugin_reports(plugins))  # cohort diagnostics (PROTOCOL §9), DYNO widths (§6)
+    record.update(plugin_reports(plugins))  # cohort diagnostics (docs/protocol.md §9), DYNO widths (§6)
     return record
+
+
+def sweep_base(
+    spec: ScenarioSpec,
+    tasks: int,
+    steps: int | None = None,
+    batch_size: int | None = None,
+    model: str | None = None,
+    cycles: int | None = None,
+    **extra: Any,
+) -> dict[str, Any]:
+    """The non-swept :class:`RunConfig` fields of a sweep on ``spec`` with ``tasks`` tasks: docs/protocol.md
+    §7 sizes where a value is ``None``. Steps per task follow the batch size ("N epochs"); cycles follow the
+    scenario (one edit per task on Split-*). ``extra``: further fields (schedule, device, ...)."""
+    batch = batch_size or spec.batch_size
+    return {
+        "lr": spec.lr,
+        "model": model or spec.model,
+        "tasks": tasks,
+        "steps_per_task": steps or spec.steps_for(batch),
+        "batch_size": batch,
+        "optimizer": spec.optimizer,
+        "cycles": cycles or spec.cycles_for(tasks),
+        **extra,
+    }
+
+
+def scenario_options(spec: ScenarioSpec) -> tuple[Option, ...]:
+    """The run options a scenario reads: its builder's, SGD ``momentum``, Tiny ER's ``replay_mix``."""
+    extra = (MOMENTUM,) if spec.optimizer == "sgd" else ()
+    return (*spec.options, *extra, *((REPLAY_MIX,) if spec.replay else ()))
+
+
+def used_options(spec: ScenarioSpec, strategy: str, winning_ticket: bool) -> dict[str, Option]:
+    """Every option a run of ``strategy`` on ``spec`` reads (``wt_init`` only with a winning ticket).
+
+    Raises:
+        ValueError: for an unknown strategy; for two declarations of one option name.
+    """
+    return by_name((*scenario_options(spec), *options_for(strategy), *((WT_INIT,) if winning_ticket else ())))
+
+
+def run_lrs(entry_fixed_lr: bool, lrs: list[float], scenario_lr: float) -> list[float]:
+    """Learning rates of one strategy in a sweep: ``lrs``, except that a fixed-lr strategy (Dense) runs at
+    the scenario's lr only when several lrs are swept (LC26 Table 14; docs/protocol.md §7)."""
+    return [scenario_lr] if entry_fixed_lr and len(lrs) > 1 else lrs
 
 
 def expand(
@@ -282,29 +351,56 @@ def expand(
     compactness: list[float],
     seeds: list[int],
     base: dict[str, Any],
+    options: dict[str, Any] | None = None,
+    lrs: list[float] | None = None,
+    select_seeds: list[int] | None = None,
 ) -> list[RunConfig]:
-    """All run configs of a sweep; non-structural strategies (Dense) run once at compactness 1.0.
+    """All run configs of a sweep; non-structural strategies (Dense, DYNO) run once at compactness 1.0.
 
-    ``base`` holds the remaining :class:`RunConfig` fields (lr, model, tasks, ...). Every name and
-    compactness value is validated before any run starts.
+    Args:
+        base: the remaining :class:`RunConfig` fields (lr, model, tasks, ...); ``base["lr"]`` is used when
+            ``lrs`` is not given.
+        options: ``--option`` values (strings or typed); each config gets the ones its scenario and
+            strategy read, typed, with every other option at its default.
+        lrs: learning rates to sweep; with several, fixed-lr strategies (Dense) run at ``base["lr"]`` only.
+        select_seeds: extra seeds for lr selection (docs/protocol.md §7), run only for strategies whose lr
+            is swept.
+
+    Every name, compactness value and option is validated before any run starts.
 
     Raises:
-        ValueError: for an unknown scenario or strategy, or a compactness outside (0, 1].
+        ValueError: for an unknown scenario or strategy, a compactness outside (0, 1], or an option that
+            no strategy of the sweep reads or of the wrong type (``OptionError``).
     """
     spec, variant = parse_scenario(scenario)
     for c in compactness:
         check_compactness(c)
-    entries = {name: entry_for(name) for name in strategies}
+    given = dict(options or {})
+    wt = bool(base.get("winning_ticket", False))
+    used = {name: used_options(spec, name, wt) for name in strategies}
+    check_known(
+        given,
+        {k: o for table in used.values() for k, o in table.items()},
+        f"{scenario} with {', '.join(strategies)}",
+    )
+    fields = {k: v for k, v in base.items() if k != "lr"}
     configs: list[RunConfig] = []
-    for name, entry in entries.items():
-        levels = compactness if entry.structural else [1.0]
-        for c in levels:
-            for seed in seeds:
-                configs.append(
-                    RunConfig(
-                        scenario=spec.name, variant=variant, strategy=name, compactness=c, seed=seed, **base
-                    )
-                )
+    for name in strategies:
+        entry = entry_for(name)
+        resolved = resolve(given, used[name])
+        name_lrs = run_lrs(entry.fixed_lr, lrs or [base["lr"]], base["lr"])
+        name_seeds = (
+            seeds + [s for s in (select_seeds or []) if s not in seeds] if len(name_lrs) > 1 else seeds
+        )
+        for c in compactness if entry.structural else [1.0]:
+            for lr in name_lrs:
+                for seed in name_seeds:
+                    configs.append(
+                        RunConfig(
+                            scenario=spec.name, variant=variant, strategy=name, compactness=c, seed=seed,
+                            lr=lr, options=resolved, **fields,
+                        )
+                    )  # fmt: skip
     return configs
 
 

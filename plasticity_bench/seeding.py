@@ -1,4 +1,4 @@
-"""Deterministic seeds derived from the run seed (PROTOCOL §7: every random choice comes from it)."""
+"""Deterministic seeds derived from the run seed (docs/protocol.md §7: every random choice comes from it)."""
 
 from __future__ import annotations
 

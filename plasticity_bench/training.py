@@ -1,4 +1,4 @@
-"""The online training loop, as an Avalanche strategy (PROTOCOL §1, §7).
+"""The online training loop, as an Avalanche strategy (docs/protocol.md §1, §7).
 
 :class:`OnlineStrategy` is a ``SupervisedTemplate`` that runs exactly ``steps_per_task`` mini-batches per
 experience (one update per mini-batch), slicing batches from the task's tensors and reshuffling when the
@@ -39,7 +39,7 @@ ITERATION_EVENTS = (
 
 
 class TensorBatches:
-    """Exactly ``steps`` mini-batches of ``batch_size`` rows sliced from ``(x, y)`` (PROTOCOL §7).
+    """Exactly ``steps`` mini-batches of ``batch_size`` rows sliced from ``(x, y)`` (docs/protocol.md §7).
 
     Each epoch is a fresh permutation drawn from ``generator(seed, "batches", task, epoch)``; a tail of
     fewer than ``batch_size`` rows is dropped and the data reshuffled, so every batch is full. The
@@ -102,14 +102,14 @@ def _handles(plugin: BasePlugin, event: str) -> bool:
 
 
 class OnlineStrategy(SupervisedTemplate):
-    """Avalanche ``SupervisedTemplate`` with a fixed number of steps per experience (PROTOCOL §7).
+    """Avalanche ``SupervisedTemplate`` with a fixed number of steps per experience (docs/protocol.md §7).
 
     Experiences must carry ``experience.task`` with tensors ``x`` ``(N, *input_shape)`` float32 and
     ``y`` ``(N,)`` int64 (see ``scenarios.stream.TaskExperience``).
 
     Attributes updated during training:
         online_acc: float32 tensor ``(steps_per_task,)`` on the device, accuracy of each step's batch
-            from the forward pass used for that update (PROTOCOL §1).
+            from the forward pass used for that update (docs/protocol.md §1).
         online_acc_host: the same as a numpy array, copied once at the end of each experience.
         batches: the current experience's :class:`TensorBatches`.
         task_step: step index within the current experience.

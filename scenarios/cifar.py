@@ -1,4 +1,4 @@
-"""CIFAR continual scenarios: Random-Label CIFAR and 5+1 CIFAR (PROTOCOL §7).
+"""CIFAR continual scenarios: Random-Label CIFAR and 5+1 CIFAR (docs/protocol.md §7).
 
 Split-CIFAR100 is in :mod:`scenarios.split`, the IID CIFAR scenarios in :mod:`scenarios.iid`.
 """
@@ -22,9 +22,10 @@ def random_label_cifar(
     variant: str | None,
     data_root: Path | None,
     subset: int = 1_200,
-    label_mode: str = "permute",
+    label_mode: str = mnist.LABEL_MODE.default,
 ) -> TaskBenchmark:
-    """Random-Label CIFAR: ``subset`` fixed CIFAR-10 train images, labels re-drawn each task (PROTOCOL §7).
+    """Random-Label CIFAR: ``subset`` fixed CIFAR-10 train images, labels re-drawn each task
+    (docs/protocol.md §7).
 
     Inputs ``float32`` ``(3, 32, 32)`` normalised per channel; 10 classes; no test split (online metric).
 
@@ -45,7 +46,8 @@ def five_plus_one_sizes(tasks: int) -> list[int]:
 
 
 def cifar_5plus1(seed: int, tasks: int, variant: str | None, data_root: Path | None) -> TaskBenchmark:
-    """5+1 CIFAR (PROTOCOL §7): CIFAR-100 classes in a seeded order, no class repeats, alternating hard
+    """5+1 CIFAR (docs/protocol.md §7): CIFAR-100 classes in a seeded order, no class repeats, alternating
+    hard
     tasks (5 new classes, 2,500 train images) and easy tasks (1 new class, 500 images), starting hard.
 
     Labels are the raw CIFAR-100 ids (100-way head); every task has the test images of its classes

@@ -1,4 +1,5 @@
-"""The labelled image datasets the scenarios draw from, with their reader and normaliser (PROTOCOL §7, §8)."""
+"""The labelled image datasets the scenarios draw from, with their reader and normaliser (docs/protocol.md
+§7, §8)."""
 
 from __future__ import annotations
 
@@ -19,7 +20,8 @@ class Dataset:
     Attributes:
         name: display name, e.g. ``"CIFAR-100"``.
         load: ``load(data_root, split)`` -> :class:`readers.ImageSet` (``uint8`` ``(N, C, H, W)``).
-        normalise: ``uint8`` array ``(N, C, H, W)`` -> ``float32`` tensor of the same shape (PROTOCOL §7).
+        normalise: ``uint8`` array ``(N, C, H, W)`` -> ``float32`` tensor of the same shape
+        (docs/protocol.md §7).
         n_classes: number of labels (labels are ``0 .. n_classes - 1``).
     """
 

@@ -1,4 +1,4 @@
-"""Stationary (IID) scenarios: mnist_iid, cifar10_iid, cifar100_iid (PROTOCOL §7).
+"""Stationary (IID) scenarios: mnist_iid, cifar10_iid, cifar100_iid (docs/protocol.md §7).
 
 There is one data distribution; the run is cut into ``cycles`` equal "tasks", each one cycle of epochs
 over the whole train set, and the checkpoint metrics are taken on the whole test set at the end of every
@@ -54,7 +54,9 @@ def iid_scenario(name: str, datasets: dict[str | None, Dataset]) -> Callable[...
         return iid_benchmark(name, variant, datasets[variant], data_root, tasks)
 
     build.__name__ = name
-    build.__doc__ = f"{name}: stationary training on {datasets[None].name}, one task per cycle (PROTOCOL §7)."
+    build.__doc__ = (
+        f"{name}: stationary training on {datasets[None].name}, one task per cycle (docs/protocol.md §7)."
+    )
     return build
 
 

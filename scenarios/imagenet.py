@@ -1,4 +1,4 @@
-"""Continual ImageNet (Dohare et al. 2024; Kumar23; PROTOCOL §7, §8).
+"""Continual ImageNet (Dohare et al. 2024; Kumar23; docs/protocol.md §7, §8).
 
 Task ``i`` is a binary classification between two ImageNet classes (32x32), labels 0 and 1; the pairs
 are drawn from the run seed without repetition. Each task loads only its own two class files (600 train
@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from plasticity_bench.options import Option
 from plasticity_bench.seeding import generator
 from scenarios import readers
 from scenarios.stream import StreamInfo, TaskBenchmark, TaskData, TaskStream
@@ -22,6 +23,13 @@ from scenarios.stream import StreamInfo, TaskBenchmark, TaskData, TaskStream
 #: Sub-folder of the data root searched after the data root itself.
 IMAGENET_SUBFOLDER = "continual_imagenet"
 INPUT_SHAPE = (3, 32, 32)
+RESET_HEAD = Option(
+    "reset_head",
+    "bool",
+    False,
+    "Continual ImageNet: re-initialise the output layer per task (LoP)",
+    ours=True,
+)
 
 
 def find_class_folder(data_root: Path | None) -> readers.ImageNetClassFolder:
@@ -78,7 +86,7 @@ def pair_data(folder: readers.ImageNetClassFolder, pair: tuple[int, int]) -> Tas
 def continual_imagenet(
     seed: int, tasks: int, variant: str | None, data_root: Path | None, reset_head: bool = False
 ) -> TaskBenchmark:
-    """Continual ImageNet: ``tasks`` binary tasks on disjoint seeded class pairs (PROTOCOL §7).
+    """Continual ImageNet: ``tasks`` binary tasks on disjoint seeded class pairs (docs/protocol.md §7).
 
     ``reset_head`` (LoP's variant; default off as in Kumar23) is recorded in the stream's options; the
     runner then re-initialises the output layer at the start of every task after the first.

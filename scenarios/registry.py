@@ -1,32 +1,38 @@
-"""Scenario registry: PROTOCOL §7 sizes and the builder of each named scenario."""
+"""Scenario registry: docs/protocol.md §7 sizes and the builder of each named scenario."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from plasticity_bench.options import Option
 from scenarios import cifar, iid, imagenet, mnist, split
 from scenarios.stream import TaskBenchmark
 
 
 @dataclass(frozen=True)
 class ScenarioSpec:
-    """A named scenario and its PROTOCOL §7 defaults.
+    """A named scenario and its docs/protocol.md §7 defaults.
 
     ``build(seed, tasks, variant, data_root, **options)`` returns a :class:`TaskBenchmark`.
-    ``demo_tasks`` shortens the stream under ``--preset demo`` (None: PROTOCOL size).
+    ``task_images`` and ``epochs`` fix the steps per task, ``epochs * floor(task_images / batch)`` (the
+    "N epochs" of §7), so another batch size keeps the number of passes over the data.
+    ``demo_tasks`` shortens the stream under ``--preset demo`` (None: protocol size).
     ``metric`` is the leaderboard's primary metric (``taoa`` online, ``acc`` checkpoint).
-    ``options``: names of run options (``RunConfig.options``) passed on to ``build``.
-    ``lr_schedule``: ``constant`` or ``cosine`` (cosine annealing over the whole run, IID).
+    ``options``: the run options passed on to ``build`` (declared :class:`Option` objects).
+    ``lr_schedule``: ``constant`` or ``cosine`` (cosine annealing over the whole run).
     ``replay``: Tiny ER (:class:`strategies.replay.TinyERPlugin`) runs with every strategy.
     ``checkpoint``: the checkpoint rule of ACC/TAA (``none``, ``seen``, ``current``; see
     :mod:`plasticity_bench.checkpoint`).
+    ``edit_every_task``: one structural edit at every task boundary, so the default cycle count ``T`` is
+    the number of tasks (Split-*, §3); otherwise ``T = DEFAULT_CYCLES``.
     """
 
     name: str
     build: Callable[..., TaskBenchmark]
     tasks: int
-    steps_per_task: int
+    task_images: int
+    epochs: int
     batch_size: int
     optimizer: str
     lr: float
@@ -34,10 +40,27 @@ class ScenarioSpec:
     metric: str
     variants: tuple[str | None, ...] = (None,)
     demo_tasks: int | None = None
-    options: tuple[str, ...] = ()
+    options: tuple[Option, ...] = ()
     lr_schedule: str = "constant"
     replay: bool = False
     checkpoint: str = "none"
+    edit_every_task: bool = False
+
+    @property
+    def steps_per_task(self) -> int:
+        """Steps per task at the scenario's own batch size."""
+        return self.steps_for(self.batch_size)
+
+    def steps_for(self, batch_size: int) -> int:
+        """Steps per task at ``batch_size``: ``epochs * floor(task_images / batch_size)``."""
+        return epoch_steps(self.task_images, batch_size, self.epochs)
+
+    def cycles_for(self, tasks: int) -> int:
+        """Default number of structural edits ``T`` for a stream of ``tasks`` tasks (§3)."""
+        return tasks if self.edit_every_task else DEFAULT_CYCLES
+
+
+DEFAULT_CYCLES = 5
 
 
 def epoch_steps(n_train: int, batch_size: int, epochs: int) -> int:
@@ -48,60 +71,54 @@ def epoch_steps(n_train: int, batch_size: int, epochs: int) -> int:
     return epochs * (n_train // batch_size)
 
 
-#: PROTOCOL §7 "N epochs" as fixed steps per task (the data size of the PROTOCOL datasets).
-RANDOM_LABEL_STEPS = epoch_steps(1_200, 16, 400)  # 30,000
-SPLIT_MNIST_STEPS = epoch_steps(60_000 // 5, 64, 20)  # 3,740: 2 of 10 classes of 60,000 images
-SPLIT_CIFAR100_STEPS = epoch_steps(50_000 // 10, 32, 20)  # 3,120: 10 of 100 classes of 50,000 images
-IMAGENET_STEPS = epoch_steps(1_200, 100, 10)  # 120
-MNIST_IID_STEPS = epoch_steps(60_000, 128, 20)  # 9,360 per cycle
-CIFAR_IID_STEPS = epoch_steps(50_000, 128, 40)  # 15,600 per cycle
-
+SPLIT_MNIST_IMAGES = 60_000 // 5  # 2 of 10 classes of 60,000 images: 3,740 steps at batch 64, 20 epochs
+SPLIT_CIFAR100_IMAGES = 50_000 // 10  # 10 of 100 classes: 3,120 steps at batch 32, 20 epochs
 
 SCENARIOS: dict[str, ScenarioSpec] = {
     spec.name: spec
     for spec in (
         ScenarioSpec(
-            "permuted_mnist", mnist.permuted_mnist, 500, 625, 16, "adam", 1e-3, "mlp", "taoa",
-            mnist.MNIST_VARIANTS, demo_tasks=20,
+            "permuted_mnist", mnist.permuted_mnist, 500, mnist.PERMUTED_SUBSET, 1, 16, "adam", 1e-3, "mlp",
+            "taoa", mnist.MNIST_VARIANTS, demo_tasks=20, options=(mnist.SUBSET_MODE,),
         ),
         ScenarioSpec(
-            "random_label_mnist", mnist.random_label_mnist, 50, RANDOM_LABEL_STEPS, 16, "adam", 1e-3, "mlp",
-            "taoa", mnist.MNIST_VARIANTS, demo_tasks=5, options=("label_mode",),
+            "random_label_mnist", mnist.random_label_mnist, 50, 1_200, 400, 16, "adam", 1e-3, "mlp",
+            "taoa", mnist.MNIST_VARIANTS, demo_tasks=5, options=(mnist.LABEL_MODE,),
         ),
         ScenarioSpec(
-            "random_label_cifar", cifar.random_label_cifar, 50, RANDOM_LABEL_STEPS, 16, "adam", 1e-3,
-            "convnet", "taoa", demo_tasks=5, options=("label_mode",),
+            "random_label_cifar", cifar.random_label_cifar, 50, 1_200, 400, 16, "adam", 1e-3,
+            "convnet", "taoa", demo_tasks=5, options=(mnist.LABEL_MODE,),
         ),
         ScenarioSpec(
-            "cifar_5plus1", cifar.cifar_5plus1, 30, 780, 32, "adam", 1e-3, "convnet", "taoa",
+            "cifar_5plus1", cifar.cifar_5plus1, 30, 2_500, 10, 32, "adam", 1e-3, "convnet", "taoa",
             demo_tasks=6, checkpoint="seen",
         ),
         ScenarioSpec(
-            "continual_imagenet", imagenet.continual_imagenet, 500, IMAGENET_STEPS, 100, "adam", 1e-3,
-            "convnet", "taoa", demo_tasks=50, options=("reset_head",), checkpoint="current",
+            "continual_imagenet", imagenet.continual_imagenet, 500, 1_200, 10, 100, "adam", 1e-3,
+            "convnet", "taoa", demo_tasks=50, options=(imagenet.RESET_HEAD,), checkpoint="current",
         ),
         ScenarioSpec(
-            "split_cifar100", split.split_cifar100, 10, SPLIT_CIFAR100_STEPS, 32, "adam", 1e-3, "convnet",
-            "taoa", checkpoint="seen",
+            "split_cifar100", split.split_cifar100, 10, SPLIT_CIFAR100_IMAGES, 20, 32, "adam", 1e-3,
+            "convnet", "taoa", checkpoint="seen", edit_every_task=True,
         ),
         ScenarioSpec(
-            "split_mnist", split.split_mnist, 5, SPLIT_MNIST_STEPS, 64, "sgd", 0.01, "mlp", "acc",
-            replay=True, checkpoint="seen",
+            "split_mnist", split.split_mnist, 5, SPLIT_MNIST_IMAGES, 20, 64, "sgd", 0.01, "mlp", "acc",
+            lr_schedule="cosine", replay=True, checkpoint="seen", edit_every_task=True,
         ),
         ScenarioSpec(
-            "split_fashion", split.split_fashion, 5, SPLIT_MNIST_STEPS, 64, "sgd", 0.01, "mlp", "acc",
-            replay=True, checkpoint="seen",
+            "split_fashion", split.split_fashion, 5, SPLIT_MNIST_IMAGES, 20, 64, "sgd", 0.01, "mlp", "acc",
+            lr_schedule="cosine", replay=True, checkpoint="seen", edit_every_task=True,
         ),
         ScenarioSpec(
-            "mnist_iid", iid.mnist_iid, 5, MNIST_IID_STEPS, 128, "sgd", 0.1, "mlp", "acc",
+            "mnist_iid", iid.mnist_iid, 5, 60_000, 20, 128, "sgd", 0.1, "mlp", "acc",
             tuple(iid.MNIST_IID_VARIANTS), lr_schedule="cosine", checkpoint="current",
         ),
         ScenarioSpec(
-            "cifar10_iid", iid.cifar10_iid, 5, CIFAR_IID_STEPS, 128, "sgd", 0.1, "convnet", "acc",
+            "cifar10_iid", iid.cifar10_iid, 5, 50_000, 40, 128, "sgd", 0.1, "convnet", "acc",
             lr_schedule="cosine", checkpoint="current",
         ),
         ScenarioSpec(
-            "cifar100_iid", iid.cifar100_iid, 5, CIFAR_IID_STEPS, 128, "sgd", 0.1, "convnet", "acc",
+            "cifar100_iid", iid.cifar100_iid, 5, 50_000, 40, 128, "sgd", 0.1, "convnet", "acc",
             lr_schedule="cosine", checkpoint="current",
         ),
     )

@@ -1,4 +1,4 @@
-"""Streams of tasks made of groups of classes: class-incremental Split-* (PROTOCOL §7).
+"""Streams of tasks made of groups of classes: class-incremental Split-* (docs/protocol.md §7).
 
 Each task introduces a group of classes that no earlier task had; labels stay the dataset's own class
 ids and the network has one shared head over all classes. The class order is a permutation drawn from the
@@ -27,7 +27,7 @@ Groups = list[tuple[int, ...]]
 
 
 def class_order(n_classes: int, seed: int) -> list[int]:
-    """A permutation of ``0 .. n_classes - 1`` drawn from the run seed (PROTOCOL §7)."""
+    """A permutation of ``0 .. n_classes - 1`` drawn from the run seed (docs/protocol.md §7)."""
     return torch.randperm(n_classes, generator=generator(seed, "class-order")).tolist()
 
 
@@ -91,7 +91,7 @@ def class_group_benchmark(
 
 
 def split_scenario(name: str, dataset: Dataset, classes_per_task: int) -> Callable[..., TaskBenchmark]:
-    """The builder of a class-incremental Split scenario on ``dataset`` (PROTOCOL §7).
+    """The builder of a class-incremental Split scenario on ``dataset`` (docs/protocol.md §7).
 
     The builder ``build(seed, tasks, variant, data_root)`` makes ``tasks`` tasks of ``classes_per_task``
     classes each, in the seed's class order, and raises ``ValueError`` if the dataset has too few classes.
@@ -104,7 +104,7 @@ def split_scenario(name: str, dataset: Dataset, classes_per_task: int) -> Callab
     build.__name__ = name
     build.__doc__ = (
         f"{name}: class-incremental {dataset.name}, {classes_per_task} new classes per task, shared "
-        f"{dataset.n_classes}-way head (PROTOCOL §7)."
+        f"{dataset.n_classes}-way head (docs/protocol.md §7)."
     )
     return build
 

@@ -8,7 +8,15 @@ from typing import Protocol
 from avalanche.core import SupervisedPlugin
 
 from plasticity_bench.budget import check_compactness, edit_count, edit_tasks, unit_targets
+from plasticity_bench.diagnostics import DIAGNOSTIC_OPTIONS
 from plasticity_bench.masks import MaskedLayer, masked_layers_of
+from plasticity_bench.options import Option
+
+EDIT_EVERY_TASKS = Option(
+    "edit_every_tasks", "int", None, "tasks between structural edits (default: spread evenly)", minimum=1
+)
+#: Options every structural strategy (Grow, Prune, their variants, structural user plugins) reads.
+STRUCTURAL_OPTIONS = (EDIT_EVERY_TASKS, *DIAGNOSTIC_OPTIONS)
 
 
 @dataclass(frozen=True)
@@ -17,13 +25,13 @@ class StrategyConfig:
 
     Attributes:
         name: full strategy name as given (e.g. ``grow+moment_transplant``).
-        compactness: fraction of units kept at the end, in (0, 1] (PROTOCOL §1).
-        cycles: number of structural edits ``T`` (PROTOCOL §3, default 5).
+        compactness: fraction of units kept at the end, in (0, 1] (docs/protocol.md §1).
+        cycles: number of structural edits ``T`` (docs/protocol.md §3, default 5).
         n_tasks: tasks in the stream (edit points are spread over them).
         seed: run seed.
         scenario: scenario name (per-benchmark defaults, e.g. Rand. Smooth-Leaky settings).
         schedule: per-layer budget schedule (``neutral``, ``fc1_protect``, ...).
-        edit_every_tasks: override of the edit spacing (PROTOCOL §3).
+        edit_every_tasks: override of the edit spacing (docs/protocol.md §3).
         modifiers: the ``+``-joined parts after the base name (interventions).
         options: free-form strategy options (e.g. ``{"rewind": "none"}``).
     """
@@ -41,7 +49,7 @@ class StrategyConfig:
 
 
 class EditObserver(Protocol):
-    """Told of every structural edit (e.g. the cohort diagnostics of PROTOCOL §9).
+    """Told of every structural edit (e.g. the cohort diagnostics of docs/protocol.md §9).
 
     ``edit_starting`` runs just before the edit of ``cycle`` is decided; ``edit_finished`` right after it,
     with the ``edit_log`` entries that edit added (one per edited layer).
@@ -53,13 +61,13 @@ class EditObserver(Protocol):
 
 
 class StructuralPlugin(SupervisedPlugin):
-    """Base Avalanche plugin: applies :meth:`edit` at the PROTOCOL §3 edit points.
+    """Base Avalanche plugin: applies :meth:`edit` at the docs/protocol.md §3 edit points.
 
     At the start of task ``i`` it applies as many edits as ``edit_tasks`` schedules there, each one a
     new cycle. Subclasses implement :meth:`setup` (called once before the first update) and :meth:`edit`.
 
     Attributes:
-        targets: target active-unit count per masked layer (PROTOCOL §3).
+        targets: target active-unit count per masked layer (docs/protocol.md §3).
         edit_log: one dict per edit and layer: ``task``, ``cycle``, ``layer``, ``units`` (indices
             switched on or off), ``active`` (active units after the edit).
         observers: :class:`EditObserver` objects told of every edit.
@@ -111,7 +119,7 @@ class StructuralPlugin(SupervisedPlugin):
         raise NotImplementedError
 
     def budget(self, layer: MaskedLayer, cycle: int, available: int) -> int:
-        """Units to edit in ``layer`` at ``cycle`` by the PROTOCOL §3 rule."""
+        """Units to edit in ``layer`` at ``cycle`` by the docs/protocol.md §3 rule."""
         remaining = abs(self.targets[layer.index] - layer.units.n_active())
         return edit_count(remaining, cycle, self.config.cycles, available)
 

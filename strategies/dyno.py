@@ -1,8 +1,10 @@
-"""DYNO grow-and-prune on unit masks (DYNO workshop paper; NORTH, Maile et al. 2022; PROTOCOL §6).
+"""DYNO grow-and-prune on unit masks (DYNO workshop paper; NORTH, Maile et al. 2022; docs/protocol.md §6).
 
 Every ``trigger_every`` updates and per masked layer, DYNO measures the effective dimension ``phi`` of the
 layer's post-activations over a FIFO buffer of recent samples and compares it with ``phi*``, its value at
-the layer's last structural change: a drop below ``(1 - delta) phi*`` prunes (dormant units first, then
+the layer's last structural change measured *after* that change, on the new active set (so that pruning
+dormant or redundant units, which lowers ``M`` but not the rank, is not undone by the next trigger): a drop
+below ``(1 - delta) phi*`` prunes (dormant units first, then
 greedily the most redundant by cosine similarity), a rise above ``(1 + delta) phi*`` grows units with
 NORTH-Select fan-in and zero fan-out (so growth never changes the function at birth).
 
@@ -31,6 +33,8 @@ from avalanche.core import SupervisedPlugin
 from torch import Tensor, nn
 
 from plasticity_bench.masks import MaskedLayer, masked_layers_of, zero_optimizer_state
+from plasticity_bench.options import Option
+from plasticity_bench.probes import eval_mode
 from plasticity_bench.seeding import generator
 from strategies.base import StrategyConfig
 from strategies.grow import top_units
@@ -49,7 +53,7 @@ def _rows(h: Tensor) -> Tensor:
 
 
 def effective_dimension(h: Tensor, eps: float = EPS) -> float:
-    """``phi = #{singular values of H / sqrt(n) > eps} / M`` (DYNO; PROTOCOL §6).
+    """``phi = #{singular values of H / sqrt(n) > eps} / M`` (DYNO; docs/protocol.md §6).
 
     Args:
         h: post-activations of the ``M`` active units, ``(n, M)`` float (conv: ``(n, M, H, W)``, taken
@@ -66,7 +70,7 @@ def effective_dimension(h: Tensor, eps: float = EPS) -> float:
 
 
 def dyno_counts(phi: float, phi_star: float, n_active: int, delta: float = DELTA) -> tuple[int, int]:
-    """``(prune, grow)`` unit counts of PROTOCOL §6 for one layer with ``n_active`` active units.
+    """``(prune, grow)`` unit counts of docs/protocol.md §6 for one layer with ``n_active`` active units.
 
     ``prune = max(0, round(M ((1 - delta) phi* - phi)))``,
     ``grow = max(0, round(M (phi - (1 + delta) phi*)))`` (at most one of them is positive).
@@ -78,7 +82,7 @@ def dyno_counts(phi: float, phi_star: float, n_active: int, delta: float = DELTA
 
 
 def prune_order(h: Tensor, k: int) -> Tensor:
-    """The ``k`` columns of ``h`` to prune, in order (DYNO; PROTOCOL §6).
+    """The ``k`` columns of ``h`` to prune, in order (DYNO; docs/protocol.md §6).
 
     First every dormant unit (all-zero column over the buffer), ascending index; then greedily the unit
     whose unit-normalised activation vector has the largest L2 norm of cosine similarities to the other
@@ -134,7 +138,7 @@ def north_select(
     n_candidates: int | None = None,
     eps: float = EPS,
 ) -> Tensor:
-    """NORTH-Select fan-in rows for ``n_new`` units (Maile et al. 2022; PROTOCOL §6).
+    """NORTH-Select fan-in rows for ``n_new`` units (Maile et al. 2022; docs/protocol.md §6).
 
     Draws ``n_candidates`` (default ``100 n_new``) rows ``~ U(-bound, bound)`` (Kaiming-uniform scale),
     computes their activations ``activation(inputs @ w.T)`` (zero bias) and keeps the ``n_new`` whose
@@ -187,13 +191,8 @@ class RingBuffer:
 
 def _eval_apply(module: nn.Module, x: Tensor) -> Tensor:
     """``module(x)`` in eval mode without grad, restoring the mode."""
-    was = module.training
-    module.eval()
-    try:
-        with torch.no_grad():
-            return module(x)
-    finally:
-        module.train(was)
+    with torch.no_grad(), eval_mode(module):
+        return module(x)
 
 
 def post_activations(layer: MaskedLayer, inputs: Tensor) -> Tensor:
@@ -207,7 +206,7 @@ def post_activations(layer: MaskedLayer, inputs: Tensor) -> Tensor:
 
 
 class DynoPlugin(SupervisedPlugin):
-    """DYNO as an Avalanche plugin (PROTOCOL §6; see the module docstring for buffer and baseline).
+    """DYNO as an Avalanche plugin (docs/protocol.md §6; see the module docstring for buffer and baseline).
 
     Args:
         config: the run's strategy config (seed, n_tasks).
@@ -221,7 +220,8 @@ class DynoPlugin(SupervisedPlugin):
 
     Attributes:
         active_width: ``[{"step", "task", "widths"}]`` at the start and after every change.
-        events: one dict per change: ``step``, ``task``, ``layer``, ``phi``, ``phi_star``, ``pruned``,
+        events: one dict per change: ``step``, ``task``, ``layer``, ``phi``, ``phi_star`` (the baseline the
+            decision used), ``phi_star_after`` (the new baseline, measured after the change), ``pruned``,
             ``grown`` (unit indices).
 
     Raises:
@@ -304,6 +304,10 @@ class DynoPlugin(SupervisedPlugin):
         inputs = self.buffers[index].rows()
         return inputs * layers[index - 1].units.mask.to(inputs.dtype) if index > 0 else inputs
 
+    def measure(self, layer: MaskedLayer, inputs: Tensor) -> float:
+        """``phi`` of ``layer``'s current active units on the buffered ``inputs`` (docs/protocol.md §6)."""
+        return effective_dimension(post_activations(layer, inputs)[:, layer.units.active()], self.eps)
+
     def update_layer(self, strategy: Any, layers: list[MaskedLayer], layer: MaskedLayer) -> bool:
         """One layer's measurement and decision; True when its active set changed."""
         if not self.buffers[layer.index].full:
@@ -323,7 +327,7 @@ class DynoPlugin(SupervisedPlugin):
         grown = self.grow(strategy, layers, layer, inputs, h, n_grow) if n_grow else active[:0]
         if not (n_prune or n_grow):
             return False
-        self.phi_star[layer.index] = phi
+        self.phi_star[layer.index] = self.measure(layer, inputs)
         self.events.append(
             {
                 "step": self.step,
@@ -331,6 +335,7 @@ class DynoPlugin(SupervisedPlugin):
                 "layer": layer.index,
                 "phi": phi,
                 "phi_star": phi_star,
+                "phi_star_after": self.phi_star[layer.index],
                 "pruned": pruned.tolist(),
                 "grown": grown.tolist(),
             }
@@ -383,22 +388,57 @@ def _capture(buffer: RingBuffer) -> Callable[..., None]:
     return hook
 
 
+RESERVE_OPTION = Option(
+    "reserve_factor",
+    "float",
+    RESERVE_FACTOR,
+    "DYNO: model width over the nominal width",
+    minimum=1,
+    ours=True,
+)
+TRIGGER_OPTION = Option(
+    "trigger_every", "int", TRIGGER_EVERY, "DYNO: updates between measurements", minimum=1
+)
+EPS_OPTION = Option("dyno_eps", "float", EPS, "DYNO: singular-value threshold of phi", minimum=0)
+DELTA_OPTION = Option("dyno_delta", "float", DELTA, "DYNO: tolerance around phi*", minimum=0)
+BUFFER_OPTION = Option(
+    "buffer_factor", "float", BUFFER_FACTOR, "DYNO: buffer rows per unit of width (> 1)", minimum=1, ours=True
+)
+CANDIDATES_OPTION = Option(
+    "candidates_per_unit",
+    "int",
+    CANDIDATES_PER_UNIT,
+    "DYNO: NORTH-Select candidates per grown unit",
+    minimum=1,
+)
+RESCALE_OPTION = Option(
+    "rescale_init",
+    "bool",
+    True,
+    "DYNO: rescale the active units' fan-out to the nominal width at setup",
+    ours=True,
+)
+DYNO_OPTIONS = (
+    RESERVE_OPTION, TRIGGER_OPTION, EPS_OPTION, DELTA_OPTION, BUFFER_OPTION, CANDIDATES_OPTION,
+    RESCALE_OPTION,
+)  # fmt: skip
+
+
 def dyno_plugin(config: StrategyConfig) -> DynoPlugin:
-    """:class:`DynoPlugin` with options from ``config.options`` (``reserve_factor``, ``trigger_every``,
-    ``dyno_eps``, ``dyno_delta``, ``buffer_factor``, ``candidates_per_unit``, ``rescale_init``)."""
+    """:class:`DynoPlugin` with the options of :data:`DYNO_OPTIONS` from ``config.options``."""
     options = config.options
     return DynoPlugin(
         config,
         reserve_factor=reserve_factor(config),
-        trigger_every=int(options.get("trigger_every", TRIGGER_EVERY)),
-        eps=float(options.get("dyno_eps", EPS)),
-        delta=float(options.get("dyno_delta", DELTA)),
-        buffer_factor=float(options.get("buffer_factor", BUFFER_FACTOR)),
-        candidates_per_unit=int(options.get("candidates_per_unit", CANDIDATES_PER_UNIT)),
-        rescale_init=bool(options.get("rescale_init", True)),
+        trigger_every=TRIGGER_OPTION.get(options),
+        eps=EPS_OPTION.get(options),
+        delta=DELTA_OPTION.get(options),
+        buffer_factor=BUFFER_OPTION.get(options),
+        candidates_per_unit=CANDIDATES_OPTION.get(options),
+        rescale_init=RESCALE_OPTION.get(options),
     )
 
 
 def reserve_factor(config: StrategyConfig) -> float:
     """The model width factor of a DYNO run (``options["reserve_factor"]``, default 2 [ours])."""
-    return float(config.options.get("reserve_factor", RESERVE_FACTOR))
+    return float(RESERVE_OPTION.get(config.options))

@@ -1,4 +1,5 @@
-"""Grow: start from a 10% seed mask and switch units on over T cycles (LC26 App. A.6.1; PROTOCOL §4.1)."""
+"""Grow: start from a 10% seed mask and switch units on over T cycles (LC26 App. A.6.1; docs/protocol.md
+§4.1)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import torch
 from torch import Tensor
 
 from plasticity_bench.masks import MaskedLayer
+from plasticity_bench.options import Option
 from plasticity_bench.probes import Probe, activation_frequency, as_if_active_gradient, probe
 from plasticity_bench.seeding import generator
 from strategies.base import StrategyConfig, StructuralPlugin
@@ -19,20 +21,21 @@ Selector = Callable[[Probe, int], Tensor]
 
 
 def activation_selector(p: Probe, layer: int) -> Tensor:
-    """Score ``s_j`` = activation frequency as if switched on, ``tau = 0.05`` (PROTOCOL §4.1)."""
+    """Score ``s_j`` = activation frequency as if switched on, ``tau = 0.05`` (docs/protocol.md §4.1)."""
     return activation_frequency(p.z[layer], p.activations[layer])
 
 
 def gradient_selector(p: Probe, layer: int) -> Tensor:
-    """GradMax-style score ``s_j = mean |dL/dz_j|`` as if active (LC26 App. B.4; PROTOCOL §5.4)."""
+    """GradMax-style score ``s_j = mean |dL/dz_j|`` as if active (LC26 App. B.4; docs/protocol.md §5.4)."""
     return as_if_active_gradient(p.z[layer], p.grad_h[layer], p.activations[layer])
 
 
 SELECTORS: dict[str, Selector] = {"activation": activation_selector, "gradient": gradient_selector}
+SELECTOR = Option("selector", "str", "activation", "which score picks newborn units", tuple(SELECTORS))
 
 
 class BirthIntervention(Protocol):
-    """Something the Grow plugin calls right after switching ``newborn`` units on (PROTOCOL §5).
+    """Something the Grow plugin calls right after switching ``newborn`` units on (docs/protocol.md §5).
 
     ``incumbents``: units active before the edit; ``probe``: the birth mini-batch probe.
     """
@@ -52,11 +55,11 @@ def top_units(candidates: Tensor, scores: Tensor, k: int, largest: bool = True) 
 
 
 class GrowPlugin(StructuralPlugin):
-    """Grow (PROTOCOL §4.1): seed 10% of each masked layer, then add the top-k scored inactive units.
+    """Grow (docs/protocol.md §4.1): seed 10% of each masked layer, then add the top-k scored inactive units.
 
     Newborn units keep their weights (the initial draw, since inactive units get no gradient) and their
     optimizer state (zero if never active); no rewind. Options: ``selector`` (``activation`` default,
-    ``gradient``), ``interventions`` (objects called at birth, PROTOCOL §5).
+    ``gradient``), ``interventions`` (objects called at birth, docs/protocol.md §5).
 
     Raises:
         ValueError: for an unknown selector.

@@ -1,4 +1,4 @@
-"""Output-layer reset between tasks: Continual ImageNet's ``reset_head`` option (LoP; PROTOCOL §7)."""
+"""Output-layer reset between tasks: Continual ImageNet's ``reset_head`` option (LoP; docs/protocol.md §7)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Integration-time interventions on Grow (LC26 Sec. 5, App. C; PROTOCOL §5).
+"""Integration-time interventions on Grow (LC26 Sec. 5, App. C; docs/protocol.md §5).
 
 Each intervention is a :class:`~strategies.grow.BirthIntervention`: the Grow plugin calls
 ``on_birth(strategy, layer, newborn, incumbents, probe)`` right after switching ``newborn`` units on.
@@ -21,20 +21,34 @@ from avalanche.core import SupervisedPlugin
 from torch import Tensor, nn
 
 from plasticity_bench.masks import MaskedLayer, UnitSlices, copy_optimizer_state
+from plasticity_bench.options import Option
 from plasticity_bench.probes import Probe, activation_frequency
 from plasticity_bench.seeding import generator
 from strategies.grow import top_units
 
 TWO_SPEED_R = 5.0
 TWO_SPEED_WINDOW = 1955
-NET2WIDER_NOISE = 1e-3  # [ours]: relative std of the noise added to the copied fan-in (PROTOCOL §5.3)
+NET2WIDER_NOISE = 1e-3  # [ours]: relative std of the noise added to the copied fan-in (docs/protocol.md §5.3)
+TWO_SPEED_R_OPTION = Option("two_speed_r", "float", TWO_SPEED_R, "Two-Speed speed factor r", minimum=0)
+TWO_SPEED_WINDOW_OPTION = Option(
+    "two_speed_window", "int", TWO_SPEED_WINDOW, "Two-Speed steps per birth cohort", minimum=1
+)
+NET2WIDER_NOISE_OPTION = Option(
+    "net2wider_noise",
+    "float",
+    NET2WIDER_NOISE,
+    "Net2Wider fan-in noise std relative to the donor row's",
+    minimum=0,
+    ours=True,
+)
 
 
 def ranked_donors(p: Probe, layer: MaskedLayer, incumbents: Tensor) -> Tensor:
-    """Incumbents of ``layer`` by activation frequency on the birth batch, highest first (PROTOCOL §5.2-3).
+    """Incumbents of ``layer`` by activation frequency on the birth batch, highest first (docs/protocol.md
+    §5.2-3).
 
     ``incumbents``: int64 ``(n,)`` unit indices; returns a permutation of them (ties: lower index first).
-    The frequency is ``act(j)`` of PROTOCOL §4.1 (``tau = 0.05``) on the probe taken before the edit.
+    The frequency is ``act(j)`` of docs/protocol.md §4.1 (``tau = 0.05``) on the probe taken before the edit.
     """
     scores = activation_frequency(p.z[layer.index], p.activations[layer.index])
     return top_units(incumbents, scores[incumbents.to(scores.device)], incumbents.numel())
@@ -49,7 +63,7 @@ class _Cohort:
 
 
 class TwoSpeed(SupervisedPlugin):
-    """Two-Speed integration (LC26 Sec. 5; PROTOCOL §5.1).
+    """Two-Speed integration (LC26 Sec. 5; docs/protocol.md §5.1).
 
     After every optimizer step, newborn-associated entries become ``W_old + r * (W_new - W_old)``
     (``W_old``: value before the step), for the first ``window`` steps after their birth; each birth
@@ -115,7 +129,7 @@ class TwoSpeed(SupervisedPlugin):
 
 
 class MomentTransplant:
-    """Moment Transplant (LC26 Sec. 5; PROTOCOL §5.2).
+    """Moment Transplant (LC26 Sec. 5; docs/protocol.md §5.2).
 
     At birth, the optimizer buffers shaped like their parameter (Adam ``exp_avg``/``exp_avg_sq``, SGD
     ``momentum_buffer``) of one donor are copied into every newborn's fan-in row, bias entry and fan-out
@@ -145,7 +159,7 @@ def net2wider_split(
     """Make ``newborn[i]`` a copy of ``donors[i]`` and share each donor's fan-out among its copies.
 
     Fan-in row and bias of each newborn := its donor's, plus ``N(0, (noise * s)^2)`` with ``s`` the std
-    of the donor's fan-in weights (PROTOCOL §5.3, [ours]). The fan-out column of a donor with ``m``
+    of the donor's fan-in weights (docs/protocol.md §5.3, [ours]). The fan-out column of a donor with ``m``
     copies in this call is divided by ``m + 1`` and written to the donor and each copy (``m = 1``: the
     halving of Net2Wider), so with ``noise = 0`` the network function is unchanged (eval mode; a
     random-leak activation in training mode draws independent leaks for donor and copies).
@@ -177,7 +191,7 @@ def net2wider_split(
 
 
 class Net2Wider:
-    """Net2Wider birth (Chen et al. 2016; LC26 Sec. 5; PROTOCOL §5.3), see :func:`net2wider_split`.
+    """Net2Wider birth (Chen et al. 2016; LC26 Sec. 5; docs/protocol.md §5.3), see :func:`net2wider_split`.
 
     Donors: incumbents by activation frequency on the birth mini-batch, highest first, without repeats
     within one edit [ours]; when an edit has more newborns than incumbents, donors are reused round-robin

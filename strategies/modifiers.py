@@ -1,9 +1,9 @@
 """Strategy-name modifiers, e.g. ``grow+two_speed``, ``grow+moment_transplant+two_speed``.
 
 A modifier is the part of a strategy name after a ``+``. It turns the base strategy's plugin list into
-the modified one (PROTOCOL §5). Options read from ``StrategyConfig.options`` (all optional):
+the modified one (docs/protocol.md §5). Options read from ``StrategyConfig.options`` (all optional):
 
-- ``two_speed``: ``two_speed_r`` (5), ``two_speed_window`` (1955) — PROTOCOL §5.1.
+- ``two_speed``: ``two_speed_r`` (5), ``two_speed_window`` (1955) — docs/protocol.md §5.1.
 - ``moment_transplant``: none — §5.2.
 - ``net2wider``: ``net2wider_noise`` (1e-3, [ours]) — §5.3.
 - ``gradmax``: switches the Grow selector to ``gradient`` — §5.4.
@@ -26,12 +26,13 @@ from avalanche.core import BasePlugin
 from torch import nn
 
 from plasticity_bench.activations import SMOOTH_LEAKY_DEFAULTS, SmoothLeakySettings, make_activation
+from plasticity_bench.options import Option
 from strategies.base import StrategyConfig
 from strategies.grow import BirthIntervention, GrowPlugin
 from strategies.interventions import (
-    NET2WIDER_NOISE,
-    TWO_SPEED_R,
-    TWO_SPEED_WINDOW,
+    NET2WIDER_NOISE_OPTION,
+    TWO_SPEED_R_OPTION,
+    TWO_SPEED_WINDOW_OPTION,
     MomentTransplant,
     Net2Wider,
     TwoSpeed,
@@ -39,17 +40,25 @@ from strategies.interventions import (
 
 Plugins = list[BasePlugin]
 IID_KEY = "iid"
+SMOOTH_LEAKY = Option(
+    "smooth_leaky",
+    "json",
+    {},
+    "Rand. Smooth-Leaky settings overriding the scenario's: c_s, p, lower, upper, lr",
+)
 
 
 @dataclass(frozen=True)
 class Modifier:
     """A named modifier: ``apply(config, plugins) -> plugins`` for the base strategies in ``bases``.
 
-    ``bases`` is ``None`` when the modifier combines with any base strategy. Calling the object applies it.
+    ``bases`` is ``None`` when the modifier combines with any base strategy; ``options`` are the run options
+    it reads (:mod:`plasticity_bench.options`). Calling the object applies it.
     """
 
     apply: Callable[[StrategyConfig, Plugins], Plugins]
     bases: frozenset[str] | None = frozenset({"grow"})
+    options: tuple[Option, ...] = ()
 
     def __call__(self, config: StrategyConfig, plugins: Plugins) -> Plugins:
         return self.apply(config, plugins)
@@ -76,19 +85,18 @@ def _add_intervention(
     return [*plugins, intervention] if isinstance(intervention, BasePlugin) else plugins
 
 
-def _intervention(make: Callable[[StrategyConfig], BirthIntervention], name: str) -> Modifier:
-    return Modifier(partial(_add_intervention, make, name))
+def _intervention(
+    make: Callable[[StrategyConfig], BirthIntervention], name: str, options: tuple[Option, ...] = ()
+) -> Modifier:
+    return Modifier(partial(_add_intervention, make, name), options=options)
 
 
 def _two_speed(config: StrategyConfig) -> TwoSpeed:
-    options = config.options
-    return TwoSpeed(
-        float(options.get("two_speed_r", TWO_SPEED_R)), int(options.get("two_speed_window", TWO_SPEED_WINDOW))
-    )
+    return TwoSpeed(TWO_SPEED_R_OPTION.get(config.options), TWO_SPEED_WINDOW_OPTION.get(config.options))
 
 
 def _net2wider(config: StrategyConfig) -> Net2Wider:
-    return Net2Wider(float(config.options.get("net2wider_noise", NET2WIDER_NOISE)), config.seed)
+    return Net2Wider(NET2WIDER_NOISE_OPTION.get(config.options), config.seed)
 
 
 def _gradmax(config: StrategyConfig, plugins: Plugins) -> Plugins:
@@ -101,11 +109,11 @@ def _unchanged(config: StrategyConfig, plugins: Plugins) -> Plugins:
 
 
 MODIFIERS: dict[str, Modifier] = {
-    "two_speed": _intervention(_two_speed, "two_speed"),
+    "two_speed": _intervention(_two_speed, "two_speed", (TWO_SPEED_R_OPTION, TWO_SPEED_WINDOW_OPTION)),
     "moment_transplant": _intervention(lambda config: MomentTransplant(), "moment_transplant"),
-    "net2wider": _intervention(_net2wider, "net2wider"),
+    "net2wider": _intervention(_net2wider, "net2wider", (NET2WIDER_NOISE_OPTION,)),
     "gradmax": Modifier(_gradmax),
-    "rand_smooth_leaky": Modifier(_unchanged, bases=None),
+    "rand_smooth_leaky": Modifier(_unchanged, bases=None, options=(SMOOTH_LEAKY,)),
 }
 
 
@@ -136,7 +144,8 @@ def smooth_leaky_key(scenario: str) -> str:
 
 
 def smooth_leaky_settings(scenario: str, override: dict[str, float] | None = None) -> SmoothLeakySettings:
-    """Rand. Smooth-Leaky settings of PROTOCOL §5.5 for ``scenario``, with ``override`` fields applied.
+    """Rand. Smooth-Leaky settings of docs/protocol.md §5.5 for ``scenario``, with ``override`` fields
+    applied.
 
     Raises:
         ValueError: if the scenario has no published settings and ``override`` does not give all five
@@ -152,7 +161,7 @@ def smooth_leaky_settings(scenario: str, override: dict[str, float] | None = Non
         return dataclasses.replace(default, **{k: float(v) for k, v in override.items()})
     if set(override) != set(fields):
         raise ValueError(
-            f"no Rand. Smooth-Leaky settings for scenario {scenario!r} (PROTOCOL §5.5 has "
+            f"no Rand. Smooth-Leaky settings for scenario {scenario!r} (docs/protocol.md §5.5 has "
             f"{sorted(SMOOTH_LEAKY_DEFAULTS)}); give all of {fields} in options['smooth_leaky']"
         )
     return SmoothLeakySettings(**{k: float(v) for k, v in override.items()})
@@ -173,15 +182,16 @@ def activation_factory(config: StrategyConfig) -> Callable[[], nn.Module]:
     """
     if not uses_smooth_leaky(config):
         return nn.ReLU
-    settings = smooth_leaky_settings(config.scenario, config.options.get("smooth_leaky"))
+    settings = smooth_leaky_settings(config.scenario, SMOOTH_LEAKY.get(config.options))
     return partial(make_activation, "rand_smooth_leaky", settings)
 
 
 def preferred_lr(config: StrategyConfig) -> float | None:
-    """The learning rate PROTOCOL §5.5 pairs with the activation settings, or ``None`` (no preference).
+    """The learning rate docs/protocol.md §5.5 pairs with the activation settings, or ``None`` (no
+    preference).
 
     The CLI uses it in place of the scenario's default when the user gives no ``--lr``.
     """
     if not uses_smooth_leaky(config):
         return None
-    return smooth_leaky_settings(config.scenario, config.options.get("smooth_leaky")).lr
+    return smooth_leaky_settings(config.scenario, SMOOTH_LEAKY.get(config.options)).lr

@@ -1,14 +1,19 @@
-"""Prune: start dense, remove the lowest-magnitude units over T cycles (LC26 App. A.6.2; PROTOCOL §4.2)."""
+"""Prune: start dense, remove the lowest-magnitude units over T cycles (LC26 App. A.6.2; docs/protocol.md
+§4.2)."""
 
 from __future__ import annotations
 
 from torch import Tensor, nn
 
 from plasticity_bench.masks import MaskedLayer, reset_optimizer_state
+from plasticity_bench.options import Option
 from strategies.base import StrategyConfig, StructuralPlugin
 from strategies.grow import top_units
 
 REWINDS = ("imp", "none")
+REWIND = Option(
+    "rewind", "str", "imp", "IMP rewind to the initial weights after each prune, or none", REWINDS
+)
 
 
 def magnitude_scores(layer: MaskedLayer) -> Tensor:
@@ -17,7 +22,7 @@ def magnitude_scores(layer: MaskedLayer) -> Tensor:
 
 
 class PrunePlugin(StructuralPlugin):
-    """Prune (PROTOCOL §4.2): at each cycle switch off the k active units of lowest magnitude score.
+    """Prune (docs/protocol.md §4.2): at each cycle switch off the k active units of lowest magnitude score.
 
     ``rewind="imp"`` (default): after the mask update every parameter of the masked layers and of the
     layers reading them is reset to its value at initialisation (snapshot before the first update) and

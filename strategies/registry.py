@@ -18,12 +18,13 @@ from typing import Any
 
 from avalanche.core import BasePlugin
 
-from plasticity_bench.diagnostics import CURVE_EVERY, CURVE_HORIZON, CohortDiagnostics
-from strategies.base import StrategyConfig, StructuralPlugin
-from strategies.dyno import dyno_plugin, reserve_factor
-from strategies.grow import GrowPlugin
+from plasticity_bench.diagnostics import DIAG_EVERY, DIAG_HORIZON, DIAGNOSTICS, CohortDiagnostics
+from plasticity_bench.options import Option
+from strategies.base import STRUCTURAL_OPTIONS, StrategyConfig, StructuralPlugin
+from strategies.dyno import DYNO_OPTIONS, dyno_plugin, reserve_factor
+from strategies.grow import SELECTOR, GrowPlugin
 from strategies.modifiers import MODIFIERS, check_modifiers
-from strategies.prune import PrunePlugin
+from strategies.prune import REWIND, PrunePlugin
 
 PluginFactory = Callable[[StrategyConfig], BasePlugin | list[BasePlugin]]
 ENTRY_POINT_GROUP = "plasticity_bench.strategies"
@@ -34,12 +35,16 @@ class StrategyEntry:
     """A registered base strategy.
 
     ``factory`` builds the plugins; ``structural`` is False for Dense (compactness does not apply);
-    ``width_factor`` scales the model's hidden widths (DYNO's reserve).
+    ``width_factor`` scales the model's hidden widths (DYNO's reserve); ``options`` are the run options the
+    strategy reads (:mod:`plasticity_bench.options`); ``fixed_lr``: the strategy runs at the scenario's
+    learning rate only, even in an lr sweep (Dense in LC26 Table 14, docs/protocol.md §7).
     """
 
     factory: PluginFactory
     structural: bool = True
     width_factor: Callable[[StrategyConfig], float] = lambda config: 1.0
+    options: tuple[Option, ...] = ()
+    fixed_lr: bool = False
 
 
 def _dense(config: StrategyConfig) -> list[BasePlugin]:
@@ -47,22 +52,22 @@ def _dense(config: StrategyConfig) -> list[BasePlugin]:
 
 
 def _grow(config: StrategyConfig) -> list[BasePlugin]:
-    return [GrowPlugin(config, selector=str(config.options.get("selector", "activation")))]
+    return [GrowPlugin(config, selector=SELECTOR.get(config.options))]
 
 
 def _prune(config: StrategyConfig) -> list[BasePlugin]:
-    return [PrunePlugin(config, rewind=str(config.options.get("rewind", "imp")))]
+    return [PrunePlugin(config, rewind=REWIND.get(config.options))]
 
 
 STRATEGIES: dict[str, StrategyEntry] = {
-    "dense": StrategyEntry(_dense, structural=False),
-    "grow": StrategyEntry(_grow),
-    "prune": StrategyEntry(_prune),
+    "dense": StrategyEntry(_dense, structural=False, fixed_lr=True),
+    "grow": StrategyEntry(_grow, options=(*STRUCTURAL_OPTIONS, SELECTOR)),
+    "prune": StrategyEntry(_prune, options=(*STRUCTURAL_OPTIONS, REWIND)),
     # DYNO sizes itself by effective dimension: no compactness budget, so a sweep runs it once (c = 1.0).
-    "dyno": StrategyEntry(dyno_plugin, structural=False, width_factor=reserve_factor),
+    "dyno": StrategyEntry(dyno_plugin, structural=False, width_factor=reserve_factor, options=DYNO_OPTIONS),
 }
 
-__all__ = ["MODIFIERS", "STRATEGIES", "build_plugins", "entry_for", "plugin_reports"]
+__all__ = ["MODIFIERS", "STRATEGIES", "build_plugins", "entry_for", "options_for", "plugin_reports"]
 
 
 def is_user_plugin(name: str) -> bool:
@@ -108,13 +113,17 @@ def split_name(name: str) -> tuple[str, tuple[str, ...]]:
 
 
 def entry_for(name: str) -> StrategyEntry:
-    """The registry entry of a strategy name (user plugins get a structural entry).
+    """The registry entry of a strategy name.
+
+    A user plugin gets a structural entry whose options are the structural ones plus those its factory
+    declares in an ``OPTIONS`` attribute (a tuple of :class:`~plasticity_bench.options.Option`).
 
     Raises:
         ValueError: for an unknown base name or modifier, listing the valid choices.
     """
     if is_user_plugin(name):
-        return StrategyEntry(load_user_factory(name))
+        factory = load_user_factory(name)
+        return StrategyEntry(factory, options=(*STRUCTURAL_OPTIONS, *getattr(factory, "OPTIONS", ())))
     base, mods = split_name(name)
     if base not in STRATEGIES:
         raise ValueError(
@@ -129,11 +138,23 @@ def entry_for(name: str) -> StrategyEntry:
     return STRATEGIES[base]
 
 
+def options_for(name: str) -> tuple[Option, ...]:
+    """The run options strategy ``name`` reads: its base entry's and its modifiers' (in that order).
+
+    Raises:
+        ValueError: as :func:`entry_for`.
+    """
+    entry = entry_for(name)
+    if is_user_plugin(name):
+        return entry.options
+    return (*entry.options, *(o for mod in split_name(name)[1] for o in MODIFIERS[mod].options))
+
+
 def build_plugins(config: StrategyConfig) -> list[BasePlugin]:
     """The Avalanche plugins of ``config.name`` (modifiers applied in the order given).
 
     Every structural plugin (Grow, Prune and their variants, structural user plugins) gets a
-    :class:`~plasticity_bench.diagnostics.CohortDiagnostics` (PROTOCOL §9) unless
+    :class:`~plasticity_bench.diagnostics.CohortDiagnostics` (docs/protocol.md §9) unless
     ``options["diagnostics"]`` is false; ``diag_every`` / ``diag_horizon`` set its curve spacing/length.
 
     Raises:
@@ -151,17 +172,16 @@ def build_plugins(config: StrategyConfig) -> list[BasePlugin]:
 
 
 def _diagnostics(config: StrategyConfig, plugins: list[BasePlugin]) -> list[BasePlugin]:
-    if not config.options.get("diagnostics", True):
+    if not DIAGNOSTICS.get(config.options):
         return []
-    every = int(config.options.get("diag_every", CURVE_EVERY))
-    horizon = int(config.options.get("diag_horizon", CURVE_HORIZON))
+    every, horizon = DIAG_EVERY.get(config.options), DIAG_HORIZON.get(config.options)
     return [CohortDiagnostics(p, every, horizon) for p in plugins if isinstance(p, StructuralPlugin)]
 
 
 def plugin_reports(plugins: list[BasePlugin]) -> dict[str, Any]:
     """Merged ``report()`` dicts of the plugins that offer one (extra top-level record keys).
 
-    ``CohortDiagnostics`` gives ``diagnostics`` (PROTOCOL §9 rows), ``DynoPlugin`` gives ``dyno``
+    ``CohortDiagnostics`` gives ``diagnostics`` (docs/protocol.md §9 rows), ``DynoPlugin`` gives ``dyno``
     (active width per layer over time, change events).
     """
     reports: dict[str, Any] = {}

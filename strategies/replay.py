@@ -1,14 +1,17 @@
-"""Tiny Experience Replay for the Split-* scenarios (PROTOCOL §7; Chaudhry et al. 2019, "Tiny ER").
+"""Tiny Experience Replay for the Split-* scenarios (docs/protocol.md §7; Chaudhry et al. 2019, "Tiny ER").
 
-Spec: a buffer of up to 50 images per seen class and at most 200 in total; from task 2 on, half of every
-mini-batch comes from the buffer; after each task, up to 50 images of every new class are added.
+Spec: a buffer of up to 50 images per seen class and at most 200 in total; from task 2 on, every
+mini-batch mixes current-task and replay samples at replay fraction 0.5; after each task, up to 50 images
+of every new class are added.
 
 Our choices [ours]:
 
-- Mixing: the last ``B // 2`` rows of each mini-batch of ``B`` rows are replaced by buffer samples drawn
-  uniformly without replacement (with replacement only if the buffer holds fewer than ``B // 2`` images),
-  so the batch size and the steps per task stay those of the scenario. The current task's rows that are
-  replaced are not used at that step (they come back in later epochs in another order).
+- Mixing (option ``replay_mix``; LC26 does not say how): ``replace`` (default) replaces the last
+  ``B // 2`` rows of each mini-batch of ``B`` rows by buffer samples, so the batch size and the steps per
+  task stay those of the scenario (the replaced current-task rows come back in later epochs in another
+  order); ``concat`` appends ``B`` buffer samples to the full current-task batch (the common ER
+  implementation; the update sees ``2B`` rows). Both draw uniformly without replacement (with
+  replacement only if the buffer holds fewer images than asked).
 - Over capacity: when adding new classes would exceed the total, every class is cut to the same quota
   ``min(per_class, capacity // classes_seen)`` (keeping a random subset: images are stored in a random
   order and the tail is dropped); slots left by the integer division stay empty.
@@ -28,10 +31,20 @@ import torch
 from avalanche.core import SupervisedPlugin
 from torch import Tensor
 
+from plasticity_bench.options import Option
 from plasticity_bench.seeding import generator
 
 PER_CLASS = 50
 CAPACITY = 200
+MIX_MODES = ("replace", "concat")
+REPLAY_MIX = Option(
+    "replay_mix",
+    "str",
+    "replace",
+    "Tiny ER: replay replaces half of the batch, or is appended to it",
+    MIX_MODES,
+    ours=True,
+)
 
 
 class TinyERPlugin(SupervisedPlugin):
@@ -41,19 +54,23 @@ class TinyERPlugin(SupervisedPlugin):
         seed: run seed (all random choices derive from it).
         per_class: most images kept per class (50).
         capacity: most images kept in total (200).
+        mix: ``replace`` or ``concat`` (see the module docstring).
 
     Attributes:
         buffer: class id -> ``(x, y)``, ``x`` ``float32`` ``(n_c, *input_shape)``, ``y`` ``int64`` ``(n_c,)``,
             on the training device.
 
     Raises:
-        ValueError: for non-positive sizes.
+        ValueError: for non-positive sizes or an unknown mix mode.
     """
 
-    def __init__(self, seed: int, per_class: int = PER_CLASS, capacity: int = CAPACITY) -> None:
+    def __init__(
+        self, seed: int, per_class: int = PER_CLASS, capacity: int = CAPACITY, mix: str = REPLAY_MIX.default
+    ) -> None:
         super().__init__()
         if per_class < 1 or capacity < 1:
             raise ValueError(f"per_class and capacity must be >= 1 (got {per_class}, {capacity})")
+        self.mix_mode = REPLAY_MIX.parse(mix)
         self.seed, self.per_class, self.capacity = seed, per_class, capacity
         self.buffer: dict[int, tuple[Tensor, Tensor]] = {}
         self._generator = generator(seed, "replay")
@@ -80,12 +97,16 @@ class TinyERPlugin(SupervisedPlugin):
         return self._x[index], self._y[index]
 
     def mix(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
-        """The batch with its last ``len(y) // 2`` rows replaced by buffer samples (unchanged if empty)."""
-        n_replay = len(y) // 2
+        """The batch mixed with buffer samples at replay fraction 0.5 (unchanged while the buffer is empty).
+
+        ``replace``: the last ``len(y) // 2`` rows replaced (same size); ``concat``: ``len(y)`` buffer rows
+        appended (twice the size).
+        """
+        n_replay = len(y) // 2 if self.mix_mode == "replace" else len(y)
         if len(self) == 0 or n_replay == 0:
             return x, y
         replay_x, replay_y = self.sample(n_replay)
-        keep = len(y) - n_replay
+        keep = len(y) - n_replay if self.mix_mode == "replace" else len(y)
         return torch.cat([x[:keep], replay_x]), torch.cat([y[:keep], replay_y])
 
     def add(

@@ -1,4 +1,4 @@
-"""Small datasets in exactly the real on-disk formats (PROTOCOL §8), with balanced, known labels.
+"""Small datasets in exactly the real on-disk formats (docs/protocol.md §8), with balanced, known labels.
 
 Used by the scenario, replay, winning-ticket and CLI tests through the ``data_root`` fixture
 (``conftest.py``); the readers' own format tests (random labels, corrupt files) are in

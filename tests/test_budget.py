@@ -1,4 +1,5 @@
-"""Tests for the compactness budget (PROTOCOL §3): unit targets, schedules, edit counts, edit points."""
+"""Tests for the compactness budget (docs/protocol.md §3): unit targets, schedules, edit counts, edit
+points."""
 
 from __future__ import annotations
 

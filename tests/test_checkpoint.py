@@ -1,4 +1,5 @@
-"""Checkpoint metrics ACC/TAA (PROTOCOL §1), the IID cosine schedule and the head reset (PROTOCOL §7)."""
+"""Checkpoint metrics ACC/TAA (docs/protocol.md §1), the IID cosine schedule and the head reset
+(docs/protocol.md §7)."""
 
 from __future__ import annotations
 

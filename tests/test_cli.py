@@ -13,6 +13,8 @@ import pandas as pd
 from typer.testing import CliRunner
 
 from plasticity_bench.cli import app
+from plasticity_bench.runner import expand, sweep_base
+from scenarios.registry import SCENARIOS
 
 QUICK = ["run", "--tasks", "2", "--steps", "50", "--seeds", "1"]
 
@@ -157,3 +159,15 @@ def test_console_script_subprocess(tmp_path: Path) -> None:
     assert "3 runs, 0 already on disk" in proc.stdout
     assert leaderboard_strategies(out) == ["dense", "grow", "prune"]
     assert "leaderboard.csv" in proc.stdout
+
+
+def test_dense_runs_at_the_scenario_lr_only_in_an_lr_sweep() -> None:
+    spec = SCENARIOS["permuted_mnist"]
+    base = sweep_base(spec, 2, 5)
+    configs = expand("permuted_mnist@mnist5k", ["dense", "grow"], [0.5], [0, 1], base, {}, [0.01, 0.001], [7])
+    dense = {(c.lr, c.seed) for c in configs if c.strategy == "dense"}
+    grow = {(c.lr, c.seed) for c in configs if c.strategy == "grow"}
+    assert dense == {(spec.lr, 0), (spec.lr, 1)}  # no selection seeds: Dense's lr is not chosen
+    assert grow == {(lr, s) for lr in (0.01, 0.001) for s in (0, 1, 7)}
+    single = expand("permuted_mnist@mnist5k", ["dense"], [0.5], [0], base, {}, [0.01])
+    assert [c.lr for c in single] == [0.01]  # one lr given: everyone runs at it

@@ -11,7 +11,7 @@ from rich.console import Console
 from typer.testing import CliRunner
 
 from plasticity_bench import cli
-from plasticity_bench.cli import app, parse_options
+from plasticity_bench.cli import app
 from plasticity_bench.leaderboard import METRIC_LABELS
 from scenarios.readers import DEBIAN_FASHION_MNIST_DIR
 from scenarios.registry import SCENARIOS
@@ -45,19 +45,11 @@ def test_every_scenario_runs_through_the_cli(data_root: Path, tmp_path: Path, na
 def test_scenario_options_reach_the_builder(data_root: Path, tmp_path: Path) -> None:
     invoke(
         "--scenario", "continual_imagenet", "--strategy", "dense", "--seeds", "1", "--tasks", "2", "--steps",
-        "1", "--data-root", str(data_root), "--out", str(tmp_path), "--option", "reset_head=true",
+        "1", "--data-root", str(data_root), "--out", str(tmp_path), "--option", "reset_head=yes",
     )  # fmt: skip
     (path,) = (tmp_path / "records").rglob("*.json")
     record = json.loads(path.read_text())
     assert record["config"]["options"] == {"reset_head": True} and record["data"]["reset_head"] is True
-
-
-def test_parse_options() -> None:
-    assert parse_options(["label_mode=uniform", "reset_head=true", "subset=5"]) == {
-        "label_mode": "uniform", "reset_head": True, "subset": 5,
-    }  # fmt: skip
-    with pytest.raises(Exception, match="KEY=VALUE"):
-        parse_options(["reset_head"])
 
 
 def test_missing_data_is_reported_by_the_cli(tmp_path: Path) -> None:

@@ -1,4 +1,5 @@
-"""Determinism (PROTOCOL §7): one seed gives identical records and the same stream for every strategy."""
+"""Determinism (docs/protocol.md §7): one seed gives identical records and the same stream for every
+strategy."""
 
 from __future__ import annotations
 

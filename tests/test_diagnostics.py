@@ -1,4 +1,5 @@
-"""Cohort diagnostics (PROTOCOL §9): parity arithmetic, snapshot schedule, hooks, the diagnose command."""
+"""Cohort diagnostics (docs/protocol.md §9): parity arithmetic, snapshot schedule, hooks, the diagnose
+command."""
 
 from __future__ import annotations
 

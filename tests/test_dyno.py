@@ -1,4 +1,5 @@
-"""DYNO (PROTOCOL §6): effective dimension, prune/grow counts, pruning order, NORTH growth, the plugin."""
+"""DYNO (docs/protocol.md §6): effective dimension, prune/grow counts, pruning order, NORTH growth, the
+plugin."""
 
 from __future__ import annotations
 
@@ -161,7 +162,7 @@ def test_dyno_setup_switches_the_reserve_off_and_rescales() -> None:
     torch.testing.assert_close(model.head.weight[:, 3:], head[:, 3:])
 
 
-def test_dyno_prunes_dormant_units_then_grows_without_changing_the_function() -> None:
+def test_dyno_prunes_dormant_units_and_sets_phi_star_after_the_change() -> None:
     plugin, strategy = identity_dyno()
     model, layer = strategy.model, strategy.model.masked_layers()[0]
     plugin.buffers[0].push(history([0, 1, 2, 3]))
@@ -170,16 +171,55 @@ def test_dyno_prunes_dormant_units_then_grows_without_changing_the_function() ->
     plugin.buffers[0].push(history([0, 1]))  # units 2, 3 dormant: phi = 0.5 -> prune round(4 * 0.47) = 2
     plugin.trigger(strategy)
     assert layer.units.active().tolist() == [0, 1] and plugin.events[-1]["pruned"] == [2, 3]
-    assert plugin.phi_star[0] == 0.5
-    plugin.buffers[0].push(history([0, 1], seed=1))  # phi = 1 > 1.03 * 0.5: grow round(2 * 0.485) = 1
+    # phi* is measured after the prune, on the new active set: rank 2 of 2 units
+    assert plugin.phi_star[0] == 1.0 and plugin.events[-1]["phi_star_after"] == 1.0
+    plugin.buffers[0].push(history([0, 1], seed=1))
+    plugin.trigger(strategy)  # phi = 1 = phi*: nothing to undo
+    assert layer.units.active().tolist() == [0, 1] and len(plugin.events) == 1
+
+
+def test_dyno_stays_stable_after_pruning_dormant_units() -> None:
+    """The review's probe: 100 active units, 40 made dormant. The first trigger prunes 37 of the dormant
+    units; with phi* measured before the change (0.6), the next trigger regrew 21 units. Now no trigger on
+    the same buffer changes anything."""
+    width = 200
+    model = tiny_net(hidden=(width, 6), in_features=width)
+    with torch.no_grad():
+        model.hidden[0].weight.copy_(torch.eye(width))
+        model.hidden[0].bias.zero_()
+    plugin = DynoPlugin(StrategyConfig("dyno"), reserve_factor=2.0, buffer_factor=2.0, rescale_init=False)
+    strategy = fake_strategy(model, torch.rand(16, width), torch.randint(0, 3, (16,)))
+    plugin.before_training(strategy)
+    gen = torch.Generator().manual_seed(0)
+    full = torch.zeros(2 * width, width)
+    full[:, :100] = torch.rand(2 * width, 100, generator=gen) + 0.1
+    plugin.buffers[0].push(full)
+    plugin.trigger(strategy)  # phi* = 1 on 100 active units
+    dormant = full.clone()
+    dormant[:, 60:] = 0.0  # units 60..99 go dormant
+    plugin.buffers[0].push(dormant)
+    plugin.trigger(strategy)
+    assert plugin.events[-1]["pruned"] == list(range(60, 97)) and model.active_units()[0] == 63
+    assert plugin.phi_star[0] == pytest.approx(60 / 63)
+    for _ in range(10):
+        plugin.trigger(strategy)
+    assert model.active_units()[0] == 63 and len(plugin.events) == 1
+
+
+def test_dyno_grows_without_changing_the_function() -> None:
+    plugin, strategy = identity_dyno()
+    model, layer = strategy.model, strategy.model.masked_layers()[0]
+    plugin.buffers[0].push(history([0, 1]))
+    plugin.trigger(strategy)  # first measurement: phi* = 2 / 4
+    plugin.buffers[0].push(history([0, 1, 2, 3]))  # phi = 1 > 1.03 * 0.5: grow round(4 * 0.485) = 2
     x = torch.rand(10, 8)
     model.eval()
     before = model(x).detach()
     plugin.trigger(strategy)
-    assert plugin.events[-1]["grown"] == [2] and layer.units.active().tolist() == [0, 1, 2]
+    assert plugin.events[-1]["grown"] == [4, 5] and layer.units.active().tolist() == [0, 1, 2, 3, 4, 5]
     assert (model(x) - before).abs().max() < 1e-6
-    assert torch.equal(model.hidden[1].weight[:, 2], torch.zeros(6)) and model.hidden[0].bias[2] == 0
-    assert [w["widths"][0] for w in plugin.active_width] == [4, 2, 3]
+    assert torch.equal(model.hidden[1].weight[:, 4:6], torch.zeros(6, 2)) and model.hidden[0].bias[4] == 0
+    assert [w["widths"][0] for w in plugin.active_width] == [4, 6]
 
 
 def test_dyno_growth_is_capped_by_the_reserve_and_pruning_keeps_one_unit() -> None:

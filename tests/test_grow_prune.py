@@ -1,4 +1,4 @@
-"""Tests for the Grow and Prune plugins (PROTOCOL §4.1, §4.2).
+"""Tests for the Grow and Prune plugins (docs/protocol.md §4.1, §4.2).
 
 The plugins are driven either through ``execute`` on a tiny run or directly with a fake strategy object
 exposing ``model``, ``optimizer``, ``batches`` and ``experience`` (what the plugins read).

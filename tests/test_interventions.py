@@ -1,9 +1,11 @@
-"""Integration interventions (PROTOCOL §5): Two-Speed, Moment Transplant, Net2Wider, GradMax selector,
+"""Integration interventions (docs/protocol.md §5): Two-Speed, Moment Transplant, Net2Wider, GradMax selector,
 Rand. Smooth-Leaky activation, and their names as strategy modifiers."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from functools import partial
 
 import pytest
 import torch
@@ -12,9 +14,10 @@ from torch import nn
 
 from plasticity_bench.activations import SMOOTH_LEAKY_DEFAULTS, RandSmoothLeaky
 from plasticity_bench.diagnostics import CohortDiagnostics
+from plasticity_bench.models import MaskedNet
 from plasticity_bench.probes import probe
 from strategies.base import StrategyConfig
-from strategies.grow import GrowPlugin
+from strategies.grow import GrowPlugin, activation_selector, gradient_selector
 from strategies.interventions import MomentTransplant, Net2Wider, TwoSpeed, ranked_donors
 from strategies.modifiers import activation_factory, preferred_lr, smooth_leaky_settings
 from strategies.registry import build_plugins, entry_for
@@ -300,3 +303,26 @@ def test_modifiers_compose_and_two_speed_plugin_only_when_asked() -> None:
     assert isinstance(diagnostics, CohortDiagnostics)
     assert not any(isinstance(p, TwoSpeed) for p in build_plugins(grow_config("grow+net2wider")))
     entry_for("dense+rand_smooth_leaky")
+
+
+def test_scores_are_deterministic_with_rand_smooth_leaky() -> None:
+    """docs/protocol.md §4.1: scoring one probe twice gives identical scores, although the model is in
+    training mode (where Rand. Smooth-Leaky draws a new slope per element and call)."""
+    settings = SMOOTH_LEAKY_DEFAULTS["permuted_mnist"]
+    torch.manual_seed(0)
+    model = MaskedNet(
+        nn.Flatten(), 20, (256, 64), 3, partial(RandSmoothLeaky, *dataclasses.astuple(settings)[:4])
+    )
+    model.train()
+    x, y = torch.randn(32, 20), torch.randint(0, 3, (32,))
+    p = probe(model, x, y)
+    assert model.training
+    incumbents = torch.arange(0, 256, 2)
+    for score in (activation_selector, gradient_selector):
+        first, second = score(p, 0), score(p, 0)
+        assert torch.equal(first, second)
+    layer = model.masked_layers()[0]
+    assert torch.equal(ranked_donors(p, layer, incumbents), ranked_donors(p, layer, incumbents))
+    # the eval-mode slope is what the scores use: equal to a probe of the model in eval mode
+    model.eval()
+    assert torch.equal(activation_selector(probe(model, x, y), 0), activation_selector(p, 0))

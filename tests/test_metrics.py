@@ -1,4 +1,4 @@
-"""Tests for online accuracy (PROTOCOL §1), TAOA, Early Task TAA and their Avalanche metrics."""
+"""Tests for online accuracy (docs/protocol.md §1), TAOA, Early Task TAA and their Avalanche metrics."""
 
 from __future__ import annotations
 

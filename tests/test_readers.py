@@ -1,4 +1,4 @@
-"""Tests for scenarios.readers: small files in exactly the real on-disk formats (PROTOCOL §8)."""
+"""Tests for scenarios.readers: small files in exactly the real on-disk formats (docs/protocol.md §8)."""
 
 from __future__ import annotations
 

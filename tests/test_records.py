@@ -66,7 +66,7 @@ def test_write_roundtrip_and_has_only_for_identical_config(tmp_path: Path) -> No
     assert not store.has(config(seed=1))
     assert not store.has(config(lr=0.01))
     assert not store.has(config(options={"tau": 0.1}))
-    [loaded] = store.load_all()
+    [loaded] = store.load().records
     assert loaded["key"] == run_key(cfg) and loaded["summary"]["taoa"] == 0.71
     assert set(loaded["versions"]) == {"plasticity_bench", "torch", "avalanche-lib", "python"}
 
@@ -121,26 +121,75 @@ def test_crash_keeps_previous_version(tmp_path: Path, monkeypatch) -> None:
 
 
 @pytest.mark.parametrize(
-    "content", ['{"key": "abc", "config": {', "[1, 2]", '{"config": {"a": 1}, "summary": {}, "key": "bad"}']
+    "content",
+    ['{"key": "abc", "config": {', "[1, 2]", '{"config": {"a": 1}, "summary": {}, "key": "bad"}', ""],
 )
-def test_corrupt_record_raises_naming_file_and_fix(tmp_path: Path, content: str) -> None:
+def test_corrupt_record_is_reported_by_path_and_skipped(tmp_path: Path, content: str) -> None:
     store = ResultStore(tmp_path)
     store.write(record(config()))
     bad = tmp_path / "records" / "permuted_mnist" / "dense" / "deadbeef.json"
     bad.parent.mkdir(parents=True)
     bad.write_text(content)
     with pytest.raises(CorruptRecordError) as info:
-        store.load_all()
-    assert str(bad) in str(info.value)
-    assert "--force" in str(info.value) and "Delete" in str(info.value)
+        records.read_record(bad)
+    assert str(bad) in str(info.value) and "delete the file" in str(info.value)
     assert isinstance(info.value, ValueError)
-    with pytest.warns(UserWarning, match="deadbeef.json"):
-        loaded = store.load_all(skip_corrupt=True)
-    assert [r["key"] for r in loaded] == [run_key(config())]
+    report = store.load()
+    assert [r["key"] for r in report.records] == [run_key(config())]
+    assert [path for path, _ in report.corrupt] == [bad]
+    assert any("deadbeef.json" in line for line in report.problems())
 
 
-def test_load_all_empty_store(tmp_path: Path) -> None:
-    assert ResultStore(tmp_path / "nothing").load_all() == []
+def test_duplicate_record_is_reported_by_file_name_and_skipped(tmp_path: Path) -> None:
+    store = ResultStore(tmp_path)
+    original = store.write(record(config()))
+    copy = original.with_name("a (copy).json")
+    copy.write_bytes(original.read_bytes())
+    report = store.load()
+    assert len(report.records) == 1
+    assert report.duplicates == [(copy, original)]
+    assert "a (copy).json" in report.problems()[0]
+
+
+def test_load_empty_store(tmp_path: Path) -> None:
+    report = ResultStore(tmp_path / "nothing").load()
+    assert report.records == [] and report.corrupt == [] and report.duplicates == []
+
+
+def test_records_of_another_protocol_version_are_stale(tmp_path: Path, monkeypatch) -> None:
+    store = ResultStore(tmp_path)
+    cfg = config()
+    old = record(cfg)
+    old["code"] = {**old["code"], "protocol": records.PROTOCOL_VERSION - 1}
+    store.write(old)
+    assert store.status(cfg) == "stale" and not store.has(cfg) and store.has(cfg, allow_stale=True)
+    legacy = record(cfg)
+    del legacy["code"]  # written before records carried a code version: protocol 1
+    store.write(legacy)
+    assert records.record_protocol(legacy) == 1 and store.status(cfg) == "stale"
+    store.write(record(cfg))
+    assert store.status(cfg) == "current" and store.has(cfg)
+
+
+def test_code_version_names_package_commit_and_protocol() -> None:
+    code = records.code_version()
+    assert code["protocol"] == records.PROTOCOL_VERSION and code["package"][0].isdigit()
+    repo = Path(records.__file__).resolve().parents[1]
+    if (repo / ".git").exists():
+        assert len(code["commit"]) == 40 and isinstance(code["dirty"], bool)
+    assert record(config())["code"] == code
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077, 0o002])
+def test_files_are_written_with_the_users_umask(tmp_path: Path, umask: int) -> None:
+    old = os.umask(umask)
+    try:
+        path = ResultStore(tmp_path).write(record(config()))
+        text = atomic_write_text(tmp_path / "leaderboard.md", "x")
+    finally:
+        os.umask(old)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask
+    assert text.stat().st_mode & 0o777 == 0o666 & ~umask
 
 
 def test_package_versions_marks_missing(monkeypatch) -> None:

@@ -21,7 +21,7 @@ def test_module_path_plugin_is_built_with_the_config() -> None:
     plugin, diagnostics = registry.build_plugins(config("strategies.prune:PrunePlugin"))
     assert isinstance(plugin, PrunePlugin)
     assert plugin.config.compactness == 0.5
-    assert isinstance(diagnostics, CohortDiagnostics)  # every structural plugin gets PROTOCOL §9
+    assert isinstance(diagnostics, CohortDiagnostics)  # every structural plugin gets docs/protocol.md §9
 
 
 def test_entry_point_plugin_is_found_by_its_short_name(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,4 +1,5 @@
-"""Tiny ER (PROTOCOL §7): buffer capacity, per-class limit, the half/half batch mix, and its use in a run."""
+"""Tiny ER (docs/protocol.md §7): buffer capacity, per-class limit, the half/half batch mix, and its use in
+a run."""
 
 from __future__ import annotations
 

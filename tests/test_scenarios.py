@@ -1,4 +1,4 @@
-"""Stream invariants of every scenario on small files in the real formats (PROTOCOL §7, §8)."""
+"""Stream invariants of every scenario on small files in the real formats (docs/protocol.md §7, §8)."""
 
 from __future__ import annotations
 
@@ -53,9 +53,16 @@ def test_registry_holds_every_protocol_scenario_with_its_sizes() -> None:
         "permuted_mnist", "random_label_mnist", "split_mnist", "split_fashion", "mnist_iid",
     }  # fmt: skip
     assert all(m == "convnet" for n, m in models.items() if "cifar" in n or "imagenet" in n)
+    # LC26 App. A.2: cosine annealing over the full horizon for every Sec. 4-5 experiment, Split-* included
     assert {n for n, s in SCENARIOS.items() if s.lr_schedule == "cosine"} == {
-        "mnist_iid", "cifar10_iid", "cifar100_iid",
+        "mnist_iid", "cifar10_iid", "cifar100_iid", "split_mnist", "split_fashion",
     }  # fmt: skip
+    # Split-*: one edit at every task boundary (T = K), Split-CIFAR100 included; elsewhere T = 5
+    cycles = {name: s.cycles_for(s.tasks) for name, s in SCENARIOS.items()}
+    assert cycles["split_cifar100"] == 10 and cycles["split_mnist"] == cycles["split_fashion"] == 5
+    assert cycles["permuted_mnist"] == 5 and SCENARIOS["split_cifar100"].cycles_for(4) == 4
+    # "N epochs" stays N epochs at another batch size
+    assert SCENARIOS["split_fashion"].steps_for(32) == 20 * (12_000 // 32)
     assert {n for n, s in SCENARIOS.items() if s.replay} == {"split_mnist", "split_fashion"}
 
 

@@ -1,4 +1,5 @@
-"""Winning-ticket evaluation (PROTOCOL §1): frozen final masks, fresh weights, same stream, WT fields."""
+"""Winning-ticket evaluation (docs/protocol.md §1): frozen final masks, rewound (or fresh) weights, same
+stream, WT fields."""
 
 from __future__ import annotations
 
@@ -24,18 +25,33 @@ def config(scenario: str = "split_fashion", strategy: str = "grow", **fields: ob
     return RunConfig(scenario=scenario, **{**base, **fields})
 
 
-def test_ticket_has_the_final_masks_and_fresh_weights(data_root: Path) -> None:
-    cfg = config()
+def trained_grow(data_root: Path, **options: object) -> tuple:
+    cfg = config(options=options)
     spec = SCENARIOS[cfg.scenario]
     benchmark = spec.build(cfg.seed, cfg.tasks, None, data_root)
     model = new_model(cfg, benchmark.info, 1.0, "init", "cpu")
     initial = {k: v.clone() for k, v in model.state_dict().items() if not k.endswith("mask")}
     train_on_stream(cfg, spec, benchmark, model, build_plugins(cfg.strategy_config()), "cpu")
-    masks = model.masks()
-    assert any(m.sum() < len(m) for m in masks)  # grow left units off
+    assert any(m.sum() < len(m) for m in model.masks())  # grow left units off
+    return cfg, benchmark, model, initial
 
+
+def test_ticket_rewinds_to_the_runs_own_initial_weights(data_root: Path) -> None:
+    """Default ``wt_init=original``: standard Lottery-Ticket evaluation rewinds to theta_0."""
+    cfg, benchmark, model, initial = trained_grow(data_root)
     ticket = ticket_model(model, cfg, benchmark.info, 1.0, "cpu")
-    assert all(torch.equal(a, b) for a, b in zip(ticket.masks(), masks))
+    assert all(torch.equal(a, b) for a, b in zip(ticket.masks(), model.masks()))
+    rewound = ticket.state_dict()
+    for name, value in initial.items():
+        assert torch.equal(rewound[name], value), name
+        if name.endswith("weight"):
+            assert not torch.equal(rewound[name], model.state_dict()[name]), name
+
+
+def test_fresh_ticket_is_a_new_seeded_draw(data_root: Path) -> None:
+    cfg, benchmark, model, initial = trained_grow(data_root, wt_init="fresh")
+    ticket = ticket_model(model, cfg, benchmark.info, 1.0, "cpu")
+    assert all(torch.equal(a, b) for a, b in zip(ticket.masks(), model.masks()))
     fresh = ticket.state_dict()
     for name, value in initial.items():
         if name.endswith("weight"):  # a new draw: differs from the cycle run's init and its trained weights

@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -347,13 +348,13 @@ def options(
     """List every run option (``--option KEY=VALUE``): who reads it, its type, default and meaning."""
     rows = option_rows()
     if markdown:
-        console.print(options_markdown(rows), highlight=False, soft_wrap=True)
+        console.print(options_markdown(rows), highlight=False, soft_wrap=True, markup=False)
         return
     view = Table(title="run options (--option KEY=VALUE)")
     for header in OPTION_HEADERS:
         view.add_column(header, overflow="fold")
     for row in rows:
-        view.add_row(*row)
+        view.add_row(*(escape(cell) for cell in row))
     console.print(view)
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from filelock import Timeout
 
-from plasticity_bench.records import ResultStore
+from plasticity_bench.records import ResultStore, canonical_json
 from plasticity_bench.runner import RunConfig, execute
 from scenarios.registry import parse_scenario
 from strategies.registry import build_plugins
@@ -75,7 +75,7 @@ def preflight(configs: list[RunConfig], out: Path, data_root: Path | None, devic
     """
     device_kind(device)
     check_writable(out)
-    streams = {(c.scenario, c.variant, c.tasks, tuple(sorted(c.options.items()))): c for c in configs}
+    streams = {(c.scenario, c.variant, c.tasks, canonical_json(c.options)): c for c in configs}
     for config in streams.values():
         spec, variant = parse_scenario(config.scenario + (f"@{config.variant}" if config.variant else ""))
         spec.build(
@@ -85,7 +85,7 @@ def preflight(configs: list[RunConfig], out: Path, data_root: Path | None, devic
             data_root,
             **{o.name: o.get(config.options) for o in spec.options},
         )
-    strategies = {(c.strategy, c.compactness, repr(sorted(c.options.items()))): c for c in configs}
+    strategies = {(c.strategy, c.compactness, canonical_json(c.options)): c for c in configs}
     for config in strategies.values():
         build_plugins(config.strategy_config())
 

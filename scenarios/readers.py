@@ -247,8 +247,8 @@ def read_idx(path: PathLike) -> np.ndarray:
 
     Raises:
         FileNotFoundError: ``path`` does not exist.
-        CorruptDatasetError: unreadable file or gzip stream, bad magic / dtype byte, or a payload whose size
-            does not match the dims in the header.
+        CorruptDatasetError: unreadable file or gzip stream, bad magic / dtype byte, no items, or a payload
+            whose size does not match the dims in the header.
     """
     path = Path(path)
     data = _read_bytes(path)
@@ -263,6 +263,7 @@ def read_idx(path: PathLike) -> np.ndarray:
     header = 4 + 4 * ndim
     _require(len(data) >= header, path, f"truncated header ({len(data)} bytes, need {header})")
     dims = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
+    _require(dims[0] > 0, path, "holds no items (the header says 0); replace it with the full file")
     expected = header + int(np.prod(dims))
     _require(
         len(data) == expected,

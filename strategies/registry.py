@@ -158,17 +158,33 @@ def build_plugins(config: StrategyConfig) -> list[BasePlugin]:
     ``options["diagnostics"]`` is false; ``diag_every`` / ``diag_horizon`` set its curve spacing/length.
 
     Raises:
-        ValueError: for unknown names (see :func:`entry_for`) or a factory returning a non-plugin.
+        ValueError: for unknown names (see :func:`entry_for`), a user factory that is not callable or fails
+            when called with the ``StrategyConfig``, or a factory returning a non-plugin.
     """
-    made = entry_for(config.name).factory(config)
+    factory = entry_for(config.name).factory
+    made = factory(config) if not is_user_plugin(config.name) else _call_user_factory(factory, config)
     plugins = list(made) if isinstance(made, list | tuple) else [made]
     if not is_user_plugin(config.name):
         for mod in config.modifiers:
             plugins = MODIFIERS[mod](config, plugins)
     bad = [p for p in plugins if not isinstance(p, BasePlugin)]
     if bad:
-        raise ValueError(f"strategy {config.name!r} returned non-plugins {bad}; return Avalanche plugins")
+        kinds = ", ".join(sorted({type(p).__name__ for p in bad}))
+        raise ValueError(f"strategy {config.name!r} returned {kinds}, not Avalanche plugins; return plugins")
     return plugins + _diagnostics(config, plugins)
+
+
+def _call_user_factory(factory: Any, config: StrategyConfig) -> Any:
+    """``factory(config)`` for a user plugin, its failure reported as the user's input error."""
+    hint = "give a plugin class or function that takes a StrategyConfig and returns Avalanche plugins"
+    if not callable(factory):
+        raise ValueError(f"strategy {config.name!r} is not callable; {hint}")
+    try:
+        return factory(config)
+    except Exception as err:  # the user's code: any failure is an input error, reported in one line
+        raise ValueError(
+            f"strategy {config.name!r} failed when built ({type(err).__name__}: {err}); {hint}"
+        ) from err
 
 
 def _diagnostics(config: StrategyConfig, plugins: list[BasePlugin]) -> list[BasePlugin]:

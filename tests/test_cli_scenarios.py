@@ -7,10 +7,11 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
 from rich.console import Console
 from typer.testing import CliRunner
 
-from plasticity_bench import cli
+from plasticity_bench import cli, runner
 from plasticity_bench.cli import app
 from plasticity_bench.leaderboard import METRIC_LABELS
 from scenarios.readers import DEBIAN_FASHION_MNIST_DIR
@@ -99,3 +100,34 @@ def test_split_fashion_three_seeds_with_cis(tmp_path: Path, monkeypatch: pytest.
     _, board = run_split_fashion(tmp_path, monkeypatch, "--seeds", "3", "--steps", "374")
     for field in WT_FIELDS:
         assert (board[f"{field}_n"] == 3).all() and board[f"{field}_ci95"].notna().all(), field
+
+
+def test_split_cifar100_edits_at_every_task_boundary(data_root: Path, tmp_path: Path) -> None:
+    """LC26 A.1.2: at each task boundary the model either stays dense or undergoes a structural edit."""
+    invoke(
+        "--scenario", "split_cifar100", "--strategy", "grow", "--compactness", "0.5", "--seeds", "1",
+        "--tasks", "3", "--steps", "2", "--data-root", str(data_root), "--out", str(tmp_path),
+    )  # fmt: skip
+    (path,) = (tmp_path / "records").rglob("*.json")
+    record = json.loads(path.read_text())
+    assert record["config"]["cycles"] == 3
+    assert sorted({row["task"] for row in record["diagnostics"] if row["snapshot"] == "post"}) == [0, 1, 2]
+    widths = [counts[0] for counts in record["per_task"]["active_units"]]
+    assert widths[0] < widths[1] < widths[2] == 256  # grows at each boundary, at target after the last
+
+
+def test_split_batch_size_momentum_and_cosine_are_run_settings(data_root: Path, tmp_path: Path) -> None:
+    invoke(
+        "--scenario", "split_mnist", "--strategy", "dense", "--seeds", "1", "--tasks", "2", "--steps", "3",
+        "--batch-size", "32", "--option", "momentum=0.9", "--option", "replay_mix=concat",
+        "--data-root", str(data_root), "--out", str(tmp_path),
+    )  # fmt: skip
+    (path,) = (tmp_path / "records").rglob("*.json")
+    record = json.loads(path.read_text())
+    assert record["config"]["batch_size"] == 32
+    assert record["config"]["options"] == {"momentum": 0.9, "replay_mix": "concat"}
+    assert record["data"]["lr_schedule"] == "cosine"
+    base = runner.sweep_base(SCENARIOS["split_fashion"], 5, batch_size=32)
+    assert base["steps_per_task"] == 20 * (12_000 // 32) and base["cycles"] == 5  # "20 epochs" at batch 32
+    optimizer = runner.make_optimizer("sgd", [torch.nn.Parameter(torch.zeros(2))], 0.01, 0.9)
+    assert optimizer.param_groups[0]["momentum"] == 0.9

@@ -160,7 +160,9 @@ def test_paper_figures_only_beside_runs_of_the_papers_protocol() -> None:
     df = attach_reference(aggregate(records)).set_index("strategy")
     assert df.loc["grow+moment_transplant", "paper_comparable"]
     assert df.loc["grow+moment_transplant", "paper_protocol"] == "yes"
-    assert not df.loc["grow", "paper_comparable"] and "tasks=20 (paper: 500)" in df.loc["grow", "paper_protocol"]
+    assert (
+        not df.loc["grow", "paper_comparable"] and "tasks=20 (paper: 500)" in df.loc["grow", "paper_protocol"]
+    )
     assert not df.loc["prune", "paper_comparable"]
     assert "subset=fixed (paper: per_task)" in df.loc["prune", "paper_protocol"]
     console = Console(record=True, width=400)
@@ -216,10 +218,10 @@ def test_lr_selection_column_says_how_the_lr_was_chosen() -> None:
 
 def test_unequal_seed_counts_between_lrs_are_named() -> None:
     rng = np.random.default_rng(2)
-    records = sweep_records(rng, [0, 1, 2]) + [rec(3, 0.01, 0.9)]
+    records = [*sweep_records(rng, [0, 1, 2]), rec(3, 0.01, 0.9)]
     (row,) = aggregate(records).to_dict("records")
     assert row["lr_note"] == "unequal reported seeds: lr 0.0001 n=3, lr 0.001 n=3, lr 0.01 n=4"
-    records = sweep_records(rng, [0, 1, 2]) + [rec(5, 0.01, 0.6), rec(5, 0.001, 0.7)]
+    records = [*sweep_records(rng, [0, 1, 2]), rec(5, 0.01, 0.6), rec(5, 0.001, 0.7)]
     (row,) = aggregate(records, select_seeds=[5]).to_dict("records")
     assert row["lr_selection"] == "on reported seeds (optimistic)"  # lr 0.0001 has no selection seed
     assert row["lr_note"].startswith("unequal reported seeds")

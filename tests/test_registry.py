@@ -44,5 +44,5 @@ def test_unknown_names_say_what_exists() -> None:
 
 
 def test_factory_must_return_plugins() -> None:
-    with pytest.raises(ValueError, match="non-plugins"):
+    with pytest.raises(ValueError, match="returned str, not Avalanche plugins"):
         registry.build_plugins(config("builtins:repr"))

@@ -69,6 +69,18 @@ def test_mix_replaces_half_of_the_batch() -> None:
     assert len(set(mixed_x[32:, 0].tolist())) == 32  # without replacement when the buffer is big enough
 
 
+def test_mix_concat_appends_a_full_batch_of_replay() -> None:
+    plugin = TinyERPlugin(seed=0, mix="concat")
+    x, y = torch.zeros(64, 1), torch.full((64,), 9)
+    bx, by = class_data([0, 1], 50)
+    plugin.add(bx + 1000, by, [0, 1], generator(0, 0))
+    mixed_x, mixed_y = plugin.mix(x, y)
+    assert mixed_x.shape == (128, 1) and torch.equal(mixed_x[:64], x) and torch.all(mixed_y[:64] == 9)
+    assert torch.all(mixed_y[64:] < 2) and torch.all(mixed_x[64:] >= 1000)
+    with pytest.raises(ValueError, match="replace, concat"):
+        TinyERPlugin(seed=0, mix="interleave")
+
+
 def test_sampling_is_seeded() -> None:
     draws = []
     for _ in range(2):

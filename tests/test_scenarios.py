@@ -148,6 +148,32 @@ def test_random_label_cifar_redraws_labels(data_root: Path, mode: str) -> None:
         assert all(torch.equal(c, counts[0]) for c in counts)
 
 
+def test_random_labels_are_uniform_per_image_by_default(data_root: Path) -> None:
+    """LC26: "a fresh random label for every image": i.i.d. uniform labels, class counts not kept."""
+    tasks = tasks_of(build("random_label_mnist", data_root, tasks=4))
+    counts = [torch.bincount(t.y, minlength=10) for t in tasks]
+    assert not all(torch.equal(c, counts[0]) for c in counts)
+    assert build("random_label_mnist", data_root).info.options["label_mode"] == "uniform"
+
+
+def test_permuted_mnist_draws_a_fresh_subset_per_task_by_default(data_root: Path) -> None:
+    """Kumar23's code draws a new 10,000-image subset for every task; ``subset=fixed`` keeps one."""
+    from scenarios.mnist import permuted_mnist
+
+    def image_sets(**options: object) -> list[set[bytes]]:
+        stream = permuted_mnist(0, 3, None, data_root, size=100, **options)
+        out = []
+        for task in tasks_of(stream):  # sorted pixel values: an image's fingerprint under any permutation
+            out.append({row.sort().values.numpy().tobytes() for row in task.x.reshape(len(task.x), -1)})
+        return out
+
+    per_task = image_sets()
+    assert per_task[0] != per_task[1] and len(per_task[0]) == 100
+    fixed = image_sets(subset="fixed")
+    assert fixed[0] == fixed[1] == fixed[2]
+    assert build("permuted_mnist", data_root).info.options["subset"] == "per_task"
+
+
 def test_random_label_unknown_mode_fails_at_build(data_root: Path) -> None:
     with pytest.raises(ValueError, match="unknown label mode"):
         build("random_label_cifar", data_root, label_mode="shuffle")

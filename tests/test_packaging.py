@@ -1,0 +1,69 @@
+"""The repository travels with its protocol: the README's option table is the schema's, and a built wheel
+(not only an editable install) carries the reference figures and draws a leaderboard anywhere."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from plasticity_bench.cli import option_rows, options_markdown
+from plasticity_bench.records import ResultStore, make_record
+from scenarios.registry import SCENARIOS
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_readme_option_table_is_generated_from_the_schema() -> None:
+    readme = (REPO / "README.md").read_text()
+    block = re.search(r"<!-- options table: .*? -->\n(.*?)\n<!-- end of options table -->", readme, re.S)
+    assert block is not None, "README lost its generated options table"
+    assert block.group(1) == options_markdown(option_rows()), (
+        "regenerate: plasticity-bench options --markdown"
+    )
+
+
+def test_protocol_doc_names_every_option_marked_ours() -> None:
+    protocol = (REPO / "docs" / "protocol.md").read_text()
+    ours = [row[0] for row in option_rows() if "[ours]" in row[3]]
+    assert ours and all(f"`{name}`" in protocol for name in ours)
+
+
+def paper_record(seed: int) -> dict:
+    spec = SCENARIOS["permuted_mnist"]
+    config = {
+        "scenario": "permuted_mnist", "variant": None, "strategy": "dense", "compactness": 1.0, "seed": seed,
+        "lr": spec.lr, "model": "mlp", "tasks": spec.tasks, "steps_per_task": spec.steps_per_task,
+        "batch_size": spec.batch_size, "cycles": 5, "schedule": "neutral", "optimizer": "adam",
+        "winning_ticket": False, "options": {"subset": "per_task"},
+    }  # fmt: skip
+    return make_record(config, {"taoa": 0.8 + seed / 100, "early_task_taa": 0.5}, {}, {}, 1.0)
+
+
+def test_built_wheel_draws_a_leaderboard_from_another_directory(tmp_path: Path) -> None:
+    wheels, site, elsewhere = tmp_path / "wheels", tmp_path / "site", tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    pip = [sys.executable, "-m", "pip", "-q", "--disable-pip-version-check"]
+    subprocess.run(
+        [*pip, "wheel", "--no-deps", "--no-build-isolation", "-w", str(wheels), str(REPO)], check=True
+    )
+    (wheel,) = wheels.glob("plasticity_bench-*.whl")
+    subprocess.run([*pip, "install", "--no-deps", "--target", str(site), str(wheel)], check=True)
+    out = tmp_path / "results"
+    for seed in range(2):
+        ResultStore(out).write(paper_record(seed))
+    code = "import plasticity_bench as pb; print(pb.__file__); from plasticity_bench.cli import app; app()"
+    env = {**os.environ, "PYTHONPATH": str(site), "COLUMNS": "300"}
+    done = subprocess.run(
+        [sys.executable, "-c", code, "leaderboard", "--out", str(out)],
+        cwd=elsewhere, env=env, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.splitlines()[0].startswith(str(site)), "ran the editable checkout, not the wheel"
+    board = pd.read_csv(out / "leaderboard.csv")
+    assert board.loc[0, "paper_avg_acc"] == 80.6 and bool(board.loc[0, "paper_comparable"])
+    assert "80.6 ± 0.9" in done.stdout

@@ -134,13 +134,9 @@ def execute_sweep(
     store = ResultStore(out)
     status = [store.status(c.as_dict()) for c in configs]
     stale = status.count("stale")
-    done = status.count("current") + (stale if allow_stale else 0)
-    todo = (
-        configs
-        if force
-        else [c for c, s in zip(configs, status) if s == "missing" or (s == "stale" and not allow_stale)]
-    )
-    console.print(f"{len(configs)} runs, {0 if force else done} already on disk under {out}")
+    reused = {"current", "stale"} if allow_stale else {"current"}
+    todo = configs if force else [c for c, s in zip(configs, status) if s not in reused]
+    console.print(f"{len(configs)} runs, {len(configs) - len(todo)} already on disk under {out}")
     if stale and not allow_stale:
         console.print(
             f"{stale} records of an older protocol version will be rerun (--allow-stale reuses them)"

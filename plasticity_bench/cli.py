@@ -27,6 +27,7 @@ from plasticity_bench.diagnostics import (
 )
 from plasticity_bench.leaderboard import aggregate, attach_reference, render, write_leaderboard
 from plasticity_bench.options import OptionError, split_assignments
+from plasticity_bench.options_catalog import option_users
 from plasticity_bench.records import LoadReport, ResultStore, run_key
 from plasticity_bench.reproduce import TABLES, reproduce_table
 from plasticity_bench.runner import RunConfig, expand, sweep_base
@@ -48,6 +49,11 @@ PRINTED_METRICS = ("taoa", "early_task_taa", "acc", "taa", "wt_acc", "wt_taa", "
 #: Errors that are the user's input, not a bug: printed as one line, exit code 2.
 USER_ERRORS = (ValueError, OptionError, DatasetNotFoundError, CorruptDatasetError, FileNotFoundError)
 _debug = {"on": False}
+OPTION_HELP = (
+    "run option KEY=VALUE, repeatable; keys: "
+    + ", ".join(option.name for option, _ in option_users())
+    + " (`plasticity-bench options` gives types, defaults and meaning)"
+)
 
 
 @app.callback()
@@ -218,9 +224,7 @@ def run(
     winning_ticket: bool = typer.Option(
         False, "--winning-ticket", help="also retrain each run's final masks from its initial weights (WT)"
     ),
-    option: list[str] = typer.Option(
-        None, "--option", help="run option KEY=VALUE, repeatable; `plasticity-bench options` lists them"
-    ),
+    option: list[str] = typer.Option(None, "--option", help=OPTION_HELP),
 ) -> None:
     """Run a sweep (strategies x compactness x lrs x seeds), store one record per run, print the leaderboard.
 
@@ -359,8 +363,6 @@ OPTION_HEADERS = ("option", "used by", "values", "default", "meaning")
 
 def option_rows() -> list[tuple[str, ...]]:
     """One row per declared option: name, users, allowed values, default ([ours] marked), help."""
-    from plasticity_bench.options_catalog import option_users
-
     rows = []
     for option, users in option_users():
         default = "unset" if option.default is None else str(option.default)

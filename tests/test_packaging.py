@@ -67,3 +67,12 @@ def test_built_wheel_draws_a_leaderboard_from_another_directory(tmp_path: Path) 
     board = pd.read_csv(out / "leaderboard.csv")
     assert board.loc[0, "paper_avg_acc"] == 80.6 and bool(board.loc[0, "paper_comparable"])
     assert "80.6 ± 0.9" in done.stdout
+
+
+def test_run_help_lists_every_option_key() -> None:
+    from typer.testing import CliRunner
+
+    from plasticity_bench.cli import app
+
+    text = " ".join(CliRunner().invoke(app, ["run", "--help"], env={"COLUMNS": "400"}).output.split())
+    assert all(row[0] in text for row in option_rows())

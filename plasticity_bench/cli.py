@@ -30,6 +30,7 @@ from plasticity_bench.options import OptionError, split_assignments
 from plasticity_bench.options_catalog import option_users
 from plasticity_bench.records import LoadReport, ResultStore, run_key
 from plasticity_bench.reproduce import TABLES, reproduce_table
+from plasticity_bench.resume import DEFAULT_EVERY, CheckpointPolicy
 from plasticity_bench.runner import RunConfig, expand, sweep_base
 from plasticity_bench.sweep import device_kind, preflight, run_sweep
 from scenarios.readers import CorruptDatasetError, DatasetNotFoundError
@@ -134,8 +135,11 @@ def execute_sweep(
     device: str,
     force: bool = False,
     allow_stale: bool = False,
+    checkpoint_every: str = DEFAULT_EVERY,
 ) -> None:
-    """Check every input, then run the configs without a current record, with a progress bar."""
+    """Check every input, then run the configs without a current record, with a progress bar; runs save
+    checkpoints by ``checkpoint_every`` and continue from one where a killed sweep left it."""
+    policy = CheckpointPolicy.parse(checkpoint_every)
     preflight(configs, out, data_root, device)
     store = ResultStore(out)
     status = [store.status(c.as_dict()) for c in configs]
@@ -143,6 +147,9 @@ def execute_sweep(
     reused = {"current", "stale"} if allow_stale else {"current"}
     todo = configs if force else [c for c, s in zip(configs, status) if s not in reused]
     console.print(f"{len(configs)} runs, {len(configs) - len(todo)} already on disk under {out}")
+    resumed = sum(store.checkpoint_path(c.as_dict()).is_file() for c in todo)
+    if resumed:
+        console.print(f"{resumed} runs continue from their checkpoint")
     if stale and not allow_stale:
         console.print(
             f"{stale} records of an older protocol version will be rerun (--allow-stale reuses them)"
@@ -158,7 +165,7 @@ def execute_sweep(
             progress.update(bar, description=f"{text} seed={config.seed}")
 
         outcome = run_sweep(
-            todo, store, data_root, device, allow_stale, force, lambda _: progress.advance(bar), label
+            todo, store, data_root, device, allow_stale, force, lambda _: progress.advance(bar), label, policy
         )
     if outcome.by_others:
         console.print(f"{len(outcome.by_others)} runs were computed meanwhile by another sweep on {out}")
@@ -220,6 +227,9 @@ def run(
     out: Path = typer.Option(Path("results"), help="results folder (records + leaderboard)"),
     force: bool = typer.Option(False, help="rerun configs whose record already exists"),
     allow_stale: bool = typer.Option(False, help="reuse records of an older protocol version"),
+    checkpoint_every: str = typer.Option(
+        DEFAULT_EVERY, help="save each run's training state every N tasks (5), N minutes (10m), or off"
+    ),
     preset: str = typer.Option("demo", help="demo (short streams) or paper (docs/protocol.md §7 full sizes)"),
     winning_ticket: bool = typer.Option(
         False, "--winning-ticket", help="also retrain each run's final masks from its initial weights (WT)"
@@ -233,6 +243,7 @@ def run(
     """
     with user_errors():
         check_counts(tasks=tasks, steps=steps, batch_size=batch_size, cycles=cycles, threads=threads)
+        CheckpointPolicy.parse(checkpoint_every)
         if preset not in PRESETS:
             raise ValueError(f"--preset {preset}: choose one of {', '.join(PRESETS)}")
         torch.set_num_threads(threads)
@@ -266,7 +277,7 @@ def run(
             held,
         )
         configs = configs if lrs else with_preferred_lr(configs)
-        execute_sweep(configs, out, data_root, device, force, allow_stale)
+        execute_sweep(configs, out, data_root, device, force, allow_stale, checkpoint_every)
         show_leaderboard(out, held, {run_key(c.as_dict()) for c in configs})
 
 

@@ -266,6 +266,12 @@ class ResultStore:
         scenario, strategy = safe_name(str(config["scenario"])), safe_name(str(config["strategy"]))
         return self.records_dir / scenario / strategy / f"{run_key(config)[:16]}.json"
 
+    def checkpoint_path(self, config: dict[str, Any]) -> Path:
+        """Where a run's training checkpoint lives while it runs (``<root>/checkpoints/...``, see
+        :mod:`plasticity_bench.resume`)."""
+        record = self.path_for(config)
+        return self.root / "checkpoints" / record.relative_to(self.records_dir).with_suffix(".pt")
+
     def status(self, config: dict[str, Any]) -> str:
         """``current`` (a record of this config and of the current protocol version), ``stale`` (a record
         of another protocol version), or ``missing`` (none, a corrupt file, or a colliding key)."""

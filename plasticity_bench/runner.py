@@ -22,6 +22,7 @@ from plasticity_bench.metrics import ActiveUnitsMetric, EarlyTaskTAAMetric, Onli
 from plasticity_bench.models import NETWORKS, MaskedNet, build_model, count_flops, count_params
 from plasticity_bench.options import Option, by_name, check_known, resolve
 from plasticity_bench.records import ResultStore, make_record
+from plasticity_bench.resume import RunCheckpoint, rng_state, set_rng_state
 from plasticity_bench.seeding import derive_seed
 from plasticity_bench.training import OnlineStrategy
 from scenarios.imagenet import RESET_HEAD
@@ -195,50 +196,126 @@ def scenario_plugins(spec: ScenarioSpec, info: StreamInfo, config: RunConfig) ->
     return plugins
 
 
+@dataclass
+class OnlineMetrics:
+    """The metric objects of one stream's training (docs/protocol.md §1), kept across tasks and saved
+    with a checkpoint."""
+
+    log: OnlineAccuracyLog
+    online: TAOAMetric
+    early: EarlyTaskTAAMetric
+    active: ActiveUnitsMetric
+    checkpoint: CheckpointAccuracy
+
+    @classmethod
+    def new(cls, rule: str) -> OnlineMetrics:
+        """Fresh metrics; TAOA counts the tasks flagged ``hard``; ``rule``: the checkpoint rule."""
+        log = OnlineAccuracyLog()
+        return cls(
+            log,
+            TAOAMetric(log, hard_only=True),
+            EarlyTaskTAAMetric(log),
+            ActiveUnitsMetric(),
+            CheckpointAccuracy(rule),
+        )
+
+    def all(self) -> tuple[Any, ...]:
+        return (self.log, self.online, self.early, self.active, self.checkpoint)
+
+    def results(self) -> StreamMetrics:
+        summary = {
+            "taoa": self.online.result(),
+            "early_task_taa": self.early.result(),
+            **self.checkpoint.summary(),
+        }
+        per_task = {
+            "online_acc": [float(a.mean()) for a in self.log.per_task],
+            "early_task_acc": self.early.per_task(),
+            "active_units": self.active.per_task,
+            **self.checkpoint.per_task(),
+        }
+        return StreamMetrics(summary, per_task)
+
+
+@dataclass
+class StreamState:
+    """Everything the training of one model on one stream needs to continue from a task boundary: the
+    model, its optimizer, the plugins (scenario's, then strategy's), the metrics, the lr schedule's
+    ``state_dict`` and the index of the next task. A checkpoint saves it whole
+    (:mod:`plasticity_bench.resume`).
+    """
+
+    model: MaskedNet
+    optimizer: torch.optim.Optimizer
+    plugins: list[SupervisedPlugin]
+    metrics: OnlineMetrics
+    schedule: dict[str, Any] | None = None
+    next_task: int = 0
+
+
+def start_stream(
+    config: RunConfig, spec: ScenarioSpec, info: StreamInfo, model: MaskedNet, plugins: list[SupervisedPlugin]
+) -> StreamState:
+    """The state before the first task: ``config``'s optimizer on ``model``, the scenario's plugins before
+    ``plugins``, fresh metrics."""
+    optimizer = make_optimizer(config.optimizer, model.parameters(), config.lr, MOMENTUM.get(config.options))
+    everything = [*scenario_plugins(spec, info, config), *plugins]
+    return StreamState(model, optimizer, everything, OnlineMetrics.new(spec.checkpoint))
+
+
+def restore_schedule(
+    name: str, optimizer: torch.optim.Optimizer, total_steps: int, saved: dict[str, Any] | None
+) -> torch.optim.lr_scheduler.LRScheduler | None:
+    """:func:`make_lr_schedule`, moved to ``saved`` (a ``state_dict``) when resuming.
+
+    Building a scheduler sets the optimizer's lr to the schedule's first value; the optimizer's own lrs
+    (those of the step it stopped at) are put back after loading.
+    """
+    lrs = [group["lr"] for group in optimizer.param_groups]
+    scheduler = make_lr_schedule(name, optimizer, total_steps)
+    if scheduler is not None and saved is not None:
+        scheduler.load_state_dict(saved)
+        for group, lr in zip(optimizer.param_groups, lrs):
+            group["lr"] = lr
+    return scheduler
+
+
 def train_on_stream(
     config: RunConfig,
     spec: ScenarioSpec,
     benchmark: TaskBenchmark,
-    model: MaskedNet,
-    plugins: list[SupervisedPlugin],
+    state: StreamState,
     device: str,
     on_task: Callable[[int], None] | None = None,
+    on_boundary: Callable[[StreamState], object] | None = None,
 ) -> StreamMetrics:
-    """Train ``model`` once on ``benchmark``'s stream with ``plugins`` (plus the scenario's own) and
-    measure the online metrics and the scenario's checkpoint metrics.
+    """Train ``state.model`` on ``benchmark``'s stream from task ``state.next_task`` to the end and return
+    the online metrics and the scenario's checkpoint metrics.
 
-    The optimizer, lr schedule and batches are those of ``config`` and ``spec``; TAOA counts the tasks
-    flagged ``hard`` (all but 5+1 CIFAR's easy tasks).
+    The batches are those of ``config`` and ``spec``; ``on_task(i)`` runs after task ``i`` trained (progress)
+    and ``on_boundary(state)`` after ``state`` was brought up to date at each task's end (checkpoints).
     """
-    optimizer = make_optimizer(config.optimizer, model.parameters(), config.lr, MOMENTUM.get(config.options))
-    log = OnlineAccuracyLog()
-    online, early, active = TAOAMetric(log, hard_only=True), EarlyTaskTAAMetric(log), ActiveUnitsMetric()
-    checkpoint = CheckpointAccuracy(spec.checkpoint)
-    evaluator = EvaluationPlugin(log, online, early, active, checkpoint, loggers=[])
-    plugins = [*scenario_plugins(spec, benchmark.info, config), *plugins]
-    if on_task is not None:
-        plugins.append(TaskProgress(on_task))
+    plugins = [*state.plugins, *([TaskProgress(on_task)] if on_task is not None else [])]
+    total = config.tasks * config.steps_per_task
+    scheduler = restore_schedule(spec.lr_schedule, state.optimizer, total, state.schedule)
     strategy = OnlineStrategy(
-        model=model,
-        optimizer=optimizer,
+        model=state.model,
+        optimizer=state.optimizer,
         train_mb_size=config.batch_size,
         steps_per_task=config.steps_per_task,
         seed=config.seed,
         device=device,
         plugins=plugins,
-        evaluator=evaluator,
-        lr_scheduler=make_lr_schedule(spec.lr_schedule, optimizer, config.tasks * config.steps_per_task),
+        evaluator=EvaluationPlugin(*state.metrics.all(), loggers=[]),
+        lr_scheduler=scheduler,
     )
-    for experience in benchmark.train_stream:
-        strategy.train(experience)
-    summary = {"taoa": online.result(), "early_task_taa": early.result(), **checkpoint.summary()}
-    per_task = {
-        "online_acc": [float(a.mean()) for a in log.per_task],
-        "early_task_acc": early.per_task(),
-        "active_units": active.per_task,
-        **checkpoint.per_task(),
-    }
-    return StreamMetrics(summary, per_task)
+    for task in range(state.next_task, config.tasks):
+        strategy.train(benchmark.train_stream[task])
+        state.next_task = task + 1
+        state.schedule = scheduler.state_dict() if scheduler is not None else None
+        if on_boundary is not None:
+            on_boundary(state)
+    return state.metrics.results()
 
 
 def winning_ticket_summary(cycle: StreamMetrics, ticket: StreamMetrics) -> tuple[dict[str, float], str]:
@@ -258,12 +335,16 @@ def execute(
     data_root: Path | None = None,
     device: str = "cpu",
     on_task: Callable[[int], None] | None = None,
+    checkpoint: RunCheckpoint | None = None,
 ) -> dict[str, Any]:
     """Run ``config`` and return its record (not yet written).
 
     The cycle run trains with the strategy's plugins. With ``config.winning_ticket`` its final masks are
-    frozen on a fresh weight draw and retrained on the same stream with the same hyperparameters and no
+    frozen on rewound weights and retrained on the same stream with the same hyperparameters and no
     strategy plugin; the record then also holds ``wt_*`` and ``delta_wt_c`` (docs/protocol.md §1).
+    With ``checkpoint``, the training state is saved at task boundaries as its policy says, and a run
+    whose checkpoint exists continues from it (the record is the one an uninterrupted run makes, but for
+    ``created`` and ``wall_seconds``); tasks already done are reported to ``on_task`` at once.
 
     Raises:
         ValueError: for unknown scenario/strategy/model names or out-of-range options.
@@ -271,32 +352,79 @@ def execute(
         scenarios.readers.CorruptDatasetError: when a data file is malformed (before training).
     """
     start = time.perf_counter()
+    saved = checkpoint.load(device) if checkpoint is not None else None
+    before = saved["elapsed"] if saved else 0.0
+
+    def boundary(phase: str, cycle: dict[str, Any] | None) -> Callable[[StreamState], object] | None:
+        if checkpoint is None or not checkpoint.policy.enabled:
+            return None
+        return lambda state: checkpoint.boundary(
+            {"phase": phase, "next_task": state.next_task, "state": state, "cycle": cycle, "rng": rng_state(),
+             "elapsed": before + time.perf_counter() - start}
+        )  # fmt: skip
+
     spec, variant = parse_scenario(config.scenario + (f"@{config.variant}" if config.variant else ""))
-    strategy_config = config.strategy_config()
-    width = entry_for(config.strategy).width_factor(strategy_config)
+    width = entry_for(config.strategy).width_factor(config.strategy_config())
     scenario_options = {o.name: o.get(config.options) for o in spec.options}
     benchmark = spec.build(config.seed, config.tasks, variant, data_root, **scenario_options)
     info = benchmark.info
-
-    model = new_model(config, info, width, "init", device)
-    plugins = build_plugins(strategy_config)
-    cycle = train_on_stream(config, spec, benchmark, model, plugins, device, on_task)
-    compact = model.export_compact()
-    summary = {**cycle.summary, "params": count_params(compact)}
-    summary["flops"] = count_flops(compact, info.input_shape)
-    per_task = {**cycle.per_task, "final_active_units": model.active_units()}
-    data = {"source": info.source, "variant": info.variant, "input_shape": list(info.input_shape)}
-    data.update({k: v for k, v in info.options.items()})
-    data.update(checkpoint_rule=spec.checkpoint, lr_schedule=spec.lr_schedule, replay=spec.replay)
+    _report_done(saved, config, on_task)
+    if saved is None or saved["phase"] == "cycle":
+        if saved is None:
+            model = new_model(config, info, width, "init", device)
+            state = start_stream(config, spec, info, model, build_plugins(config.strategy_config()))
+        else:
+            state = saved["state"]
+            set_rng_state(saved["rng"])
+        metrics = train_on_stream(config, spec, benchmark, state, device, on_task, boundary("cycle", None))
+        cycle = cycle_results(spec, info, state, metrics)
+        if config.winning_ticket:
+            ticket = ticket_model(state.model, config, info, width, device)
+            ticket_state = start_stream(config, spec, info, ticket, [])
+    else:
+        cycle, ticket_state = saved["cycle"], saved["state"]
+        set_rng_state(saved["rng"])
+    summary, per_task, data = dict(cycle["summary"]), dict(cycle["per_task"]), dict(cycle["data"])
     if config.winning_ticket:
-        ticket = ticket_model(model, config, info, width, device)
-        wt = train_on_stream(config, spec, benchmark, ticket, [], device, on_task)
-        wt_summary, data["delta_wt_c_metric"] = winning_ticket_summary(cycle, wt)
+        wt = train_on_stream(
+            config, spec, benchmark, ticket_state, device, on_task, boundary("ticket", cycle)
+        )
+        wt_summary, data["delta_wt_c_metric"] = winning_ticket_summary(cycle["metrics"], wt)
         summary.update(wt_summary)
         per_task.update({f"wt_{k}": v for k, v in wt.per_task.items()})
-    record = make_record(config.as_dict(), summary, per_task, data, time.perf_counter() - start)
-    record.update(plugin_reports(plugins))  # cohort diagnostics (docs/protocol.md §9), DYNO widths (§6)
+    record = make_record(config.as_dict(), summary, per_task, data, before + time.perf_counter() - start)
+    record.update(cycle["reports"])  # cohort diagnostics (docs/protocol.md §9), DYNO widths (§6)
     return record
+
+
+def _report_done(
+    saved: dict[str, Any] | None, config: RunConfig, on_task: Callable[[int], None] | None
+) -> None:
+    """Tell ``on_task`` about the tasks a resumed run does not train again."""
+    if saved is None or on_task is None:
+        return
+    done = saved["next_task"] + (config.tasks if saved["phase"] == "ticket" else 0)
+    for task in range(done):
+        on_task(task % config.tasks)
+
+
+def cycle_results(
+    spec: ScenarioSpec, info: StreamInfo, state: StreamState, metrics: StreamMetrics
+) -> dict[str, Any]:
+    """What the record needs from the finished cycle run: summary (with the compact network's ``params``
+    and ``flops``), per-task arrays, data description, plugin reports, and the metrics themselves."""
+    compact = state.model.export_compact()
+    summary = {
+        **metrics.summary,
+        "params": count_params(compact),
+        "flops": count_flops(compact, info.input_shape),
+    }
+    per_task = {**metrics.per_task, "final_active_units": state.model.active_units()}
+    data = {"source": info.source, "variant": info.variant, "input_shape": list(info.input_shape)}
+    data.update(info.options)
+    data.update(checkpoint_rule=spec.checkpoint, lr_schedule=spec.lr_schedule, replay=spec.replay)
+    reports = plugin_reports(state.plugins)
+    return {"summary": summary, "per_task": per_task, "data": data, "reports": reports, "metrics": metrics}
 
 
 def sweep_base(

@@ -16,7 +16,8 @@ from pathlib import Path
 import torch
 from filelock import Timeout
 
-from plasticity_bench.records import ResultStore, canonical_json
+from plasticity_bench.records import ResultStore, canonical_json, run_key
+from plasticity_bench.resume import CheckpointPolicy, RunCheckpoint
 from plasticity_bench.runner import RunConfig, execute
 from scenarios.registry import parse_scenario
 from strategies.registry import build_plugins
@@ -107,13 +108,16 @@ def run_sweep(
     force: bool = False,
     on_task: Callable[[int], None] | None = None,
     on_run: Callable[[RunConfig], None] | None = None,
+    policy: CheckpointPolicy | None = None,
 ) -> SweepOutcome:
     """Run ``todo`` one after another, each under its run key's file lock, writing each record when done.
 
     A config whose lock another process holds is deferred; after the others, each deferred config is waited
     for (blocking on its lock) and run here only if no record of it exists then. A config whose record
-    appeared while it waited in the queue is not rerun (unless ``force``). ``on_run`` is called before each
-    run, ``on_task`` after each trained task (progress display).
+    appeared while it waited in the queue is not rerun (unless ``force``). Each run checkpoints by
+    ``policy`` (default: never) and continues from its checkpoint when one exists (a killed sweep resumes
+    its runs where they stopped). ``on_run`` is called before each run, ``on_task`` after each trained task
+    (progress display).
     """
     outcome = SweepOutcome()
     deferred = []
@@ -128,7 +132,7 @@ def run_sweep(
             if not force and store.has(config.as_dict(), allow_stale):
                 outcome.by_others.append(config)
                 continue
-            _run_one(config, store, data_root, device, on_task, on_run)
+            _run_one(config, store, data_root, device, on_task, on_run, policy)
             outcome.ran.append(config)
         finally:
             lock.release()
@@ -137,7 +141,7 @@ def run_sweep(
             if store.has(config.as_dict(), allow_stale):
                 outcome.by_others.append(config)
                 continue
-            _run_one(config, store, data_root, device, on_task, on_run)
+            _run_one(config, store, data_root, device, on_task, on_run, policy)
             outcome.ran.append(config)
     return outcome
 
@@ -149,7 +153,12 @@ def _run_one(
     device: str,
     on_task: Callable[[int], None] | None,
     on_run: Callable[[RunConfig], None] | None,
+    policy: CheckpointPolicy | None,
 ) -> None:
+    """Run one config (from its checkpoint if there is one), write its record, drop its checkpoint."""
     if on_run is not None:
         on_run(config)
-    store.write(execute(config, data_root, device, on_task=on_task))
+    key = config.as_dict()
+    checkpoint = RunCheckpoint(store.checkpoint_path(key), run_key(key), policy or CheckpointPolicy())
+    store.write(execute(config, data_root, device, on_task=on_task, checkpoint=checkpoint))
+    checkpoint.delete()

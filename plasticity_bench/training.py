@@ -162,6 +162,15 @@ class OnlineStrategy(SupervisedTemplate):
         )
         self.dataloader = self.batches
 
+    def check_model_and_optimizer(self, **kwargs: object) -> None:
+        """Keep the optimizer exactly as it is.
+
+        Units are masks, never new parameters, so the optimizer built for the model stays valid; Avalanche's
+        default would rebuild its parameter list, and reset its state, on the first experience a strategy
+        object sees, which would wipe the moments of a run resumed from a checkpoint.
+        """
+        self.model = self.model_adaptation()
+
     def _before_training_exp(self, **kwargs: object) -> None:
         self._dispatch = {e: [p for p in self.plugins if _handles(p, e)] for e in ITERATION_EVENTS}
         super()._before_training_exp(**kwargs)

@@ -10,7 +10,14 @@ import torch
 
 from plasticity_bench import runner
 from plasticity_bench.leaderboard import aggregate
-from plasticity_bench.runner import RunConfig, execute, new_model, ticket_model, train_on_stream
+from plasticity_bench.runner import (
+    RunConfig,
+    execute,
+    new_model,
+    start_stream,
+    ticket_model,
+    train_on_stream,
+)
 from scenarios.registry import SCENARIOS
 from strategies.registry import build_plugins
 
@@ -31,7 +38,8 @@ def trained_grow(data_root: Path, **options: object) -> tuple:
     benchmark = spec.build(cfg.seed, cfg.tasks, None, data_root)
     model = new_model(cfg, benchmark.info, 1.0, "init", "cpu")
     initial = {k: v.clone() for k, v in model.state_dict().items() if not k.endswith("mask")}
-    train_on_stream(cfg, spec, benchmark, model, build_plugins(cfg.strategy_config()), "cpu")
+    state = start_stream(cfg, spec, benchmark.info, model, build_plugins(cfg.strategy_config()))
+    train_on_stream(cfg, spec, benchmark, state, "cpu")
     assert any(m.sum() < len(m) for m in model.masks())  # grow left units off
     return cfg, benchmark, model, initial
 
@@ -75,16 +83,17 @@ def test_record_holds_wt_fields_and_masks_stay_frozen(data_root: Path) -> None:
 
 
 def test_ticket_run_gets_no_strategy_plugin(data_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    seen: list[list[object]] = []
+    seen: list[list[str]] = []
     original = runner.train_on_stream
 
     def spy(*args: object, **kwargs: object) -> runner.StreamMetrics:
-        seen.append(list(args[4]))
+        seen.append([type(p).__name__ for p in args[3].plugins])
         return original(*args, **kwargs)
 
     monkeypatch.setattr(runner, "train_on_stream", spy)
     execute(config(), data_root=data_root)
-    assert len(seen) == 2 and len(seen[0]) >= 1 and seen[1] == []
+    assert len(seen) == 2 and "GrowPlugin" in seen[0]
+    assert seen[1] == ["TinyERPlugin"]  # the scenario's replay only: no strategy plugin
 
 
 def test_online_only_scenario_takes_delta_on_taoa(data_root: Path) -> None:

@@ -1,0 +1,106 @@
+"""Resumable runs (plasticity_bench.resume): a run killed with SIGKILL and restarted from its checkpoint
+writes the record an uninterrupted run writes, bit for bit (but for ``created`` and ``wall_seconds``)."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import signal
+from pathlib import Path
+
+import pytest
+import torch
+
+from plasticity_bench.records import run_key
+from plasticity_bench.resume import CheckpointPolicy, RunCheckpoint
+from plasticity_bench.runner import execute, expand, sweep_base
+from scenarios.registry import SCENARIOS
+
+VARIANTS = {  # name: (scenario, strategy, tasks, steps, model, options, winning ticket, kill at on_task call)
+    "dense": ("permuted_mnist", "dense", 6, 8, None, {}, False, 4),
+    "grow": ("permuted_mnist", "grow", 6, 8, None, {}, False, 4),
+    "prune": ("permuted_mnist", "prune", 6, 8, None, {"rewind": "imp"}, False, 4),
+    "dyno": ("permuted_mnist", "dyno", 6, 10, "kumar_mlp", {"trigger_every": 4, "dyno_delta": 0.0}, False, 4),
+    "tiny_er": ("split_mnist", "grow", 5, 4, None, {}, False, 4),
+    "ticket": (
+        "permuted_mnist", "grow+two_speed+moment_transplant", 6, 8, None, {"two_speed_window": 12}, True, 10,
+    ),
+}  # fmt: skip
+
+
+def run_variant(name: str, mode: str, out: Path, data_root: Path) -> dict:
+    """Run one variant; ``kill`` sends SIGKILL to this process at the variant's ``on_task`` call (in the
+    ticket variant: inside the winning-ticket phase); ``plain`` runs without a checkpoint."""
+    scenario, strategy, tasks, steps, model, options, wt, kill_at = VARIANTS[name]
+    base = sweep_base(SCENARIOS[scenario], tasks, steps, model=model, winning_ticket=wt)
+    (config,) = expand(scenario, [strategy], [0.5], [0], base, options)
+    checkpoint = RunCheckpoint(out / f"{name}.pt", run_key(config.as_dict()), CheckpointPolicy(tasks=1))
+    calls: list[int] = []
+
+    def on_task(task: int) -> None:
+        calls.append(task)
+        if mode == "kill" and len(calls) == kill_at:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    record = execute(config, data_root, "cpu", on_task, checkpoint if mode != "plain" else None)
+    record.pop("created"), record.pop("wall_seconds")
+    return json.loads(json.dumps(record, sort_keys=True))
+
+
+def test_killed_runs_resume_to_the_uninterrupted_record(data_root: Path, tmp_path: Path) -> None:
+    """Kill each run with SIGKILL after task 3 (the ticket variant: task 3 of its retraining; the
+    checkpoint is then task 2's), restart it, compare its record with an uninterrupted run's."""
+    fork = multiprocessing.get_context("fork")
+    for name in VARIANTS:
+        plain = run_variant(name, "plain", tmp_path, data_root)
+        killed = fork.Process(target=run_variant, args=(name, "kill", tmp_path, data_root))
+        killed.start()
+        killed.join(300)
+        assert killed.exitcode == -signal.SIGKILL, name  # killed: no cleanup ran
+        saved = torch.load(tmp_path / f"{name}.pt", weights_only=False)
+        assert saved["next_task"] == 3 and saved["phase"] == ("ticket" if name == "ticket" else "cycle")
+        resumed = run_variant(name, "resume", tmp_path, data_root)
+        assert json.dumps(resumed, sort_keys=True) == json.dumps(plain, sort_keys=True), name
+        if name == "dyno":
+            assert plain["dyno"]["events"], "the DYNO run should change its width, so its state matters"
+        if name == "ticket":
+            assert "wt_taoa" in plain["summary"] and plain["diagnostics"]
+
+
+def test_checkpoint_policy_parsing_and_due() -> None:
+    assert CheckpointPolicy.parse("5") == CheckpointPolicy(tasks=5)
+    assert CheckpointPolicy.parse("10m") == CheckpointPolicy(minutes=10.0)
+    assert not CheckpointPolicy.parse("off").enabled
+    for bad in ("x", "-1", "2.5", "10h"):
+        with pytest.raises(ValueError, match="--checkpoint-every"):
+            CheckpointPolicy.parse(bad)
+    assert CheckpointPolicy(tasks=2).due(2, 0.0) and not CheckpointPolicy(tasks=2).due(1, 1e9)
+    assert CheckpointPolicy(minutes=1).due(1, 60.0) and not CheckpointPolicy(minutes=1).due(9, 59.0)
+
+
+def test_a_checkpoint_of_another_run_or_a_corrupt_one_is_ignored(tmp_path: Path) -> None:
+    path = tmp_path / "run.pt"
+    RunCheckpoint(path, "key-a", CheckpointPolicy(tasks=1)).save({"next_task": 2})
+    assert RunCheckpoint(path, "key-a", CheckpointPolicy()).load()["next_task"] == 2
+    with pytest.warns(UserWarning, match="another run"):
+        assert RunCheckpoint(path, "key-b", CheckpointPolicy()).load() is None
+    assert not path.exists()
+    path.write_bytes(b"not a checkpoint")
+    with pytest.warns(UserWarning, match="unreadable"):
+        assert RunCheckpoint(path, "key-a", CheckpointPolicy()).load() is None
+    assert not path.exists()
+
+
+def test_sweep_resumes_from_a_checkpoint_and_removes_it(data_root: Path, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from plasticity_bench.cli import app
+
+    args = ["run", "--scenario", "permuted_mnist", "--strategy", "grow", "--seeds", "1", "--tasks", "3"]
+    args += ["--steps", "4", "--data-root", str(data_root), "--out", str(tmp_path), "--checkpoint-every", "1"]
+    first = CliRunner().invoke(app, args)
+    assert first.exit_code == 0, first.output
+    (record,) = (tmp_path / "records").rglob("*.json")
+    assert not list((tmp_path / "checkpoints").rglob("*.pt"))  # removed once the record is written
+    assert json.loads(record.read_text())["config"]["tasks"] == 3

@@ -6,17 +6,25 @@ Every input is checked before the first run trains; a bad one ends the command w
 
 from __future__ import annotations
 
+import itertools
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 
 from plasticity_bench.diagnostics import (
@@ -28,11 +36,12 @@ from plasticity_bench.diagnostics import (
 from plasticity_bench.leaderboard import aggregate, attach_reference, render, write_leaderboard
 from plasticity_bench.options import OptionError, split_assignments
 from plasticity_bench.options_catalog import option_users
+from plasticity_bench.parallel import run_on_ray
 from plasticity_bench.records import LoadReport, ResultStore, run_key
 from plasticity_bench.reproduce import TABLES, reproduce_table
 from plasticity_bench.resume import DEFAULT_EVERY, CheckpointPolicy
 from plasticity_bench.runner import RunConfig, expand, sweep_base
-from plasticity_bench.sweep import device_kind, preflight, run_sweep
+from plasticity_bench.sweep import SweepOutcome, SweepSettings, device_kind, preflight, run_sweep
 from scenarios.readers import CorruptDatasetError, DatasetNotFoundError
 from scenarios.registry import parse_scenario
 from strategies.modifiers import preferred_lr
@@ -128,47 +137,103 @@ def with_preferred_lr(configs: list[RunConfig]) -> list[RunConfig]:
     return [c if lr is None else replace(c, lr=lr) for c, lr in zip(configs, preferred)]
 
 
+@dataclass(frozen=True)
+class Workers:
+    """How a sweep runs: ``count`` runs at a time (1: in this process; more: on Ray), the Ray cluster to
+    join (None: a local instance), and the CPUs / GPUs each run asks for."""
+
+    count: int = 1
+    address: str | None = None
+    cpus_per_run: float = 1.0
+    gpus_per_run: float = 0.0
+
+    def check(self, device: str) -> None:
+        """Raises ValueError for a count below 1, non-positive CPUs, negative GPUs, or GPUs on a CPU run."""
+        check_counts(workers=self.count)
+        if self.cpus_per_run <= 0 or self.gpus_per_run < 0:
+            raise ValueError("--cpus-per-run must be > 0 and --gpus-per-run >= 0")
+        if self.gpus_per_run > 0 and device_kind(device) != "cuda":
+            raise ValueError(f"--gpus-per-run {self.gpus_per_run:g} needs --device cuda (got {device})")
+
+
 def execute_sweep(
-    configs: list[RunConfig],
-    out: Path,
-    data_root: Path | None,
-    device: str,
-    force: bool = False,
-    allow_stale: bool = False,
-    checkpoint_every: str = DEFAULT_EVERY,
-) -> None:
-    """Check every input, then run the configs without a current record, with a progress bar; runs save
-    checkpoints by ``checkpoint_every`` and continue from one where a killed sweep left it."""
-    policy = CheckpointPolicy.parse(checkpoint_every)
-    preflight(configs, out, data_root, device)
+    configs: list[RunConfig], out: Path, settings: SweepSettings, workers: Workers
+) -> SweepOutcome:
+    """Check every input, then run the configs without a current record, with a progress display; runs
+    checkpoint by ``settings.policy`` and continue from one where a killed sweep left it. Failed runs are
+    printed with their config and error."""
+    workers.check(settings.device)
+    preflight(configs, out, settings.data_root, settings.device)
     store = ResultStore(out)
     status = [store.status(c.as_dict()) for c in configs]
     stale = status.count("stale")
-    reused = {"current", "stale"} if allow_stale else {"current"}
-    todo = configs if force else [c for c, s in zip(configs, status) if s not in reused]
+    reused = {"current", "stale"} if settings.allow_stale else {"current"}
+    todo = configs if settings.force else [c for c, s in zip(configs, status) if s not in reused]
     console.print(f"{len(configs)} runs, {len(configs) - len(todo)} already on disk under {out}")
     resumed = sum(store.checkpoint_path(c.as_dict()).is_file() for c in todo)
     if resumed:
         console.print(f"{resumed} runs continue from their checkpoint")
-    if stale and not allow_stale:
+    if stale and not settings.allow_stale:
         console.print(
             f"{stale} records of an older protocol version will be rerun (--allow-stale reuses them)"
         )
+    run = run_in_process if workers.count == 1 else run_in_parallel
+    outcome = run(todo, store, settings, workers)
+    if outcome.by_others:
+        console.print(f"{len(outcome.by_others)} runs were computed meanwhile by another sweep on {out}")
+    for config, error in outcome.failed:
+        console.print(f"[red]run failed:[/red] {describe(config)}: {error}", highlight=False, soft_wrap=True)
+    return outcome
+
+
+def describe(config: RunConfig) -> str:
+    """``strategy c=0.5 lr=0.001 seed=2`` (the fields that tell the runs of one sweep apart)."""
+    return f"{config.strategy} c={config.compactness:g} lr={config.lr:g} seed={config.seed}"
+
+
+def run_in_process(
+    todo: list[RunConfig], store: ResultStore, settings: SweepSettings, workers: Workers
+) -> SweepOutcome:
+    """The runs one after another here, with a task-level progress bar."""
     total_tasks = sum(c.tasks * (2 if c.winning_ticket else 1) for c in todo)
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=console, transient=False) as progress:
         bar = progress.add_task("tasks", total=total_tasks)
-        counter = iter(range(1, len(todo) + 1))
+        counter = itertools.count(1)
 
-        def label(config: RunConfig) -> None:
-            text = f"[{next(counter)}/{len(todo)}] {config.strategy} c={config.compactness} lr={config.lr:g}"
-            progress.update(bar, description=f"{text} seed={config.seed}")
+        def label(config: RunConfig) -> None:  # deferred runs are attempted twice: cap the count
+            number = min(next(counter), len(todo))
+            progress.update(bar, description=f"[{number}/{len(todo)}] {describe(config)}")
 
-        outcome = run_sweep(
-            todo, store, data_root, device, allow_stale, force, lambda _: progress.advance(bar), label, policy
+        return run_sweep(todo, store, settings, lambda _: progress.advance(bar), label, reraise=_debug["on"])
+
+
+def run_in_parallel(
+    todo: list[RunConfig], store: ResultStore, settings: SweepSettings, workers: Workers
+) -> SweepOutcome:
+    """The runs on Ray, with one run-level display: done / running / failed, elapsed and ETA."""
+    columns = (
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        TextColumn("ETA"), TimeRemainingColumn(),
+    )  # fmt: skip
+    with Progress(*columns, console=console, transient=False) as progress:
+        bar = progress.add_task("runs", total=len(todo))
+
+        def update(outcome: SweepOutcome, running: int) -> None:
+            finished = len(outcome.ran) + len(outcome.by_others) + len(outcome.failed)
+            text = f"runs on {workers.count} workers: {running} running, {len(outcome.failed)} failed"
+            progress.update(bar, completed=finished, description=text)
+
+        return run_on_ray(
+            todo,
+            store,
+            settings,
+            workers.count,
+            workers.cpus_per_run,
+            workers.gpus_per_run,
+            workers.address,
+            update,
         )
-    if outcome.by_others:
-        console.print(f"{len(outcome.by_others)} runs were computed meanwhile by another sweep on {out}")
 
 
 def load_records(out: Path) -> LoadReport:
@@ -230,6 +295,10 @@ def run(
     checkpoint_every: str = typer.Option(
         DEFAULT_EVERY, help="save each run's training state every N tasks (5), N minutes (10m), or off"
     ),
+    workers: int = typer.Option(1, help="runs at a time: 1 in this process, more on Ray (a local instance)"),
+    ray_address: str = typer.Option(None, help="join this Ray cluster instead of starting a local instance"),
+    cpus_per_run: float = typer.Option(1.0, help="CPUs each run asks Ray for"),
+    gpus_per_run: float = typer.Option(0.0, help="GPUs each run asks Ray for; fractions share a GPU"),
     preset: str = typer.Option("demo", help="demo (short streams) or paper (docs/protocol.md §7 full sizes)"),
     winning_ticket: bool = typer.Option(
         False, "--winning-ticket", help="also retrain each run's final masks from its initial weights (WT)"
@@ -243,7 +312,8 @@ def run(
     """
     with user_errors():
         check_counts(tasks=tasks, steps=steps, batch_size=batch_size, cycles=cycles, threads=threads)
-        CheckpointPolicy.parse(checkpoint_every)
+        policy = CheckpointPolicy.parse(checkpoint_every)
+        pool = Workers(workers, ray_address, cpus_per_run, gpus_per_run)
         if preset not in PRESETS:
             raise ValueError(f"--preset {preset}: choose one of {', '.join(PRESETS)}")
         torch.set_num_threads(threads)
@@ -277,8 +347,11 @@ def run(
             held,
         )
         configs = configs if lrs else with_preferred_lr(configs)
-        execute_sweep(configs, out, data_root, device, force, allow_stale, checkpoint_every)
+        settings = SweepSettings(data_root, device, allow_stale, force, policy)
+        outcome = execute_sweep(configs, out, settings, pool)
         show_leaderboard(out, held, {run_key(c.as_dict()) for c in configs})
+    if outcome.failed:
+        raise typer.Exit(1)
 
 
 @app.command()
@@ -326,7 +399,7 @@ def reproduce(
             smoke,
             {"device": device_kind(device), "threads": threads},
         )
-        execute_sweep(configs, out, data_root, device)
+        execute_sweep(configs, out, SweepSettings(data_root, device), Workers())
         report = load_records(out)
         mine = [r for r in report.records if r["key"] in {run_key(c.as_dict()) for c in configs}]
         view, paths = finish(mine, out)

@@ -1,9 +1,10 @@
 """Running a sweep safely: every input checked before the first run, runs claimed by per-key file locks.
 
 :func:`preflight` validates what would otherwise fail mid-sweep (device, results folder, data, plugins);
-:func:`run_sweep` runs the pending configs, so that concurrent sweeps on one results folder never compute
-one run twice: a run is claimed by its lock file (``ResultStore.lock``); a run claimed by another process
-is deferred, then waited for at the end and only computed here if that process left no record.
+:func:`run_sweep` runs the pending configs in this process (:mod:`plasticity_bench.parallel` on Ray), so
+that concurrent sweeps on one results folder never compute one run twice: a run is claimed by its lock
+file (``ResultStore.lock``); a run claimed by another process is deferred, then waited for at the end and
+only computed here if that process left no record.
 """
 
 from __future__ import annotations
@@ -91,74 +92,95 @@ def preflight(configs: list[RunConfig], out: Path, data_root: Path | None, devic
         build_plugins(config.strategy_config())
 
 
+@dataclass(frozen=True)
+class SweepSettings:
+    """What every run of a sweep shares: where the data is, the device, whether stale records count as
+    done, whether existing records are rerun, and the checkpoint policy."""
+
+    data_root: Path | None = None
+    device: str = "cpu"
+    allow_stale: bool = False
+    force: bool = False
+    policy: CheckpointPolicy = field(default_factory=CheckpointPolicy)
+
+
 @dataclass
 class SweepOutcome:
-    """What :func:`run_sweep` did: configs run here, and those another process computed meanwhile."""
+    """What a sweep did: configs run here, those another process computed meanwhile, and the failed ones
+    with their error (``"TypeName: message"``)."""
 
     ran: list[RunConfig] = field(default_factory=list)
     by_others: list[RunConfig] = field(default_factory=list)
+    failed: list[tuple[RunConfig, str]] = field(default_factory=list)
+
+    def add(self, config: RunConfig, status: str) -> None:
+        """Count ``config`` as ``ran`` or ``done`` (by another process)."""
+        (self.ran if status == "ran" else self.by_others).append(config)
+
+
+def claim_and_run(
+    config: RunConfig,
+    store: ResultStore,
+    settings: SweepSettings,
+    wait: bool,
+    on_task: Callable[[int], None] | None = None,
+) -> str:
+    """Run ``config`` under its run key's file lock unless its record exists, and write the record.
+
+    Returns ``busy`` (another process holds the lock and ``wait`` is False), ``done`` (a record exists: a
+    current one, or a stale one with ``allow_stale``; with ``force`` only a record that appeared while
+    waiting counts) or ``ran``. The run continues from its checkpoint when one exists, checkpoints by
+    ``settings.policy``, and its checkpoint is removed once the record is written.
+    """
+    key = config.as_dict()
+    lock = store.lock(key)
+    try:
+        lock.acquire(timeout=-1 if wait else 0)
+    except Timeout:
+        return "busy"
+    try:
+        if (wait or not settings.force) and store.has(key, settings.allow_stale):
+            return "done"
+        checkpoint = RunCheckpoint(store.checkpoint_path(key), run_key(key), settings.policy)
+        store.write(
+            execute(config, settings.data_root, settings.device, on_task=on_task, checkpoint=checkpoint)
+        )
+        checkpoint.delete()
+        return "ran"
+    finally:
+        lock.release()
 
 
 def run_sweep(
     todo: list[RunConfig],
     store: ResultStore,
-    data_root: Path | None,
-    device: str,
-    allow_stale: bool = False,
-    force: bool = False,
+    settings: SweepSettings,
     on_task: Callable[[int], None] | None = None,
     on_run: Callable[[RunConfig], None] | None = None,
-    policy: CheckpointPolicy | None = None,
+    reraise: bool = False,
 ) -> SweepOutcome:
-    """Run ``todo`` one after another, each under its run key's file lock, writing each record when done.
+    """Run ``todo`` one after another in this process (see :func:`claim_and_run`).
 
     A config whose lock another process holds is deferred; after the others, each deferred config is waited
-    for (blocking on its lock) and run here only if no record of it exists then. A config whose record
-    appeared while it waited in the queue is not rerun (unless ``force``). Each run checkpoints by
-    ``policy`` (default: never) and continues from its checkpoint when one exists (a killed sweep resumes
-    its runs where they stopped). ``on_run`` is called before each run, ``on_task`` after each trained task
-    (progress display).
+    for and run here only if that process left no record. A run that raises is reported in the outcome with
+    its error and the sweep goes on (``reraise``: the error propagates, e.g. under ``--debug``). ``on_run``
+    is called before each run, ``on_task`` after each trained task (progress display).
     """
     outcome = SweepOutcome()
     deferred = []
-    for config in todo:
-        lock = store.lock(config.as_dict())
-        try:
-            lock.acquire(timeout=0)
-        except Timeout:
-            deferred.append(config)
-            continue
-        try:
-            if not force and store.has(config.as_dict(), allow_stale):
-                outcome.by_others.append(config)
+    for wait, queue in ((False, todo), (True, deferred)):
+        for config in queue:
+            if on_run is not None:
+                on_run(config)
+            try:
+                status = claim_and_run(config, store, settings, wait, on_task)
+            except Exception as err:  # one failed run must not stop the others
+                if reraise:
+                    raise
+                outcome.failed.append((config, f"{type(err).__name__}: {err}"))
                 continue
-            _run_one(config, store, data_root, device, on_task, on_run, policy)
-            outcome.ran.append(config)
-        finally:
-            lock.release()
-    for config in deferred:
-        with store.lock(config.as_dict()):
-            if store.has(config.as_dict(), allow_stale):
-                outcome.by_others.append(config)
-                continue
-            _run_one(config, store, data_root, device, on_task, on_run, policy)
-            outcome.ran.append(config)
+            if status == "busy":
+                deferred.append(config)
+            else:
+                outcome.add(config, status)
     return outcome
-
-
-def _run_one(
-    config: RunConfig,
-    store: ResultStore,
-    data_root: Path | None,
-    device: str,
-    on_task: Callable[[int], None] | None,
-    on_run: Callable[[RunConfig], None] | None,
-    policy: CheckpointPolicy | None,
-) -> None:
-    """Run one config (from its checkpoint if there is one), write its record, drop its checkpoint."""
-    if on_run is not None:
-        on_run(config)
-    key = config.as_dict()
-    checkpoint = RunCheckpoint(store.checkpoint_path(key), run_key(key), policy or CheckpointPolicy())
-    store.write(execute(config, data_root, device, on_task=on_task, checkpoint=checkpoint))
-    checkpoint.delete()

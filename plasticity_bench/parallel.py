@@ -1,0 +1,109 @@
+"""Sweeps on Ray: pending runs fanned out over worker processes, on this machine or a cluster.
+
+``plasticity-bench run ... --workers N`` starts a local Ray instance (or joins ``--ray-address``) and keeps
+at most ``N`` runs in flight, each a Ray task asking ``--cpus-per-run`` CPUs and ``--gpus-per-run`` GPUs
+(fractions share a device: four runs at 0.25 on one GPU). A worker runs exactly what the in-process path
+runs (:func:`plasticity_bench.sweep.claim_and_run`): it claims the run's file lock, continues from a
+checkpoint if there is one, writes the record atomically, so records are the same either way and a
+sweep killed mid-way resumes. A run that raises is reported with its config and error; the others go on.
+On a cluster every node needs the package installed and the results folder on a shared file system.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from plasticity_bench.records import ResultStore
+from plasticity_bench.runner import RunConfig
+from plasticity_bench.sweep import SweepOutcome, SweepSettings, claim_and_run
+
+LOCAL_OBJECT_STORE_BYTES = 256 * 1024**2  # runs exchange configs and status strings only
+
+
+def worker_run(config: RunConfig, root: str, settings: SweepSettings) -> str:
+    """One run inside a Ray worker: torch on the config's thread count, then :func:`claim_and_run`."""
+    warnings.filterwarnings("ignore", message="No loggers specified")
+    torch.set_num_threads(config.threads)
+    return claim_and_run(config, ResultStore(Path(root)), settings, wait=True)
+
+
+def start_ray(workers: int, cpus_per_run: float, address: str | None) -> bool:
+    """Join ``address`` or start a local instance sized for ``workers`` runs; True when started here.
+
+    Raises:
+        ValueError: when Ray is not installed or cannot start / connect (naming the address).
+    """
+    try:
+        import ray
+    except ImportError as err:
+        raise ValueError("--workers > 1 needs Ray: pip install 'ray>=2.9'") from err
+    if ray.is_initialized():
+        return False
+    local = (
+        {}
+        if address
+        else {
+            "num_cpus": max(1, round(workers * cpus_per_run)),
+            "object_store_memory": LOCAL_OBJECT_STORE_BYTES,
+        }
+    )
+    try:
+        ray.init(
+            address=address, include_dashboard=False, logging_level="ERROR", configure_logging=True, **local
+        )
+    except (ConnectionError, RuntimeError, ValueError) as err:
+        where = f"the Ray cluster at {address}" if address else "a local Ray instance"
+        raise ValueError(f"cannot start or join {where}: {err}") from err
+    return True
+
+
+def run_on_ray(
+    todo: list[RunConfig],
+    store: ResultStore,
+    settings: SweepSettings,
+    workers: int,
+    cpus_per_run: float = 1.0,
+    gpus_per_run: float = 0.0,
+    address: str | None = None,
+    on_update: Callable[[SweepOutcome, int], None] | None = None,
+) -> SweepOutcome:
+    """Run ``todo`` on Ray with at most ``workers`` runs in flight.
+
+    ``on_update(outcome, running)`` is called after every submission wave and every finished run (progress
+    display). A local instance started here is shut down at the end.
+    """
+    import ray
+
+    started = start_ray(workers, cpus_per_run, address)
+    remote = ray.remote(worker_run).options(num_cpus=cpus_per_run, num_gpus=gpus_per_run, max_retries=0)
+    outcome, queue, running = SweepOutcome(), list(reversed(todo)), {}
+    try:
+        while queue or running:
+            while queue and len(running) < workers:
+                config = queue.pop()
+                running[remote.remote(config, str(store.root), settings)] = config
+            if on_update is not None:
+                on_update(outcome, len(running))
+            ready, _ = ray.wait(list(running), num_returns=1)
+            for ref in ready:
+                _collect(ray, ref, running.pop(ref), outcome)
+        if on_update is not None:
+            on_update(outcome, 0)
+    finally:
+        if started:
+            ray.shutdown()
+    return outcome
+
+
+def _collect(ray: Any, ref: Any, config: RunConfig, outcome: SweepOutcome) -> None:
+    """Record a finished Ray task's status, or its error (the original exception's type and message)."""
+    try:
+        outcome.add(config, ray.get(ref))
+    except ray.exceptions.RayTaskError as err:
+        cause = err.cause if getattr(err, "cause", None) is not None else err
+        outcome.failed.append((config, f"{type(cause).__name__}: {cause}"))

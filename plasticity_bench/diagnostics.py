@@ -8,13 +8,12 @@ Prune: A = kept (active after it), B = pruned (switched off by it).
 Per unit, on one mini-batch: ``act(j)`` = fraction of ``act(z_j) > tau`` (``tau = 0.05``) and
 ``grad(j)`` = mean ``|dL/dz_j|``. Both are computed *as if the unit were active* (for active units that is
 their real value; pruned units are masked, so their real post-activation and gradient are zero, and
-docs/protocol.md §9 would give log-parity ``+inf`` for every Prune edit). Parity ``R = mean_A / (mean_B +
-1e-8)``,
-log-parity ``log R`` (``-inf`` when ``mean_A = 0``, NaN when a cohort is empty).
+docs/protocol.md §9 would give log-parity ``+inf`` for every Prune edit). Parity
+``R = mean_A / (mean_B + 1e-8)``, log-parity ``log R`` (``-inf`` when ``mean_A = 0``, NaN when a cohort
+is empty).
 
 Snapshots, for the cohorts of edit ``e`` (our reading of docs/protocol.md §9, where a cycle is one edit
-plus the
-training segment after it):
+plus the training segment after it):
 
 - ``post``: right after edit ``e``, before any update, on the edit's decision batch (the task's first
   mini-batch, the one the edit was scored on).

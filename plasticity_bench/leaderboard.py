@@ -448,9 +448,9 @@ def render(
 ) -> Table:
     """A ``rich`` table of an aggregated (optionally reference-attached) leaderboard, for printing.
 
-    Accuracy-type metrics (docs/protocol.md §1) in percent with one decimal as ``"mean ± ci95 (n=seeds)"``;
-    counts
-    (params, flops) as plain numbers; LC26 Table 14 figures in their own columns (percent, ± as printed).
+    Accuracy-type metrics (docs/protocol.md §1) in percent with one decimal as
+    ``"mean ± ci95 (n=seeds)"``; counts (params, flops) as plain numbers; LC26 Table 14 figures in their
+    own columns (percent, ± as printed).
     ``only`` limits the metric columns (the terminal view); lr and model are in the written files.
     """
     headers, rows = _display(df, TERMINAL_KEYS if only else FULL_KEYS, only)

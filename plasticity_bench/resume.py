@@ -90,14 +90,10 @@ class RunCheckpoint:
 
     Args:
         path: the ``.pt`` file. key: the run key the file must carry. policy: when to save.
-
-    Attributes:
-        loaded_from_task: the task the loaded checkpoint resumes at (None when starting fresh).
     """
 
     def __init__(self, path: Path, key: str, policy: CheckpointPolicy) -> None:
         self.path, self.key, self.policy = Path(path), key, policy
-        self.loaded_from_task: int | None = None
         self._tasks_since = 0
         self._saved_at = time.monotonic()
 
@@ -123,7 +119,6 @@ class RunCheckpoint:
             warnings.warn(f"ignoring checkpoint {self.path}: made for another run or version", stacklevel=2)
             self.delete()
             return None
-        self.loaded_from_task = int(payload["next_task"])
         return payload
 
     def boundary(self, payload: dict[str, Any]) -> bool:

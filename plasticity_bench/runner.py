@@ -50,9 +50,10 @@ class RunConfig:
     """Everything that defines a run's result (what the record's ``config`` holds).
 
     ``options`` holds every run option the scenario and strategy read (e.g. ``rewind``, ``label_mode``),
-    defaults included (:func:`run_options`). ``device`` (``cpu`` or ``cuda``) and ``threads`` (torch CPU
-    threads) are part of it because they change float reduction order, hence the last digits of results
-    and diagnostics; the data root is not (the data must be the same wherever it lives).
+    defaults included (:func:`used_options`, :func:`plasticity_bench.options.resolve`). ``device`` (``cpu``
+    or ``cuda``) and ``threads`` (torch CPU threads) are part of it because they change float reduction
+    order, hence the last digits of results and diagnostics; the data root is not (the data must be the
+    same wherever it lives).
     """
 
     scenario: str
@@ -143,9 +144,8 @@ def new_model(
         ValueError: for an unknown model.
     """
     torch.manual_seed(derive_seed(config.seed, init_key))
-    activation = activation_factory(
-        config.strategy_config()
-    )  # ReLU or Rand. Smooth-Leaky (docs/protocol.md §5.5)
+    # ReLU or Rand. Smooth-Leaky (docs/protocol.md §5.5)
+    activation = activation_factory(config.strategy_config())
     model = build_model(
         config.model, info.input_shape, info.n_classes, activation=activation, width_factor=width_factor
     )
@@ -186,8 +186,8 @@ def make_lr_schedule(
 
 def scenario_plugins(spec: ScenarioSpec, info: StreamInfo, config: RunConfig) -> list[SupervisedPlugin]:
     """Plugins that belong to the scenario, not the strategy (docs/protocol.md §7): Tiny ER for
-    Split-MNIST/Fashion,
-    the head reset of Continual ImageNet's ``reset_head`` option. They run before the strategy's plugins."""
+    Split-MNIST/Fashion, the head reset of Continual ImageNet's ``reset_head`` option. They run before the
+    strategy's plugins."""
     plugins: list[SupervisedPlugin] = []
     if spec.replay:
         plugins.append(TinyERPlugin(config.seed, mix=REPLAY_MIX.get(config.options)))
@@ -330,6 +330,27 @@ def winning_ticket_summary(cycle: StreamMetrics, ticket: StreamMetrics) -> tuple
     return summary, base
 
 
+def scenario_of(config: RunConfig) -> tuple[ScenarioSpec, str | None, dict[str, Any]]:
+    """``config``'s scenario, data variant, and the values of the options its stream builder reads.
+
+    Raises:
+        ValueError: for an unknown scenario or variant.
+    """
+    spec, variant = parse_scenario(config.scenario + (f"@{config.variant}" if config.variant else ""))
+    return spec, variant, {o.name: o.get(config.options) for o in spec.options}
+
+
+def build_benchmark(config: RunConfig, data_root: Path | None) -> tuple[ScenarioSpec, TaskBenchmark]:
+    """The scenario of ``config`` and its stream for the run's seed; the data is read and validated now.
+
+    Raises:
+        ValueError: for an unknown scenario or variant.
+        scenarios.readers.DatasetNotFoundError, scenarios.readers.CorruptDatasetError: missing or bad data.
+    """
+    spec, variant, options = scenario_of(config)
+    return spec, spec.build(config.seed, config.tasks, variant, data_root, **options)
+
+
 def execute(
     config: RunConfig,
     data_root: Path | None = None,
@@ -363,10 +384,8 @@ def execute(
              "elapsed": before + time.perf_counter() - start}
         )  # fmt: skip
 
-    spec, variant = parse_scenario(config.scenario + (f"@{config.variant}" if config.variant else ""))
+    spec, benchmark = build_benchmark(config, data_root)
     width = entry_for(config.strategy).width_factor(config.strategy_config())
-    scenario_options = {o.name: o.get(config.options) for o in spec.options}
-    benchmark = spec.build(config.seed, config.tasks, variant, data_root, **scenario_options)
     info = benchmark.info
     _report_done(saved, config, on_task)
     if saved is None or saved["phase"] == "cycle":

@@ -19,8 +19,7 @@ from filelock import Timeout
 
 from plasticity_bench.records import ResultStore, canonical_json, run_key
 from plasticity_bench.resume import CheckpointPolicy, RunCheckpoint
-from plasticity_bench.runner import RunConfig, execute
-from scenarios.registry import parse_scenario
+from plasticity_bench.runner import RunConfig, build_benchmark, execute, scenario_of
 from strategies.registry import build_plugins
 
 DEVICE_KINDS = ("cpu", "cuda")
@@ -77,16 +76,9 @@ def preflight(configs: list[RunConfig], out: Path, data_root: Path | None, devic
     """
     device_kind(device)
     check_writable(out)
-    streams = {(c.scenario, c.variant, c.tasks, canonical_json(c.options)): c for c in configs}
+    streams = {(c.scenario, c.variant, c.tasks, canonical_json(scenario_of(c)[2])): c for c in configs}
     for config in streams.values():
-        spec, variant = parse_scenario(config.scenario + (f"@{config.variant}" if config.variant else ""))
-        spec.build(
-            config.seed,
-            config.tasks,
-            variant,
-            data_root,
-            **{o.name: o.get(config.options) for o in spec.options},
-        )
+        build_benchmark(config, data_root)
     strategies = {(c.strategy, c.compactness, canonical_json(c.options)): c for c in configs}
     for config in strategies.values():
         build_plugins(config.strategy_config())

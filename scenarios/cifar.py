@@ -46,9 +46,9 @@ def five_plus_one_sizes(tasks: int) -> list[int]:
 
 
 def cifar_5plus1(seed: int, tasks: int, variant: str | None, data_root: Path | None) -> TaskBenchmark:
-    """5+1 CIFAR (docs/protocol.md §7): CIFAR-100 classes in a seeded order, no class repeats, alternating
-    hard
-    tasks (5 new classes, 2,500 train images) and easy tasks (1 new class, 500 images), starting hard.
+    """5+1 CIFAR (docs/protocol.md §7): CIFAR-100 classes in a seeded order, no class repeats,
+    alternating hard tasks (5 new classes, 2,500 train images) and easy tasks (1 new class, 500 images),
+    starting hard.
 
     Labels are the raw CIFAR-100 ids (100-way head); every task has the test images of its classes
     (100 per class) for checkpoint metrics; easy tasks carry ``hard=False`` (TAOA counts hard tasks only).

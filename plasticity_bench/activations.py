@@ -53,12 +53,24 @@ class RandSmoothLeaky(nn.Module):
             )
         self.c_s, self.p, self.lower, self.upper = c_s, p, lower, upper
 
-    def forward(self, x: Tensor) -> Tensor:
-        if self.training and self.upper > self.lower:
-            a = torch.empty_like(x).uniform_(self.lower, self.upper)
-        else:
-            a = (self.lower + self.upper) / 2
+    @property
+    def random(self) -> bool:
+        """True when a forward pass draws random leaks (training mode with ``lower < upper``)."""
+        return self.training and self.upper > self.lower
+
+    def draw_leak(self, like: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """Leaks ``a ~ U(lower, upper)`` shaped like ``like``, from ``generator`` (default: torch's global
+        RNG, which is what :meth:`forward` uses)."""
+        empty = torch.empty(like.shape, dtype=like.dtype, device=like.device)  # contiguous: draw order fixed
+        return empty.uniform_(self.lower, self.upper, generator=generator)
+
+    def with_leak(self, x: Tensor, a: Tensor | float) -> Tensor:
+        """``f(x)`` with the given leak ``a`` (a tensor broadcastable to ``x``, or a number)."""
         return a * x + (1 - a) * x * torch.sigmoid(self.c_s * x / self.p)
+
+    def forward(self, x: Tensor) -> Tensor:
+        a = self.draw_leak(x) if self.random else (self.lower + self.upper) / 2
+        return self.with_leak(x, a)
 
     def extra_repr(self) -> str:
         return f"c_s={self.c_s}, p={self.p}, lower={self.lower}, upper={self.upper}"

@@ -28,6 +28,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from plasticity_bench.batched import parse_batch_runs
 from plasticity_bench.diagnostics import (
     diagnostics_frame,
     render_diagnostics,
@@ -142,6 +143,13 @@ def with_preferred_lr(configs: list[RunConfig]) -> list[RunConfig]:
     """
     preferred = [preferred_lr(c.strategy_config()) for c in configs]
     return [c if lr is None else replace(c, lr=lr) for c, lr in zip(configs, preferred)]
+
+
+BATCH_RUNS_HELP = (
+    "runs trained together as one run-batched model (same scenario, strategy, model and stream size; they "
+    "may differ in seed, compactness and lr): a count, or auto (fit the device memory). Pays on GPUs; "
+    "batched runs keep no mid-run checkpoint"
+)
 
 
 @dataclass(frozen=True)
@@ -376,6 +384,7 @@ def run(
     ray_address: str = typer.Option(None, help="join this Ray cluster instead of starting a local instance"),
     cpus_per_run: float = typer.Option(1.0, help="CPUs each run asks Ray for"),
     gpus_per_run: float = typer.Option(0.0, help="GPUs each run asks Ray for; fractions share a GPU"),
+    batch_runs: str = typer.Option("1", help=BATCH_RUNS_HELP),
     preset: str = typer.Option(
         None, help="demo (short streams; the default) or paper (docs/protocol.md §7 sizes)"
     ),
@@ -404,7 +413,7 @@ def run(
         pool = Workers(workers, ray_address, cpus_per_run, gpus_per_run)
         torch.set_num_threads(threads)
         configs, held = plan(the_grid(sweep, grid_flags), device_kind(device), threads)
-        settings = SweepSettings(data_root, device, allow_stale, force, policy)
+        settings = SweepSettings(data_root, device, allow_stale, force, policy, parse_batch_runs(batch_runs))
         if dry_run:
             console.print(dry_run_report(configs, ResultStore(out), settings, pool.count), highlight=False)
             return
@@ -442,6 +451,7 @@ def reproduce(
     workers: int = typer.Option(1, help="runs at a time: 1 in this process, more on Ray"),
     ray_address: str = typer.Option(None, help="join this Ray cluster instead of starting a local instance"),
     gpus_per_run: float = typer.Option(0.0, help="GPUs each run asks Ray for; fractions share a GPU"),
+    batch_runs: str = typer.Option("1", help=BATCH_RUNS_HELP),
     smoke: bool = typer.Option(
         False, "--smoke", help="every cell on a 2-task, 3-step stream: checks the machinery"
     ),
@@ -465,7 +475,8 @@ def reproduce(
             smoke,
             {"device": device_kind(device), "threads": threads},
         )
-        settings = SweepSettings(data_root, device, policy=CheckpointPolicy.parse(checkpoint_every))
+        policy = CheckpointPolicy.parse(checkpoint_every)
+        settings = SweepSettings(data_root, device, policy=policy, batch_runs=parse_batch_runs(batch_runs))
         outcome = execute_sweep(
             configs, out, settings, Workers(workers, ray_address, gpus_per_run=gpus_per_run)
         )

@@ -20,16 +20,17 @@ import torch
 
 from plasticity_bench.records import ResultStore
 from plasticity_bench.runner import RunConfig
-from plasticity_bench.sweep import SweepOutcome, SweepSettings, claim_and_run
+from plasticity_bench.sweep import SweepOutcome, SweepSettings, claim_and_run_batch
 
 LOCAL_OBJECT_STORE_BYTES = 256 * 1024**2  # runs exchange configs and status strings only
 
 
-def worker_run(config: RunConfig, root: str, settings: SweepSettings) -> str:
-    """One run inside a Ray worker: torch on the config's thread count, then :func:`claim_and_run`."""
+def worker_run(batch: list[RunConfig], root: str, settings: SweepSettings) -> list[str]:
+    """One run-batch inside a Ray worker: torch on the configs' thread count, then
+    :func:`~plasticity_bench.sweep.claim_and_run_batch`; the status of each config."""
     warnings.filterwarnings("ignore", message="No loggers specified")
-    torch.set_num_threads(config.threads)
-    return claim_and_run(config, ResultStore(Path(root)), settings, wait=True)
+    torch.set_num_threads(batch[0].threads)
+    return claim_and_run_batch(batch, ResultStore(Path(root)), settings, wait=True)
 
 
 def start_ray(workers: int, cpus_per_run: float, address: str | None) -> bool:
@@ -72,23 +73,24 @@ def run_on_ray(
     address: str | None = None,
     on_update: Callable[[SweepOutcome, int], None] | None = None,
 ) -> SweepOutcome:
-    """Run ``todo`` on Ray with at most ``workers`` runs in flight.
+    """Run ``todo`` on Ray with at most ``workers`` run-batches in flight (``settings.batch_runs`` runs
+    each; a worker trains its batch as one model, asking ``cpus_per_run`` / ``gpus_per_run`` per batch).
 
-    ``on_update(outcome, running)`` is called after every submission wave and every finished run (progress
-    display). A local instance started here is shut down at the end.
+    ``on_update(outcome, running)`` is called after every submission wave and every finished batch
+    (progress display; ``running`` counts runs). A local instance started here is shut down at the end.
     """
     import ray
 
     started = start_ray(workers, cpus_per_run, address)
     remote = ray.remote(worker_run).options(num_cpus=cpus_per_run, num_gpus=gpus_per_run, max_retries=0)
-    outcome, queue, running = SweepOutcome(), list(reversed(todo)), {}
+    outcome, queue, running = SweepOutcome(), list(reversed(settings.batches(todo))), {}
     try:
         while queue or running:
             while queue and len(running) < workers:
-                config = queue.pop()
-                running[remote.remote(config, str(store.root), settings)] = config
+                batch = queue.pop()
+                running[remote.remote(batch, str(store.root), settings)] = batch
             if on_update is not None:
-                on_update(outcome, len(running))
+                on_update(outcome, sum(map(len, running.values())))
             ready, _ = ray.wait(list(running), num_returns=1)
             for ref in ready:
                 _collect(ray, ref, running.pop(ref), outcome)
@@ -100,10 +102,12 @@ def run_on_ray(
     return outcome
 
 
-def _collect(ray: Any, ref: Any, config: RunConfig, outcome: SweepOutcome) -> None:
-    """Record a finished Ray task's status, or its error (the original exception's type and message)."""
+def _collect(ray: Any, ref: Any, batch: list[RunConfig], outcome: SweepOutcome) -> None:
+    """Record a finished Ray task's statuses, or its error (the original exception's type and message)
+    against every run of its batch."""
     try:
-        outcome.add(config, ray.get(ref))
+        for config, status in zip(batch, ray.get(ref)):
+            outcome.add(config, status)
     except ray.exceptions.RayTaskError as err:
         cause = err.cause if getattr(err, "cause", None) is not None else err
-        outcome.failed.append((config, f"{type(cause).__name__}: {cause}"))
+        outcome.failed += [(config, f"{type(cause).__name__}: {cause}") for config in batch]

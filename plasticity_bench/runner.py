@@ -162,10 +162,14 @@ def ticket_model(
     draw from the same init (``derive_seed(seed, "wt-init")``), the random-reinit control. The masks are
     copies of ``trained.masks()``.
     """
-    key = "init" if WT_INIT.get(config.options) == "original" else "wt-init"
-    ticket = new_model(config, info, width_factor, key, device)
+    ticket = new_model(config, info, width_factor, ticket_init_key(config), device)
     ticket.load_masks(trained.masks())
     return ticket
+
+
+def ticket_init_key(config: RunConfig) -> str:
+    """The seed key of a ticket's weights: ``init`` (``wt_init=original``) or ``wt-init`` (``fresh``)."""
+    return "init" if WT_INIT.get(config.options) == "original" else "wt-init"
 
 
 def make_lr_schedule(
@@ -403,15 +407,25 @@ def execute(
     else:
         cycle, ticket_state = saved["cycle"], saved["state"]
         set_rng_state(saved["rng"])
-    summary, per_task, data = dict(cycle["summary"]), dict(cycle["per_task"]), dict(cycle["data"])
+    wt = None
     if config.winning_ticket:
         wt = train_on_stream(
             config, spec, benchmark, ticket_state, device, on_task, boundary("ticket", cycle)
         )
+    return run_record(config, cycle, wt, before + time.perf_counter() - start)
+
+
+def run_record(
+    config: RunConfig, cycle: dict[str, Any], wt: StreamMetrics | None, wall_seconds: float
+) -> dict[str, Any]:
+    """The record of a finished run: ``cycle`` as :func:`cycle_results` returns it, the winning ticket's
+    metrics ``wt`` (``None`` without one) and the run's wall time in seconds."""
+    summary, per_task, data = dict(cycle["summary"]), dict(cycle["per_task"]), dict(cycle["data"])
+    if wt is not None:
         wt_summary, data["delta_wt_c_metric"] = winning_ticket_summary(cycle["metrics"], wt)
         summary.update(wt_summary)
         per_task.update({f"wt_{k}": v for k, v in wt.per_task.items()})
-    record = make_record(config.as_dict(), summary, per_task, data, before + time.perf_counter() - start)
+    record = make_record(config.as_dict(), summary, per_task, data, wall_seconds)
     record.update(cycle["reports"])  # cohort diagnostics (docs/protocol.md §9), DYNO widths (§6)
     return record
 

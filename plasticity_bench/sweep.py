@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 from filelock import Timeout
 
+from plasticity_bench.batched import auto_batch_runs, execute_batch, plan_batches
 from plasticity_bench.records import ResultStore, canonical_json, run_key
 from plasticity_bench.resume import CheckpointPolicy, RunCheckpoint
 from plasticity_bench.runner import RunConfig, build_benchmark, execute, scenario_of
@@ -94,6 +95,18 @@ class SweepSettings:
     allow_stale: bool = False
     force: bool = False
     policy: CheckpointPolicy = field(default_factory=CheckpointPolicy)
+    batch_runs: int | None = 1  # runs trained together (docs/protocol.md §12); None: auto
+
+    def batches(self, todo: list[RunConfig]) -> list[list[RunConfig]]:
+        """``todo`` cut into run-batches (:func:`~plasticity_bench.batched.plan_batches`); with ``auto``, each
+        group's size fits the device memory (:func:`~plasticity_bench.batched.auto_batch_runs`)."""
+        if self.batch_runs is not None:
+            return plan_batches(todo, self.batch_runs)
+        return [
+            batch
+            for group in plan_batches(todo, len(todo) or 1)
+            for batch in plan_batches(group, auto_batch_runs(group[0], self.data_root, self.device))
+        ]
 
 
 @dataclass
@@ -133,14 +146,63 @@ def claim_and_run(
     try:
         if (wait or not settings.force) and store.has(key, settings.allow_stale):
             return "done"
-        checkpoint = RunCheckpoint(store.checkpoint_path(key), run_key(key), settings.policy)
-        store.write(
-            execute(config, settings.data_root, settings.device, on_task=on_task, checkpoint=checkpoint)
-        )
-        checkpoint.delete()
+        run_claimed([config], store, settings, on_task)
         return "ran"
     finally:
         lock.release()
+
+
+def run_claimed(
+    configs: list[RunConfig],
+    store: ResultStore,
+    settings: SweepSettings,
+    on_task: Callable[[int], None] | None = None,
+) -> None:
+    """Run configs whose locks this process holds and write their records. One config runs alone, from
+    its checkpoint if one exists and checkpointing by ``settings.policy`` (removed once the record is
+    written); several run as one batch (:func:`~plasticity_bench.batched.execute_batch`, no checkpoint)."""
+    if len(configs) > 1:
+        for record in execute_batch(configs, settings.data_root, settings.device, on_task):
+            store.write(record)
+        return
+    key = configs[0].as_dict()
+    checkpoint = RunCheckpoint(store.checkpoint_path(key), run_key(key), settings.policy)
+    store.write(execute(configs[0], settings.data_root, settings.device, on_task, checkpoint))
+    checkpoint.delete()
+
+
+def claim_and_run_batch(
+    batch: list[RunConfig],
+    store: ResultStore,
+    settings: SweepSettings,
+    wait: bool,
+    on_task: Callable[[int], None] | None = None,
+) -> list[str]:
+    """:func:`claim_and_run` for a run-batch: claim every config's lock, run the claimed configs without a
+    record together, release the locks. Returns each config's status (``busy``, ``done`` or ``ran``)."""
+    if len(batch) == 1:
+        return [claim_and_run(batch[0], store, settings, wait, on_task)]
+    status: list[str] = []
+    held, claimed = [], []
+    try:
+        for config in batch:
+            key, lock = config.as_dict(), store.lock(config.as_dict())
+            try:
+                lock.acquire(timeout=-1 if wait else 0)
+            except Timeout:
+                status.append("busy")
+                continue
+            held.append(lock)
+            done = (wait or not settings.force) and store.has(key, settings.allow_stale)
+            status.append("done" if done else "ran")
+            if not done:
+                claimed.append(config)
+        if claimed:
+            run_claimed(claimed, store, settings, on_task)
+    finally:
+        for lock in held:
+            lock.release()
+    return status
 
 
 def run_sweep(
@@ -151,7 +213,8 @@ def run_sweep(
     on_run: Callable[[RunConfig], None] | None = None,
     reraise: bool = False,
 ) -> SweepOutcome:
-    """Run ``todo`` one after another in this process (see :func:`claim_and_run`).
+    """Run ``todo`` one after another in this process (see :func:`claim_and_run`), in run-batches of
+    ``settings.batch_runs`` (see :func:`claim_and_run_batch`; a failing batch fails all its runs).
 
     A config whose lock another process holds is deferred; after the others, each deferred config is waited
     for and run here only if that process left no record. A run that raises is reported in the outcome with
@@ -159,20 +222,21 @@ def run_sweep(
     is called before each run, ``on_task`` after each trained task (progress display).
     """
     outcome = SweepOutcome()
-    deferred = []
-    for wait, queue in ((False, todo), (True, deferred)):
-        for config in queue:
-            if on_run is not None:
+    deferred: list[list[RunConfig]] = []
+    for wait, queue in ((False, settings.batches(todo)), (True, deferred)):
+        for batch in queue:
+            for config in batch if on_run is not None else ():
                 on_run(config)
             try:
-                status = claim_and_run(config, store, settings, wait, on_task)
-            except Exception as err:  # one failed run must not stop the others
+                statuses = claim_and_run_batch(batch, store, settings, wait, on_task)
+            except Exception as err:  # one failed run (or batch) must not stop the others
                 if reraise:
                     raise
-                outcome.failed.append((config, f"{type(err).__name__}: {err}"))
+                outcome.failed += [(config, f"{type(err).__name__}: {err}") for config in batch]
                 continue
-            if status == "busy":
-                deferred.append(config)
-            else:
-                outcome.add(config, status)
+            busy = [c for c, status in zip(batch, statuses) if status == "busy"]
+            deferred += [busy] if busy else []
+            for config, status in zip(batch, statuses):
+                if status != "busy":
+                    outcome.add(config, status)
     return outcome

@@ -73,6 +73,14 @@ class TensorBatches:
         index = self.permutation(epoch)[j * self.batch_size : (j + 1) * self.batch_size]
         return self.x[index], self.y[index]
 
+    def index_table(self) -> Tensor:
+        """Row indices of every step's batch: int64 ``(steps, batch_size)`` on the data's device; row ``t``
+        selects the rows :meth:`__iter__` yields at step ``t`` (run-batched training gathers with it)."""
+        epochs = -(-self.steps // self.per_epoch)
+        used = self.per_epoch * self.batch_size
+        rows = torch.cat([self.permutation(epoch)[:used] for epoch in range(epochs)])
+        return rows[: self.steps * self.batch_size].view(self.steps, self.batch_size)
+
     def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
         perm = self.permutation(0)
         for step in range(self.steps):
@@ -84,10 +92,10 @@ class TensorBatches:
 
 
 #: Avalanche base classes whose callback methods are no-ops.
-_NOOP_PLUGIN_BASES = (BasePlugin, BaseSGDPlugin, SupervisedPlugin)
+NOOP_PLUGIN_BASES = (BasePlugin, BaseSGDPlugin, SupervisedPlugin)
 
 
-def _overrides(obj: object, event: str, noop_bases: tuple[type, ...]) -> bool:
+def overrides(obj: object, event: str, noop_bases: tuple[type, ...]) -> bool:
     """True when ``obj``'s class defines ``event`` somewhere other than in the no-op base classes."""
     owner = next((cls for cls in type(obj).__mro__ if event in cls.__dict__), None)
     return owner is not None and owner not in noop_bases
@@ -95,10 +103,10 @@ def _overrides(obj: object, event: str, noop_bases: tuple[type, ...]) -> bool:
 
 def _handles(plugin: BasePlugin, event: str) -> bool:
     if isinstance(plugin, EvaluationPlugin):
-        return any(_overrides(m, event, (PluginMetric,)) for m in plugin.metrics) or any(
-            _overrides(lg, event, (BaseLogger,)) for lg in plugin.loggers
+        return any(overrides(m, event, (PluginMetric,)) for m in plugin.metrics) or any(
+            overrides(lg, event, (BaseLogger,)) for lg in plugin.loggers
         )
-    return _overrides(plugin, event, _NOOP_PLUGIN_BASES)
+    return overrides(plugin, event, NOOP_PLUGIN_BASES)
 
 
 class OnlineStrategy(SupervisedTemplate):
@@ -205,15 +213,24 @@ class OnlineStrategy(SupervisedTemplate):
     def _unpack_minibatch(self) -> None:
         """Batches are sliced on the device already: nothing to move."""
 
-    @torch.no_grad()
     def accuracy(self, x: Tensor, y: Tensor) -> float:
-        """Test accuracy of the current model on ``(x, y)`` (eval mode, batches of ``eval_mb_size``)."""
-        was_training = self.model.training
-        self.model.eval()
-        correct = torch.zeros((), device=self.device)
-        for start in range(0, x.shape[0], self.eval_mb_size):
-            xb = x[start : start + self.eval_mb_size].to(self.device)
-            yb = y[start : start + self.eval_mb_size].to(self.device)
-            correct += (self.model(xb).argmax(1) == yb).sum()
-        self.model.train(was_training)
-        return float(correct) / max(1, x.shape[0])
+        """Test accuracy of the current model on ``(x, y)`` (see :func:`model_accuracy`)."""
+        return model_accuracy(self.model, x, y, self.device, self.eval_mb_size)
+
+
+@torch.no_grad()
+def model_accuracy(
+    model: nn.Module, x: Tensor, y: Tensor, device: str | torch.device, batch_size: int = 1000
+) -> float:
+    """Fraction of ``(x, y)`` that ``model`` classifies right, in eval mode (its mode restored after), in
+    batches of ``batch_size`` moved to ``device``. ``x``: ``(N, *input_shape)`` float32; ``y``: ``(N,)``
+    int64."""
+    was_training = model.training
+    model.eval()
+    correct = torch.zeros((), device=device)
+    for start in range(0, x.shape[0], batch_size):
+        xb = x[start : start + batch_size].to(device)
+        yb = y[start : start + batch_size].to(device)
+        correct += (model(xb).argmax(1) == yb).sum()
+    model.train(was_training)
+    return float(correct) / max(1, x.shape[0])

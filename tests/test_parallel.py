@@ -71,3 +71,16 @@ def test_a_failing_run_is_reported_and_the_others_complete(
     assert "run failed:" in result.text and "seed=1: RuntimeError: boom in seed 1" in result.text
     assert [r["config"]["seed"] for r in records(out).values()] == [0]  # seed 0 completed and is on the board
     assert (out / "leaderboard.csv").is_file()
+
+
+def test_ray_workers_take_run_batches(data_root: Path, tmp_path: Path) -> None:
+    """With --batch-runs, a Ray worker trains a whole batch: the records of the in-process batches."""
+    common = [*TINY, "--strategy", "grow", "--compactness", "0.5,0.25", "--data-root", str(data_root)]
+    here = invoke(*common, "--out", str(tmp_path / "here"), "--batch-runs", "2")
+    ray = invoke(*common, "--out", str(tmp_path / "ray"), "--batch-runs", "2", "--workers", "2")
+    assert here.exit_code == 0 and ray.exit_code == 0, here.output + ray.output
+    expected, got = records(tmp_path / "here"), records(tmp_path / "ray")
+    for found in (expected, got):
+        for record in found.values():
+            assert record.pop("batched").pop("runs") == 2
+    assert len(expected) == 4 and got == expected

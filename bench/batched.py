@@ -1,0 +1,99 @@
+"""Run-batched training against the same runs one after another, side by side in one invocation.
+
+For each network (the Permuted-MNIST MLP on ``permuted_mnist@mnist5k``, real digits; the CIFAR convnet
+``convnet`` on ``random_label_cifar``, with CIFAR-10 files written in the real pickle format into a
+temporary folder, since speed does not depend on pixel values) and each ``R`` in ``--runs``, ``R`` Dense runs
+(seeds 0..R-1, ``--tasks`` x ``--steps`` updates at the scenario's batch size) are trained
+
+- one after another through the single-run path (``plasticity_bench.runner.execute``), and
+- as one batch (``plasticity_bench.batched.execute_batch``),
+
+and the bench prints run-steps per second of both and their ratio. Stream building, model init and record
+assembly are inside both timings. The sequential rate is measured on ``min(R, --seq-cap)`` runs (it is
+per run, so it does not depend on R). Targets: CPU, R = 16 >= 1.0x; GPU, R = 64 >= 30x.
+
+Usage: ``python bench/batched.py [--device cpu|cuda] [--runs 1,4,16,64] [--tasks 1] [--steps 40]
+[--nets mlp,convnet] [--seq-cap 8]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from plasticity_bench.batched import execute_batch
+from plasticity_bench.runner import RunConfig, execute, expand, sweep_base
+from scenarios.registry import SCENARIOS
+
+NETS = {"mlp": "permuted_mnist@mnist5k", "convnet": "random_label_cifar"}
+
+
+def configs(scenario: str, runs: int, tasks: int, steps: int, device: str) -> list[RunConfig]:
+    spec = SCENARIOS[scenario.split("@")[0]]
+    base = sweep_base(spec, tasks, steps, device=torch.device(device).type)
+    return expand(scenario, ["dense"], [1.0], list(range(runs)), base)
+
+
+def sync(device: str) -> None:
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize()
+
+
+def rate(run, n_runs: int, steps: int, device: str) -> float:
+    """Run-steps per second of ``run()`` (which trains ``n_runs`` runs of ``steps`` updates each)."""
+    sync(device)
+    start = time.perf_counter()
+    run()
+    sync(device)
+    return n_runs * steps / (time.perf_counter() - start)
+
+
+def cifar_root() -> Path:
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    from scenario_data import write_cifar10
+
+    root = Path(tempfile.mkdtemp(prefix="bench-cifar-"))
+    write_cifar10(root, np.random.default_rng(0))
+    return root
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--runs", default="1,4,16,64")
+    parser.add_argument("--tasks", type=int, default=1)
+    parser.add_argument("--steps", type=int, default=40)
+    parser.add_argument("--nets", default="mlp,convnet")
+    parser.add_argument("--seq-cap", type=int, default=8, help="most runs timed one after another")
+    args = parser.parse_args()
+    warnings.filterwarnings("ignore", message="No loggers specified")
+    torch.set_num_threads(1)
+    counts = [int(r) for r in args.runs.split(",")]
+    steps = args.tasks * args.steps
+    print(f"device {args.device}, {args.tasks} task(s) x {args.steps} steps, Dense, one torch thread")
+    print(f"{'net':8} {'R':>4} {'sequential run-steps/s':>23} {'batched run-steps/s':>20} {'ratio':>7}")
+    for net in args.nets.split(","):
+        root = cifar_root() if net == "convnet" else None
+        scenario = NETS[net]
+        execute_batch(
+            configs(scenario, 2, 1, 2, args.device), root, args.device
+        )  # warm-up (imports, kernels)
+        for runs in counts:
+            todo = configs(scenario, runs, args.tasks, args.steps, args.device)
+            seq = todo[: min(runs, args.seq_cap)]
+            sequential = rate(
+                lambda s=seq, d=root: [execute(c, d, args.device) for c in s], len(seq), steps, args.device
+            )
+            batched = rate(lambda t=todo, d=root: execute_batch(t, d, args.device), runs, steps, args.device)
+            print(f"{net:8} {runs:>4} {sequential:>23.0f} {batched:>20.0f} {batched / sequential:>6.2f}x")
+
+
+if __name__ == "__main__":
+    main()

@@ -62,10 +62,7 @@ FREE_FIELDS = ("seed", "compactness", "lr")
 #: Most runs per batch that ``--batch-runs auto`` picks (GPU / CPU).
 AUTO_MAX = {"cuda": 256, "cpu": 16}
 AUTO_MEMORY_FRACTION = 0.7
-STAGE_EVENTS = (
-    "before_training", "before_training_exp", "before_training_epoch",
-    "after_training_epoch", "after_training_exp", "after_training",
-)  # fmt: skip
+AFTER_TASK_EVENTS = ("after_training_epoch", "after_training_exp", "after_training")
 
 
 def batch_key(config: RunConfig) -> str:
@@ -285,7 +282,7 @@ class BatchedTrainer:
         host = acc.cpu().numpy()
         for r, view in enumerate(self.views):
             view.online_acc_host = host[r].copy()
-        for event in STAGE_EVENTS[3:]:
+        for event in AFTER_TASK_EVENTS:
             self.notify(event)
 
     def _load_task(self, task: int) -> Tensor:

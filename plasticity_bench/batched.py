@@ -10,7 +10,8 @@ tolerance.
 Plugins are the single-run ones, unchanged: each run's plugins and metrics receive every Avalanche callback
 with a :class:`RunView`, that run's stand-in for the strategy object (``model``, ``optimizer``,
 ``experience``, ``batches``, ``mbatch``, ``mb_output``, ...). Callbacks a plugin does not override cost
-nothing; per-step callbacks are called once per run that has them.
+nothing; per-step callbacks are called once per run that has them, except for plugin classes that offer a
+vectorized form for the whole batch (``for_runs``; Two-Speed).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -224,9 +226,11 @@ class RunView:
         return model_accuracy(self.model, x, y, self.device, self.eval_mb_size)
 
 
-def _handlers(view: RunView, event: str) -> list[Callable[[RunView], object]]:
-    """The run's plugins, then its metrics, that override ``event`` (Avalanche's order: evaluator last)."""
-    found = [getattr(p, event) for p in view.plugins if overrides(p, event, NOOP_PLUGIN_BASES)]
+def _handlers(view: RunView, event: str, skip: set[int] = frozenset()) -> list[Callable[[RunView], object]]:
+    """The run's plugins (but those whose ``id`` is in ``skip``), then its metrics, that override ``event``
+    (Avalanche's order: evaluator last)."""
+    plugins = [p for p in view.plugins if id(p) not in skip]
+    found = [getattr(p, event) for p in plugins if overrides(p, event, NOOP_PLUGIN_BASES)]
     metrics = view.run.metrics.all()
     return found + [getattr(m, event) for m in metrics if overrides(m, event, (PluginMetric,))]
 
@@ -305,7 +309,7 @@ class BatchedTrainer:
     def train_steps(self, index: Tensor) -> Tensor:
         """Every step of the task for all runs; returns the online accuracies, float32 ``(R, steps)``."""
         steps = index.shape[0]
-        hooks = {e: [(v, h) for v in self.views for h in _handlers(v, e)] for e in ITERATION_EVENTS}
+        hooks = self._step_hooks()
         restack = bool(hooks["before_training_iteration"] or hooks["before_forward"])
         share_grads = bool(hooks["after_backward"] or hooks["before_update"])
         lrs = self.schedule.next(steps)
@@ -334,10 +338,27 @@ class BatchedTrainer:
             self._call(hooks["after_training_iteration"])
         return acc
 
+    def _step_hooks(self) -> dict[str, list[Callable[[], object]]]:
+        """Per iteration event, what to call: the handlers of every run's plugins and metrics, except that
+        plugins whose class offers ``for_runs(members, aliases)`` (e.g. :class:`strategies.interventions.
+        TwoSpeed`) are called through one vectorized object per class for the whole batch."""
+        groups: dict[type, list[tuple[Any, int]]] = {}
+        for r, view in enumerate(self.views):
+            for plugin in view.plugins:
+                if hasattr(type(plugin), "for_runs"):
+                    groups.setdefault(type(plugin), []).append((plugin, r))
+        grouped = {id(p) for members in groups.values() for p, _ in members}
+        vectorized = [cls.for_runs(members, self.net.aliases) for cls, members in groups.items()]
+        hooks: dict[str, list[Callable[[], object]]] = {}
+        for event in ITERATION_EVENTS:
+            calls = [partial(h, v) for v in self.views for h in _handlers(v, event, grouped)]
+            hooks[event] = calls + [getattr(g, event) for g in vectorized if hasattr(g, event)]
+        return hooks
+
     @staticmethod
-    def _call(handlers: list[tuple[RunView, Callable[[RunView], object]]]) -> None:
-        for view, handler in handlers:
-            handler(view)
+    def _call(handlers: list[Callable[[], object]]) -> None:
+        for handler in handlers:
+            handler()
 
     def _restack(self) -> None:
         """The batch after per-run hooks (Tiny ER) changed some runs' ``mbatch``."""

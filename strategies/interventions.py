@@ -121,11 +121,65 @@ class TwoSpeed(SupervisedPlugin):
         for param, scale in self.live_scale().items():
             param.data.addcmul_(scale, param.data - self._old[param])
         self._old = {}
+        self.count_step()
+
+    def count_step(self) -> None:
+        """One update against every live cohort's window; expired cohorts are dropped."""
         for cohort in self.cohorts:
             cohort.remaining -= 1
         alive = [c for c in self.cohorts if c.remaining > 0]
         if len(alive) != len(self.cohorts):
             self.cohorts, self._scale = alive, None
+
+    @staticmethod
+    def for_runs(members: list[tuple[TwoSpeed, int]], aliases: list[dict]) -> TwoSpeedRuns:
+        """The Two-Speed plugins of a run-batch as one per-step hook (:class:`TwoSpeedRuns`)."""
+        return TwoSpeedRuns(members, aliases)
+
+
+class TwoSpeedRuns:
+    """The :class:`TwoSpeed` plugins of the runs of a batch, vectorized (docs/protocol.md §5.1, §12).
+
+    Instead of a snapshot and an update per run and step, one snapshot and one
+    ``W <- W + scale * (W_new - W_old)`` per stacked parameter, with each run's rows of ``scale`` taken from
+    its plugin's :meth:`TwoSpeed.live_scale` (rebuilt only when some run's cohorts changed). Rows of runs
+    without a live cohort have scale 0 and keep the plain update exactly, so every run gets what its own
+    plugin does.
+
+    Args:
+        members: ``(plugin, run index)`` pairs. aliases: per run, run parameter -> ``(stacked, run)``
+            (:attr:`plasticity_bench.stacked.StackedNet.aliases`).
+    """
+
+    def __init__(self, members: list[tuple[TwoSpeed, int]], aliases: list[dict]) -> None:
+        self.members, self.aliases = members, aliases
+        self._scale: dict[nn.Parameter, Tensor] | None = None  # built at the first live step
+        self._old: dict[nn.Parameter, Tensor] = {}
+
+    def _stacked_scale(self) -> dict[nn.Parameter, Tensor]:
+        if self._scale is None or any(plugin._scale is None for plugin, _ in self.members):
+            scale: dict[nn.Parameter, Tensor] = {}
+            for plugin, run in self.members:
+                for param, rows in plugin.live_scale().items():
+                    stacked, r = self.aliases[run][param]
+                    scale.setdefault(stacked, torch.zeros_like(stacked))[r] = rows
+            self._scale = scale
+        return self._scale
+
+    def before_update(self) -> None:
+        """Snapshot ``W_old`` of the stacked parameters with live entries in some run."""
+        if any(plugin.cohorts for plugin, _ in self.members):
+            self._old = {p: p.detach().clone() for p in self._stacked_scale()}
+
+    def after_update(self) -> None:
+        """The Two-Speed correction of every run at once; each run's windows count the step."""
+        if not self._old:
+            return
+        for param, scale in self._stacked_scale().items():
+            param.data.addcmul_(scale, param.data - self._old[param])
+        self._old = {}
+        for plugin, _ in self.members:
+            plugin.count_step()
 
 
 class MomentTransplant:

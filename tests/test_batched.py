@@ -22,6 +22,7 @@ from plasticity_bench.runner import execute, expand, sweep_base
 from plasticity_bench.stacked import StackedNet
 from plasticity_bench.stacked_optim import StackedOptimizer
 from scenarios.registry import SCENARIOS
+from strategies.interventions import TwoSpeed
 
 TOLERANCE = 1e-5
 EXAMPLE = str(Path(__file__).resolve().parents[1] / "examples" / "random_grow.py") + ":RandomGrow"
@@ -80,11 +81,16 @@ CASES = [(name, "auto") for name in VARIANTS] + [("grow_mixed_lr", "batched"), (
 
 
 @pytest.mark.parametrize(("name", "kernels"), CASES)
-def test_each_run_of_a_batch_makes_its_lone_record(name: str, kernels: str, data_root: Path) -> None:
-    """``auto`` on CPU: per-run kernels; ``batched``: the GPU kernels (batched matmul), run on the CPU."""
+def test_each_run_of_a_batch_makes_its_lone_record(
+    name: str, kernels: str, data_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``auto`` on CPU: per-run kernels; ``batched``: the GPU kernels (batched matmul), run on the CPU.
+    Two-Speed runs vectorized over the batch (its per-run hooks are never called)."""
     configs = configs_of(name)
     assert len(configs) > 1
     alone = [execute(c, data_root, "cpu") for c in configs]
+    for event in ("before_update", "after_update"):
+        monkeypatch.setattr(TwoSpeed, event, lambda *a, **k: pytest.fail("per-run Two-Speed hook called"))
     batched = execute_batch(configs, data_root, "cpu", kernels=kernels)
     for one, many in zip(alone, batched):
         assert many["batched"]["runs"] == len(configs)

@@ -3,24 +3,26 @@
 A :class:`StackedNet` holds every parameter and unit mask of ``R`` :class:`~plasticity_bench.models.MaskedNet`
 objects with a leading run dimension (``(R, *shape)``) and computes all ``R`` forward passes in one
 autograd graph: on GPUs hidden and output Linear layers as batched matmuls (``torch.baddbmm``) and conv
-layers as one grouped convolution with ``groups = R``; on CPUs each run's own Linear / conv call (faster
+layers as one grouped convolution with ``groups = R``; on CPUs each run's own network on its rows (faster
 there, see ``kernels``). The ``R`` networks stay real ``MaskedNet`` objects whose parameters and masks are
 *views* of row ``r`` of the stacked tensors (storage shared), so the masked-unit core
 (:class:`~plasticity_bench.masks.MaskedLayer`, :class:`~plasticity_bench.masks.UnitSlices`) and every
 single-run plugin edit one run's units in place, and the next batched step sees the edit.
 
-Exactness: run ``r`` computes what its own network computes, to float rounding (batched matmul and grouped
-convolution may sum in another order). A random activation (Rand. Smooth-Leaky) draws each run's leaks from
-that run's own generator in the order the single network would, so a run's random stream is its own.
+Exactness: run ``r`` computes what its own network computes: bit for bit with per-run kernels (CPU), to
+float rounding with batched ones (batched matmul and grouped convolution may sum in another order). A random
+activation (Rand. Smooth-Leaky) draws each run's leaks from that run's own generator in the order the single
+network would, so a run's random stream is its own.
 
-Forward hooks registered on a run's hidden Linear layers, masked activations or head (DYNO's input buffer,
-a user's probe) are called with that run's slice of the batched input and output after each batched
-forward; a hook's return value cannot replace the output (raises ``RuntimeError``).
+With batched kernels, forward hooks registered on a run's hidden Linear layers, masked activations or head
+(DYNO's input buffer, a user's probe) are called with that run's slice of the batched input and output after
+each batched forward; a hook's return value cannot replace the output there (raises ``RuntimeError``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 import torch
 from torch import Tensor, nn
@@ -37,6 +39,24 @@ KERNELS = ("auto", "batched", "per_run")
 ACTIVATIONS = (nn.ReLU, RandSmoothLeaky)
 
 
+@contextmanager
+def drawing_from(generator: torch.Generator) -> Iterator[None]:
+    """Inside the block torch's global RNG of ``generator``'s device is ``generator``: modules that draw from
+    the global RNG (Rand. Smooth-Leaky) advance ``generator``; the global state is restored after."""
+    device = generator.device
+    if device.type == "cuda":
+        get, put = (lambda: torch.cuda.get_rng_state(device)), (lambda s: torch.cuda.set_rng_state(s, device))
+    else:
+        get, put = torch.get_rng_state, torch.set_rng_state
+    kept = get()
+    put(generator.get_state())
+    try:
+        yield
+    finally:
+        generator.set_state(get())
+        put(kept)
+
+
 def _key(name: str) -> str:
     return name.replace(".", "__")
 
@@ -48,12 +68,11 @@ class StackedNet(nn.Module):
         models: the runs' networks (same architecture and widths, on one device). Their parameters and
             masks become views of this module's stacked tensors; do not move them to another device after.
         generators: one generator per run for random activations (``None`` entries: unused / not random).
-        kernels: ``batched`` (batched matmul, grouped convolution), ``per_run`` (each run's own Linear / conv
-            call on its own parameters, which are views of the stacked tensors and get their own gradients),
-            or ``auto``: per-run on CPU,
-            where a loop of single matmuls beats CPU batched matmul (~1.5x at R = 16 for the MLP) and the
-            convolutions are the single-run kernels exactly; batched on GPUs, where the per-launch cost
-            dominates these small layers.
+        kernels: ``batched`` (batched matmul, grouped convolution; forward hooks of the runs' modules are
+            replayed on each run's slice), ``per_run`` (each run's own network forward on its rows, inside
+            the one autograd graph: exactly its lone computation; its parameters get their own gradients), or
+            ``auto``: per-run on CPUs, where CPU batched matmul is slower than single matmuls and the
+            arithmetic, not the launches, bounds the step; batched on GPUs, where one launch for R runs wins.
 
     Input ``x``: ``(R, B, *input_shape)`` float32. Output: ``(R, B, n_classes)`` logits.
 
@@ -185,11 +204,8 @@ class StackedNet(nn.Module):
         return list(trunk) if isinstance(trunk, nn.Sequential) else [trunk]
 
     def _trunk(self, x: Tensor) -> Tensor:
-        """``(R, B, *input_shape)`` -> ``(R, B, F)``. Per-run kernels run each run's own trunk on its rows (a
-        run's conv maps stay in cache); batched kernels keep conv maps as ``(B, R*C, H, W)`` for one grouped
-        convolution per layer."""
-        if self.per_run:
-            return torch.stack([self._run_trunk(r, x_r) for r, x_r in enumerate(x.unbind(0))])
+        """``(R, B, *input_shape)`` -> ``(R, B, F)`` (batched kernels): conv maps are kept as
+        ``(B, R*C, H, W)``, one grouped convolution per layer."""
         sequential = isinstance(self.runs[0].trunk, nn.Sequential)
         runs, batch = x.shape[:2]
         grouped: Tensor | None = None
@@ -214,28 +230,22 @@ class StackedNet(nn.Module):
                 x = self._activate(module, x, run_dim=0)
         return x
 
-    def _run_trunk(self, r: int, x: Tensor) -> Tensor:
-        """Run ``r``'s own trunk on its ``(B, *input_shape)`` rows, random leaks from its generator."""
-        for module in self._trunk_modules(r):
-            if isinstance(module, RandSmoothLeaky) and module.random:
-                x = module.with_leak(x, module.draw_leak(x, self.generators[r]))
-            else:
-                x = module(x)
-        return x
-
-    def _per_run(self, x: Tensor, name: str, layer: Callable[[Tensor, Tensor, Tensor], Tensor]) -> Tensor:
-        """``layer(x_r, weight_r, bias_r)`` for every run, stacked (per-run kernels)."""
-        weights = [params[f"{name}.weight"] for params in self.run_params]
-        biases = [params[f"{name}.bias"] for params in self.run_params]
-        return torch.stack([layer(*args) for args in zip(x.unbind(0), weights, biases)])
-
     def _linear(self, name: str, x: Tensor) -> Tensor:
-        if self.per_run:
-            return self._per_run(x, name, F.linear)
         weight, bias = self.param(f"{name}.weight"), self.param(f"{name}.bias")
         return torch.baddbmm(bias.unsqueeze(1), x, weight.transpose(1, 2))
 
+    def _run_forward(self, r: int, x: Tensor) -> Tensor:
+        """Run ``r``'s own network on its ``(B, *input_shape)`` rows (per-run kernels): exactly its lone
+        forward, forward hooks included, random leaks drawn from its generator."""
+        model, generator = self.runs[r], self.generators[r]
+        if generator is None or not any(isinstance(m, RandSmoothLeaky) and m.random for m in model.modules()):
+            return model(x)
+        with drawing_from(generator):
+            return model(x)
+
     def forward(self, x: Tensor) -> Tensor:
+        if self.per_run:
+            return torch.stack([self._run_forward(r, x_r) for r, x_r in enumerate(x.unbind(0))])
         h = self._trunk(x)
         model = self.runs[0]
         for layer, units in enumerate(model.units):

@@ -77,7 +77,9 @@ def differences(alone: Any, batched: Any, path: str = "") -> list[tuple[float, s
     return []
 
 
-CASES = [(name, "auto") for name in VARIANTS] + [("grow_mixed_lr", "batched"), ("prune_imp", "batched")]
+CASES = [(name, "auto") for name in VARIANTS] + [
+    (name, "batched") for name in ("grow_mixed_lr", "prune_imp", "dyno")
+]
 
 
 @pytest.mark.parametrize(("name", "kernels"), CASES)
@@ -182,7 +184,7 @@ def test_stacked_adam_follows_torch_adam_per_run_with_its_own_lr_and_state_surge
 
 
 def test_a_forward_hook_that_replaces_an_output_is_refused() -> None:
-    models, net, _ = stacked_pair("mlp", (1, 4, 4))
+    models, net, _ = stacked_pair("mlp", (1, 4, 4), "batched")
     models[1].head.register_forward_hook(lambda module, inputs, output: output * 2)
     net.refresh_hooks()
     with pytest.raises(RuntimeError, match="--batch-runs 1"):

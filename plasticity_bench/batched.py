@@ -16,6 +16,7 @@ vectorized form for the whole batch (``for_runs``; Two-Speed).
 
 from __future__ import annotations
 
+import itertools
 import os
 import time
 from collections.abc import Callable
@@ -290,21 +291,33 @@ class BatchedTrainer:
             self.notify(event)
 
     def _load_task(self, task: int) -> Tensor:
-        """Put every run's task data on the device as one tensor, give each run its :class:`TensorBatches`
-        (views into it) and return the gather index of every step: int64 ``(steps, R, B)``."""
+        """Put every run's task data on the device, give each run its :class:`TensorBatches` and return the
+        gather index of every step: int64 ``(steps, R, B)``. Batched kernels gather all runs' rows with one
+        index into one tensor of all runs' data (row offsets added); per-run kernels gather run by run from
+        the runs' own tensors, as a lone run does, with no copy of the task data."""
         datas = [view.experience.task for view in self.views]
-        self.data_x = torch.cat([d.x for d in datas]).to(self.device)
-        self.data_y = torch.cat([d.y for d in datas]).to(self.device)
-        tables, offset = [], 0
-        for view, data in zip(self.views, datas):
-            n = data.x.shape[0]
-            view.batches = TensorBatches(
-                self.data_x[offset : offset + n], self.data_y[offset : offset + n], self.config.batch_size,
-                self.config.steps_per_task, view.seed, task,
-            )  # fmt: skip
+        sizes = [d.x.shape[0] for d in datas]
+        offsets = [0] * len(datas) if self.net.per_run else [0, *itertools.accumulate(sizes)][:-1]
+        if self.net.per_run:
+            self.data_x = [d.x.to(self.device) for d in datas]
+            self.data_y = [d.y.to(self.device) for d in datas]
+            pieces = list(zip(self.data_x, self.data_y))
+        else:
+            self.data_x = torch.cat([d.x for d in datas]).to(self.device)
+            self.data_y = torch.cat([d.y for d in datas]).to(self.device)
+            pieces = [(self.data_x[o : o + n], self.data_y[o : o + n]) for o, n in zip(offsets, sizes)]
+        tables, cfg = [], self.config
+        for view, (x, y), offset in zip(self.views, pieces, offsets):
+            view.batches = TensorBatches(x, y, cfg.batch_size, cfg.steps_per_task, view.seed, task)
             tables.append(view.batches.index_table() + offset)
-            offset += n
         return torch.stack(tables, dim=1)
+
+    def _gather(self, rows: Tensor) -> tuple[Tensor, Tensor]:
+        """The step's batch of every run, ``(R, B, *input_shape)`` and ``(R, B)``; ``rows``: ``(R, B)``."""
+        if self.net.per_run:
+            x = torch.stack([x_r[i] for x_r, i in zip(self.data_x, rows)])
+            return x, torch.stack([y_r[i] for y_r, i in zip(self.data_y, rows)])
+        return self.data_x[rows], self.data_y[rows]
 
     def train_steps(self, index: Tensor) -> Tensor:
         """Every step of the task for all runs; returns the online accuracies, float32 ``(R, steps)``."""
@@ -316,7 +329,7 @@ class BatchedTrainer:
         acc = torch.zeros(len(self.runs), steps, device=self.device)
         for step in range(steps):
             self.step = step
-            self.x, self.y = self.data_x[index[step]], self.data_y[index[step]]
+            self.x, self.y = self._gather(index[step])
             if restack:
                 self._call(hooks["before_training_iteration"])
                 self._call(hooks["before_forward"])

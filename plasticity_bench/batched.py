@@ -11,7 +11,7 @@ Plugins are the single-run ones, unchanged: each run's plugins and metrics recei
 with a :class:`RunView`, that run's stand-in for the strategy object (``model``, ``optimizer``,
 ``experience``, ``batches``, ``mbatch``, ``mb_output``, ...). Callbacks a plugin does not override cost
 nothing; per-step callbacks are called once per run that has them, except for plugin classes that offer a
-vectorized form for the whole batch (``for_runs``; Two-Speed).
+form for the whole batch (``for_runs``; Two-Speed).
 """
 
 from __future__ import annotations
@@ -353,13 +353,13 @@ class BatchedTrainer:
 
     def _step_hooks(self) -> dict[str, list[Callable[[], object]]]:
         """Per iteration event, what to call: the handlers of every run's plugins and metrics, except that
-        plugins whose class offers ``for_runs(members, aliases)`` (e.g. :class:`strategies.interventions.
-        TwoSpeed`) are called through one vectorized object per class for the whole batch."""
-        groups: dict[type, list[tuple[Any, int]]] = {}
-        for r, view in enumerate(self.views):
+        plugins whose class offers ``for_runs(members, aliases)`` (``members``: ``(plugin, RunView)`` pairs;
+        Two-Speed) are called through one object per class for the whole batch."""
+        groups: dict[type, list[tuple[Any, RunView]]] = {}
+        for view in self.views:
             for plugin in view.plugins:
                 if hasattr(type(plugin), "for_runs"):
-                    groups.setdefault(type(plugin), []).append((plugin, r))
+                    groups.setdefault(type(plugin), []).append((plugin, view))
         grouped = {id(p) for members in groups.values() for p, _ in members}
         vectorized = [cls.for_runs(members, self.net.aliases) for cls, members in groups.items()]
         hooks: dict[str, list[Callable[[], object]]] = {}

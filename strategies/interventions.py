@@ -15,6 +15,7 @@ each newborn unit) and only through the masked-unit core's :class:`~plasticity_b
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from avalanche.core import SupervisedPlugin
@@ -132,7 +133,7 @@ class TwoSpeed(SupervisedPlugin):
             self.cohorts, self._scale = alive, None
 
     @staticmethod
-    def for_runs(members: list[tuple[TwoSpeed, int]], aliases: list[dict]) -> TwoSpeedRuns:
+    def for_runs(members: list[tuple[TwoSpeed, Any]], aliases: list[dict]) -> TwoSpeedRuns:
         """The Two-Speed plugins of a run-batch as one per-step hook (:class:`TwoSpeedRuns`)."""
         return TwoSpeedRuns(members, aliases)
 
@@ -147,11 +148,11 @@ class TwoSpeedRuns:
     plugin does.
 
     Args:
-        members: ``(plugin, run index)`` pairs. aliases: per run, run parameter -> ``(stacked, run)``
-            (:attr:`plasticity_bench.stacked.StackedNet.aliases`).
+        members: ``(plugin, run view)`` pairs (the view's ``index`` is the run).
+        aliases: per run, run parameter -> ``(stacked, run)`` (``StackedNet.aliases``).
     """
 
-    def __init__(self, members: list[tuple[TwoSpeed, int]], aliases: list[dict]) -> None:
+    def __init__(self, members: list[tuple[TwoSpeed, Any]], aliases: list[dict]) -> None:
         self.members, self.aliases = members, aliases
         self._scale: dict[nn.Parameter, Tensor] | None = None  # built at the first live step
         self._old: dict[nn.Parameter, Tensor] = {}
@@ -159,9 +160,9 @@ class TwoSpeedRuns:
     def _stacked_scale(self) -> dict[nn.Parameter, Tensor]:
         if self._scale is None or any(plugin._scale is None for plugin, _ in self.members):
             scale: dict[nn.Parameter, Tensor] = {}
-            for plugin, run in self.members:
+            for plugin, view in self.members:
                 for param, rows in plugin.live_scale().items():
-                    stacked, r = self.aliases[run][param]
+                    stacked, r = self.aliases[view.index][param]
                     scale.setdefault(stacked, torch.zeros_like(stacked))[r] = rows
             self._scale = scale
         return self._scale

@@ -73,19 +73,23 @@ def batch_key(config: RunConfig) -> str:
     return canonical_json({k: v for k, v in config.as_dict().items() if k not in FREE_FIELDS})
 
 
+def batch_groups(configs: list[RunConfig]) -> list[list[RunConfig]]:
+    """``configs`` grouped by :func:`batch_key`, groups in order of first appearance."""
+    groups: dict[str, list[RunConfig]] = {}
+    for config in configs:
+        groups.setdefault(batch_key(config), []).append(config)
+    return list(groups.values())
+
+
 def plan_batches(configs: list[RunConfig], size: int) -> list[list[RunConfig]]:
-    """``configs`` grouped by :func:`batch_key` (first appearance order) and cut into batches of at most
-    ``size`` runs.
+    """:func:`batch_groups` of ``configs``, each cut into batches of at most ``size`` runs.
 
     Raises:
         ValueError: if ``size < 1``.
     """
     if size < 1:
         raise ValueError(f"--batch-runs must be >= 1 or auto (got {size})")
-    groups: dict[str, list[RunConfig]] = {}
-    for config in configs:
-        groups.setdefault(batch_key(config), []).append(config)
-    return [group[i : i + size] for group in groups.values() for i in range(0, len(group), size)]
+    return [group[i : i + size] for group in batch_groups(configs) for i in range(0, len(group), size)]
 
 
 def parse_batch_runs(text: str) -> int | None:

@@ -109,6 +109,7 @@ class StackedNet(nn.Module):
             for r, model in enumerate(models):
                 model.units[layer].mask = masks[r]
         self._hooked: dict[str, list[tuple[int, nn.Module]]] = {}
+        self._random = [[m for m in model.modules() if isinstance(m, RandSmoothLeaky)] for model in models]
 
     @property
     def n_runs(self) -> int:
@@ -238,7 +239,7 @@ class StackedNet(nn.Module):
         """Run ``r``'s own network on its ``(B, *input_shape)`` rows (per-run kernels): exactly its lone
         forward, forward hooks included, random leaks drawn from its generator."""
         model, generator = self.runs[r], self.generators[r]
-        if generator is None or not any(isinstance(m, RandSmoothLeaky) and m.random for m in model.modules()):
+        if generator is None or not any(m.random for m in self._random[r]):
             return model(x)
         with drawing_from(generator):
             return model(x)

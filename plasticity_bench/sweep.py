@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 from filelock import Timeout
 
-from plasticity_bench.batched import auto_batch_runs, execute_batch, plan_batches
+from plasticity_bench.batched import auto_batch_runs, batch_groups, execute_batch, plan_batches
 from plasticity_bench.records import ResultStore, canonical_json, run_key
 from plasticity_bench.resume import CheckpointPolicy, RunCheckpoint
 from plasticity_bench.runner import RunConfig, build_benchmark, execute, scenario_of
@@ -104,7 +104,7 @@ class SweepSettings:
             return plan_batches(todo, self.batch_runs)
         return [
             batch
-            for group in plan_batches(todo, len(todo) or 1)
+            for group in batch_groups(todo)
             for batch in plan_batches(group, auto_batch_runs(group[0], self.data_root, self.device))
         ]
 

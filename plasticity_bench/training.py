@@ -75,20 +75,15 @@ class TensorBatches:
 
     def index_table(self) -> Tensor:
         """Row indices of every step's batch: int64 ``(steps, batch_size)`` on the data's device; row ``t``
-        selects the rows :meth:`__iter__` yields at step ``t`` (run-batched training gathers with it)."""
+        selects the rows of step ``t`` (:meth:`__iter__` and run-batched training gather with it)."""
         epochs = -(-self.steps // self.per_epoch)
         used = self.per_epoch * self.batch_size
         rows = torch.cat([self.permutation(epoch)[:used] for epoch in range(epochs)])
         return rows[: self.steps * self.batch_size].view(self.steps, self.batch_size)
 
     def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
-        perm = self.permutation(0)
-        for step in range(self.steps):
-            epoch, j = divmod(step, self.per_epoch)
-            if j == 0 and epoch > 0:
-                perm = self.permutation(epoch)
-            index = perm[j * self.batch_size : (j + 1) * self.batch_size]
-            yield self.x[index], self.y[index]
+        for rows in self.index_table():
+            yield self.x[rows], self.y[rows]
 
 
 #: Avalanche base classes whose callback methods are no-ops.

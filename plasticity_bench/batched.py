@@ -329,6 +329,7 @@ class BatchedTrainer:
         hooks = self._step_hooks()
         restack = bool(hooks["before_training_iteration"] or hooks["before_forward"])
         share_grads = bool(hooks["after_backward"] or hooks["before_update"])
+        run_by_run = self.net.per_run and not (hooks["after_forward"] or hooks["before_backward"])
         lrs = self.schedule.next(steps)
         acc = torch.zeros(len(self.runs), steps, device=self.device)
         for step in range(steps):
@@ -339,13 +340,16 @@ class BatchedTrainer:
                 self._call(hooks["before_forward"])
                 self._restack()
             self.optimizer.zero_grad()
-            self.out = self.net(self.x)
-            self._call(hooks["after_forward"])
+            if run_by_run:
+                self._forward_backward_by_run()
+            else:
+                self.out = self.net(self.x)
+                self._call(hooks["after_forward"])
+                losses = F.cross_entropy(self.out.flatten(0, 1), self.y.flatten(), reduction="none")
+                self.losses = losses.view(len(self.runs), -1).mean(1)
+                self._call(hooks["before_backward"])
+                self.losses.sum().backward()
             acc[:, step] = (self.out.detach().argmax(-1) == self.y).float().mean(1)
-            losses = F.cross_entropy(self.out.flatten(0, 1), self.y.flatten(), reduction="none")
-            self.losses = losses.view(len(self.runs), -1).mean(1)
-            self._call(hooks["before_backward"])
-            self.losses.sum().backward()
             if share_grads:
                 self.net.share_grads()
             self._call(hooks["after_backward"])
@@ -354,6 +358,19 @@ class BatchedTrainer:
             self._call(hooks["after_update"])
             self._call(hooks["after_training_iteration"])
         return acc
+
+    def _forward_backward_by_run(self) -> None:
+        """Per-run kernels with no hook between forward and backward: each run's forward and backward in
+        turn, as a lone run does them (its activations stay in cache; the gradients are the same, since runs
+        share no parameter). Sets ``out`` ``(R, B, n_classes)`` (detached) and ``losses`` ``(R,)``."""
+        outs, losses = [], []
+        for r, (x, y) in enumerate(zip(self.x, self.y)):
+            out = self.net.run_forward(r, x)
+            loss = F.cross_entropy(out, y)
+            loss.backward()
+            outs.append(out.detach())
+            losses.append(loss.detach())
+        self.out, self.losses = torch.stack(outs), torch.stack(losses)
 
     def _step_hooks(self) -> dict[str, list[Callable[[], object]]]:
         """Per iteration event, what to call: the handlers of every run's plugins and metrics, except that

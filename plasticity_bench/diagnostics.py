@@ -166,6 +166,18 @@ def edit_cohorts(model: nn.Module, grows: bool, cycle: int, step: int, entries: 
     return cohorts
 
 
+@dataclass
+class UpdateClock:
+    """The update count of cohort diagnostics and the first count at which a curve point may be due.
+
+    One per plugin in a lone run; one shared by every run's plugin in a run-batch (docs/protocol.md §12),
+    so a step costs one increment and one comparison for the whole batch.
+    """
+
+    step: int = 0
+    due: float = math.inf
+
+
 class CohortDiagnostics(SupervisedPlugin):
     """Records docs/protocol.md §9 cohort diagnostics of a structural plugin's edits (see the module
     docstring).
@@ -193,8 +205,13 @@ class CohortDiagnostics(SupervisedPlugin):
         structural.observers.append(self)
         self.cohorts: dict[int, list[Cohort]] = {}
         self.rows: list[dict[str, Any]] = []
-        self.step = 0
+        self.clock = UpdateClock()
         self._curve: tuple[int, int] | None = None  # (cycle, next global step) of the live curve
+
+    @property
+    def step(self) -> int:
+        """Updates so far (global over tasks)."""
+        return self.clock.step
 
     def snapshot(self, strategy: Any, x: Tensor, y: Tensor, which: dict[int, str]) -> None:
         """Probe once on ``(x, y)``; add a row per cohort of the cycles in ``which`` (cycle -> snapshot)."""
@@ -215,17 +232,43 @@ class CohortDiagnostics(SupervisedPlugin):
         self.cohorts[cycle] = edit_cohorts(strategy.model, self.structural.grows, cycle, self.step, entries)
         self.snapshot(strategy, *strategy.batches.batch(0), {cycle: "post"})
         if self.every and self.cohorts[cycle]:
-            self._curve = (cycle, self.step + self.every)
+            self._schedule((cycle, self.step + self.every))
 
-    def after_training_iteration(self, strategy: Any, **kwargs: object) -> None:
-        """Count the update; take a curve point when one is due (one comparison otherwise)."""
-        self.step += 1
+    def _schedule(self, curve: tuple[int, int] | None) -> None:
+        self._curve = curve
+        if curve is not None:
+            self.clock.due = min(self.clock.due, curve[1])
+
+    def _curve_point(self, strategy: Any) -> None:
+        """The live curve's point when it is due now, and the next one scheduled."""
         if self._curve is None or self.step != self._curve[1]:
+            self._schedule(self._curve)
             return
         cycle, due = self._curve
         self.snapshot(strategy, strategy.mb_x, strategy.mb_y, {cycle: "curve"})
         birth = self.cohorts[cycle][0].step
-        self._curve = (cycle, due + self.every) if due + self.every - birth <= self.horizon else None
+        self._schedule((cycle, due + self.every) if due + self.every - birth <= self.horizon else None)
+
+    @staticmethod
+    def tick(members: list[tuple[CohortDiagnostics, Any]]) -> None:
+        """Count one update on the members' shared clock; when some curve may be due, each member
+        (``(plugin, strategy or run view)``) takes its point and the clock learns the next due count."""
+        clock = members[0][0].clock
+        clock.step += 1
+        if clock.step < clock.due:
+            return
+        clock.due = math.inf
+        for plugin, strategy in members:
+            plugin._curve_point(strategy)
+
+    def after_training_iteration(self, strategy: Any, **kwargs: object) -> None:
+        """Count the update; take a curve point when one is due (one comparison otherwise)."""
+        self.tick([(self, strategy)])
+
+    @staticmethod
+    def for_runs(members: list[tuple[CohortDiagnostics, Any]], aliases: list[dict]) -> CohortDiagnosticsRuns:
+        """The cohort diagnostics of a run-batch as one per-step hook (:class:`CohortDiagnosticsRuns`)."""
+        return CohortDiagnosticsRuns(members)
 
     def after_training_exp(self, strategy: Any, **kwargs: object) -> None:
         """At the end of the run: Exit of the last edit's cohorts, End of the one before."""
@@ -238,6 +281,26 @@ class CohortDiagnostics(SupervisedPlugin):
     def report(self) -> dict[str, Any]:
         """What goes into the run record: ``{"diagnostics": rows}``."""
         return {"diagnostics": list(self.rows)}
+
+
+class CohortDiagnosticsRuns:
+    """The :class:`CohortDiagnostics` of the runs of a batch as one per-step hook (docs/protocol.md §12):
+    their plugins share one :class:`UpdateClock` (all runs of a batch take the same updates), so a step is
+    one increment and one comparison for the batch; a run's plugin is called only when one of the runs may
+    have a curve point due.
+
+    Args:
+        members: ``(plugin, run view)`` pairs, all at the same update count.
+    """
+
+    def __init__(self, members: list[tuple[CohortDiagnostics, Any]]) -> None:
+        clock = UpdateClock(members[0][0].step, min(plugin.clock.due for plugin, _ in members))
+        for plugin, _ in members:
+            plugin.clock = clock
+        self.members = members
+
+    def after_training_iteration(self) -> None:
+        CohortDiagnostics.tick(self.members)
 
 
 def diagnostics_frame(records: Iterable[dict[str, Any]]) -> pd.DataFrame:

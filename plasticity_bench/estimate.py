@@ -1,11 +1,13 @@
 """How long a sweep will take: ``plasticity-bench run ... --dry-run``.
 
 Per group of runs with the same cost per step (scenario, data variant, model, batch size, strategy, device,
-threads) the seconds per update come from the records already under ``--out`` when there are some (wall
-time over updates), else from a calibration here: after one untimed warm-up run, the group's first config
-on one task at 20 and 120 updates; the difference gives the cost per update without the set-up, the shorter
-run the set-up. A run's estimate is set-up + updates x cost per update; the sweep's is their sum, divided by
-the workers (an ideal spread; Ray start-up not counted).
+threads, and the size ``R`` of the run-batch they train in, ``--batch-runs``; docs/protocol.md §12) the
+seconds per update and run come from the records already under ``--out`` when there are some (wall time
+over updates; a batched record's wall time is its batch's over ``R``), else from a calibration here: after
+one untimed warm-up, the group's first batch on one task at 20 and 120 updates; the difference gives the
+cost per update without the set-up, the shorter run the set-up, both divided by ``R``. A run's estimate is
+set-up + updates x cost per update; the sweep's is their sum, divided by the workers (an ideal spread; Ray
+start-up not counted).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import time
 from dataclasses import replace
 from typing import Any
 
+from plasticity_bench.batched import execute_batch
 from plasticity_bench.records import ResultStore
 from plasticity_bench.runner import RunConfig, execute
 from plasticity_bench.sweep import SweepSettings
@@ -28,8 +31,9 @@ def updates(config: RunConfig | dict[str, Any]) -> int:
     return c["tasks"] * c["steps_per_task"] * (2 if c.get("winning_ticket") else 1)
 
 
-def group_of(config: dict[str, Any]) -> tuple[Any, ...]:
-    return tuple(str(config.get(k)) for k in GROUP_FIELDS)
+def group_of(config: dict[str, Any], runs: int = 1) -> tuple[Any, ...]:
+    """Runs with one cost per update: :data:`GROUP_FIELDS` and ``runs``, the size of their run-batch."""
+    return (*(str(config.get(k)) for k in GROUP_FIELDS), runs)
 
 
 def measured_rates(records: list[dict[str, Any]]) -> dict[tuple[Any, ...], tuple[float, float, str]]:
@@ -38,25 +42,30 @@ def measured_rates(records: list[dict[str, Any]]) -> dict[tuple[Any, ...], tuple
     for record in records:
         steps = updates(record["config"])
         if steps and record.get("wall_seconds"):
-            sums = totals.setdefault(group_of(record["config"]), [0.0, 0.0, 0])
+            runs = record.get("batched", {}).get("runs", 1)
+            sums = totals.setdefault(group_of(record["config"], runs), [0.0, 0.0, 0])
             sums[0] += record["wall_seconds"]
             sums[1] += steps
             sums[2] += 1
     return {g: (0.0, s / n, f"{int(k)} records") for g, (s, n, k) in totals.items()}
 
 
-def calibrate(config: RunConfig, settings: SweepSettings) -> tuple[float, float, str]:
-    """``(setup seconds, seconds per update, "calibrated")`` from two one-task runs of ``config`` (after an
-    untimed one that absorbs one-off costs: imports, caches, allocator warm-up)."""
+def calibrate(batch: list[RunConfig], settings: SweepSettings) -> tuple[float, float, str]:
+    """``(setup seconds, seconds per update, "calibrated")`` per run, from two one-task trainings of
+    ``batch`` (a lone run or a run-batch), after an untimed one that absorbs one-off costs (imports,
+    caches, allocator warm-up)."""
     timings = []
     for steps in (CALIBRATION_STEPS[0], *CALIBRATION_STEPS):
-        short = replace(config, tasks=1, steps_per_task=steps, winning_ticket=False)
+        short = [replace(c, tasks=1, steps_per_task=steps, winning_ticket=False) for c in batch]
         start = time.perf_counter()
-        execute(short, settings.data_root, settings.device)
+        if len(short) == 1:
+            execute(short[0], settings.data_root, settings.device)
+        else:
+            execute_batch(short, settings.data_root, settings.device)
         timings.append(time.perf_counter() - start)
-    timings = timings[1:]
-    per_step = max(0.0, (timings[1] - timings[0]) / (CALIBRATION_STEPS[1] - CALIBRATION_STEPS[0]))
-    return max(0.0, timings[0] - CALIBRATION_STEPS[0] * per_step), per_step, "calibrated"
+    first, second = (t / len(batch) for t in timings[1:])
+    per_step = max(0.0, (second - first) / (CALIBRATION_STEPS[1] - CALIBRATION_STEPS[0]))
+    return max(0.0, first - CALIBRATION_STEPS[0] * per_step), per_step, "calibrated"
 
 
 def hours(seconds: float) -> str:
@@ -73,18 +82,20 @@ def dry_run_report(
     reused = {"current", "stale"} if settings.allow_stale else {"current"}
     pending = configs if settings.force else [c for c in configs if store.status(c.as_dict()) not in reused]
     rates = measured_rates(store.load().records)
-    groups: dict[tuple[Any, ...], list[RunConfig]] = {}
-    for config in pending:
-        groups.setdefault(group_of(config.as_dict()), []).append(config)
+    groups: dict[tuple[Any, ...], list[list[RunConfig]]] = {}
+    for batch in settings.batches(pending):
+        groups.setdefault(group_of(batch[0].as_dict(), len(batch)), []).append(batch)
     lines, total = [], 0.0
-    for key, members in groups.items():
-        setup, per_step, source = rates.get(key) or calibrate(members[0], settings)
+    for key, batches in groups.items():
+        setup, per_step, source = rates.get(key) or calibrate(batches[0], settings)
+        members = [c for batch in batches for c in batch]
         seconds = sum(setup + updates(c) * per_step for c in members)
         total += seconds
         first = members[0]
         name = f"{first.scenario}{'@' + first.variant if first.variant else ''} {first.strategy}"
-        rate = f"{per_step * 1e3:.2f} ms/update ({source})"
-        lines.append(f"  {name}: {len(members)} runs, {rate}, {hours(seconds)}")
+        together = f" in batches of {len(batches[0])}" if len(batches[0]) > 1 else ""
+        rate = f"{per_step * 1e3:.2f} ms/update per run ({source})"
+        lines.append(f"  {name}: {len(members)} runs{together}, {rate}, {hours(seconds)}")
     done = len(configs) - len(pending)
     head = [
         f"{len(configs)} runs, {len(pending)} pending, {done} already on disk under {store.root}",

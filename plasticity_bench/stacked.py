@@ -235,7 +235,7 @@ class StackedNet(nn.Module):
         weight, bias = self.param(f"{name}.weight"), self.param(f"{name}.bias")
         return torch.baddbmm(bias.unsqueeze(1), x, weight.transpose(1, 2))
 
-    def _run_forward(self, r: int, x: Tensor) -> Tensor:
+    def run_forward(self, r: int, x: Tensor) -> Tensor:
         """Run ``r``'s own network on its ``(B, *input_shape)`` rows (per-run kernels): exactly its lone
         forward, forward hooks included, random leaks drawn from its generator."""
         model, generator = self.runs[r], self.generators[r]
@@ -246,7 +246,7 @@ class StackedNet(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         if self.per_run:
-            return torch.stack([self._run_forward(r, x_r) for r, x_r in enumerate(x.unbind(0))])
+            return torch.stack([self.run_forward(r, x_r) for r, x_r in enumerate(x.unbind(0))])
         h = self._trunk(x)
         model = self.runs[0]
         for layer, units in enumerate(model.units):

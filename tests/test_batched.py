@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 
 from plasticity_bench.batched import execute_batch, parse_batch_runs, plan_batches
 from plasticity_bench.cli import app
+from plasticity_bench.diagnostics import CohortDiagnostics
 from plasticity_bench.masks import masked_layers_of, zero_optimizer_state
 from plasticity_bench.models import build_model
 from plasticity_bench.runner import execute, expand, sweep_base
@@ -30,9 +31,12 @@ EXAMPLE = str(Path(__file__).resolve().parents[1] / "examples" / "random_grow.py
 # name: (scenario, strategy, tasks, steps, model, options, winning ticket, compactness, seeds, lrs)
 VARIANTS: dict[str, tuple[Any, ...]] = {
     "dense": ("permuted_mnist", "dense", 3, 12, None, {}, False, [1.0], [0, 1, 2], None),
-    "grow_mixed_lr": ("permuted_mnist", "grow", 4, 10, None, {}, False, [0.5, 0.25], [0, 1], [1e-3, 3e-4]),
+    "grow_mixed_lr": (
+        "permuted_mnist", "grow", 4, 10, None, {"diag_every": 3}, False, [0.5, 0.25], [0, 1], [1e-3, 3e-4],
+    ),
     "prune_imp": (
-        "permuted_mnist", "prune", 4, 10, None, {"rewind": "imp"}, False, [0.5, 0.25], [0, 1], None,
+        "permuted_mnist", "prune", 4, 10, None, {"rewind": "imp", "diag_every": 4}, False, [0.5, 0.25],
+        [0, 1], None,
     ),
     "interventions_ticket": (
         "permuted_mnist", "grow+two_speed+moment_transplant+gradmax", 6, 8, None, {"two_speed_window": 12},
@@ -87,12 +91,16 @@ def test_each_run_of_a_batch_makes_its_lone_record(
     name: str, kernels: str, data_root: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """``auto`` on CPU: per-run kernels; ``batched``: the GPU kernels (batched matmul), run on the CPU.
-    Two-Speed runs vectorized over the batch (its per-run hooks are never called)."""
+    Two-Speed and the cohort diagnostics run vectorized over the batch (their per-run step hooks are never
+    called)."""
     configs = configs_of(name)
     assert len(configs) > 1
     alone = [execute(c, data_root, "cpu") for c in configs]
     for event in ("before_update", "after_update"):
         monkeypatch.setattr(TwoSpeed, event, lambda *a, **k: pytest.fail("per-run Two-Speed hook called"))
+    monkeypatch.setattr(
+        CohortDiagnostics, "after_training_iteration", lambda *a, **k: pytest.fail("per-run diagnostics hook")
+    )
     batched = execute_batch(configs, data_root, "cpu", kernels=kernels)
     for one, many in zip(alone, batched):
         assert many["batched"]["runs"] == len(configs)
@@ -100,6 +108,8 @@ def test_each_run_of_a_batch_makes_its_lone_record(
         assert max((d for d, _ in diffs), default=0.0) <= TOLERANCE, name
     if name == "dyno":
         assert any(r["dyno"]["events"] for r in alone), "DYNO should change its width in this test"
+    if name in ("grow_mixed_lr", "prune_imp"):
+        assert all(any(row["snapshot"] == "curve" for row in r["diagnostics"]) for r in batched)
     if name == "interventions_ticket":
         assert all("wt_taoa" in r["summary"] for r in batched)
 
@@ -206,6 +216,11 @@ def test_cli_batch_runs_writes_every_record_of_the_sweep(data_root: Path, tmp_pa
     ]  # fmt: skip
     alone = CliRunner().invoke(app, [*common, "--out", str(tmp_path / "alone")])
     assert alone.exit_code == 0, alone.output
+    wide = {"COLUMNS": "300"}
+    dry = CliRunner().invoke(
+        app, [*common, "--out", str(tmp_path / "batched"), "--batch-runs", "4", "--dry-run"], env=wide
+    )
+    assert dry.exit_code == 0 and "in batches of 4, " in dry.output and "per run (calibrated)" in dry.output
     batched = CliRunner().invoke(app, [*common, "--out", str(tmp_path / "batched"), "--batch-runs", "4"])
     assert batched.exit_code == 0, batched.output
     one, many = records(tmp_path / "alone"), records(tmp_path / "batched")
@@ -213,6 +228,9 @@ def test_cli_batch_runs_writes_every_record_of_the_sweep(data_root: Path, tmp_pa
     assert sorted(r["batched"]["runs"] for r in many.values()) == [2, 2, 3, 3, 3, 4, 4, 4, 4]
     for key, record in one.items():
         assert max((d for d, _ in differences(record, many[key])), default=0.0) <= TOLERANCE
+    again_flags = ["--out", str(tmp_path / "batched"), "--batch-runs", "4", "--force", "--dry-run"]
+    again = CliRunner().invoke(app, [*common, *again_flags], env=wide)
+    assert "grow: 4 runs in batches of 4, " in again.output and "per run (4 records)" in again.output
     bad = CliRunner().invoke(app, [*common, "--out", str(tmp_path / "bad"), "--batch-runs", "0"])
     assert bad.exit_code == 2 and "--batch-runs" in bad.output
 

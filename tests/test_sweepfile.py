@@ -83,7 +83,8 @@ def test_a_yaml_sweep_runs_and_dry_run_estimates(data_root: Path, tmp_path: Path
     common = ["run", str(sweep), "--data-root", str(data_root), "--out", str(out)]
     dry = CliRunner().invoke(app, [*common, "--dry-run"], env={"COLUMNS": "300"})
     assert dry.exit_code == 0, dry.output
-    assert "4 runs, 4 pending, 0 already on disk" in dry.output and "ms/update (calibrated)" in dry.output
+    assert "4 runs, 4 pending, 0 already on disk" in dry.output
+    assert "ms/update per run (calibrated)" in dry.output
     assert not (out / "records").exists()
     done = CliRunner().invoke(app, common, env={"COLUMNS": "300"})
     assert done.exit_code == 0, done.output

@@ -22,7 +22,6 @@ import argparse
 import sys
 import tempfile
 import time
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -73,7 +72,6 @@ def main() -> None:
     parser.add_argument("--nets", default="mlp,convnet")
     parser.add_argument("--seq-cap", type=int, default=8, help="most runs timed one after another")
     args = parser.parse_args()
-    warnings.filterwarnings("ignore", message="No loggers specified")
     torch.set_num_threads(1)
     counts = [int(r) for r in args.runs.split(",")]
     steps = args.tasks * args.steps

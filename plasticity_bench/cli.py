@@ -1,4 +1,5 @@
-"""Command line: ``run`` (sweep + leaderboard), ``leaderboard``, ``reproduce``, ``diagnose``, ``options``.
+"""Command line: ``run`` (sweep + leaderboard), ``leaderboard``, ``reproduce``, ``diagnose``, ``plot``,
+``report``, ``options``.
 
 Every input is checked before the first run trains; a bad one ends the command with one line
 ``error: ...`` and exit code 2 (``plasticity-bench --debug ...`` shows the traceback instead).
@@ -7,7 +8,8 @@ Every input is checked before the first run trains; a bad one ends the command w
 from __future__ import annotations
 
 import itertools
-import warnings
+import os
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -18,14 +20,6 @@ import torch
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 from rich.table import Table
 
 from plasticity_bench.batched import parse_batch_runs
@@ -35,12 +29,17 @@ from plasticity_bench.diagnostics import (
     summarize,
     write_diagnostics_csv,
 )
-from plasticity_bench.estimate import dry_run_report
+from plasticity_bench.estimate import dry_run_report, updates
 from plasticity_bench.leaderboard import aggregate, attach_reference, render, write_leaderboard
+from plasticity_bench.loggers import Recording, parse_loggers
+from plasticity_bench.metrics import CURVE_BIN
 from plasticity_bench.options import OptionError, split_assignments
 from plasticity_bench.options_catalog import option_users
 from plasticity_bench.parallel import run_on_ray
+from plasticity_bench.plots import write_figures
+from plasticity_bench.progress import sweep_progress
 from plasticity_bench.records import LoadReport, ResultStore, run_key
+from plasticity_bench.report import write_report
 from plasticity_bench.reproduce import TABLES, reproduce_table
 from plasticity_bench.resume import DEFAULT_EVERY, CheckpointPolicy
 from plasticity_bench.runner import RunConfig, expand, sweep_base
@@ -50,11 +49,13 @@ from scenarios.readers import CorruptDatasetError, DatasetNotFoundError
 from scenarios.registry import parse_scenario
 from strategies.modifiers import preferred_lr
 
+NON_TERMINAL_WIDTH = 200
 app = typer.Typer(
     add_completion=False, no_args_is_help=False, pretty_exceptions_enable=False,
     help="Structural-plasticity benchmark suite.",
 )  # fmt: skip
-console = Console()
+#: Output to a file or pipe gets wide lines (rich would wrap tables at 80 columns); COLUMNS still wins.
+console = Console(width=None if sys.stdout.isatty() or "COLUMNS" in os.environ else NON_TERMINAL_WIDTH)
 
 PRESETS = ("demo", "paper")
 DEMO_SCENARIO = "permuted_mnist@mnist5k"
@@ -74,7 +75,6 @@ OPTION_HELP = (
 def main(debug: bool = typer.Option(False, "--debug", help="show the traceback of an input error")) -> None:
     """Structural-plasticity benchmark suite."""
     _debug["on"] = debug
-    warnings.filterwarnings("ignore", message="No loggers specified")
 
 
 @contextmanager
@@ -152,6 +152,22 @@ BATCH_RUNS_HELP = (
 )
 
 
+LOGGER_HELP = (
+    "experiment logger, repeatable: tensorboard, wandb (offline unless WANDB_MODE=online) or csv; "
+    "one logger run per run under OUT/logs/<logger>/"
+)
+CURVE_BIN_HELP = "updates per point of the learning curve stored in each record"
+
+
+def recording_of(loggers: list[str] | None, curve_bin: int, out: Path) -> Recording:
+    """What runs record besides results: ``--curve-bin`` and ``--logger`` (logs under ``out/logs``).
+
+    Raises:
+        ValueError: for an unknown logger or a bin below 1.
+    """
+    return Recording(curve_bin, parse_loggers(loggers), out / "logs")
+
+
 @dataclass(frozen=True)
 class Workers:
     """How a sweep runs: ``count`` runs at a time (1: in this process; more: on Ray), the Ray cluster to
@@ -209,35 +225,36 @@ def describe(config: RunConfig) -> str:
 def run_in_process(
     todo: list[RunConfig], store: ResultStore, settings: SweepSettings, workers: Workers
 ) -> SweepOutcome:
-    """The runs one after another here, with a task-level progress bar."""
-    total_tasks = sum(c.tasks * (2 if c.winning_ticket else 1) for c in todo)
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=console, transient=False) as progress:
-        bar = progress.add_task("tasks", total=total_tasks)
+    """The runs one after another here, with progress in updates (a bar, or lines when not a terminal)."""
+    total = sum(updates(c) for c in todo)
+    with sweep_progress(console, total, "updates") as progress:
         counter = itertools.count(1)
+        current: dict[str, Any] = {}
 
         def label(config: RunConfig) -> None:  # deferred runs are attempted twice: cap the count
-            number = min(next(counter), len(todo))
-            progress.update(bar, description=f"[{number}/{len(todo)}] {describe(config)}")
+            current.update(
+                config=config, name=f"[{min(next(counter), len(todo))}/{len(todo)}] {describe(config)}"
+            )
+            progress.update(f"{current['name']}: task 1/{config.tasks}")
 
-        return run_sweep(todo, store, settings, lambda _: progress.advance(bar), label, reraise=_debug["on"])
+        def task_done(task: int) -> None:
+            config = current["config"]
+            shown = f"{current['name']}: task {min(task + 2, config.tasks)}/{config.tasks}"
+            progress.update(shown, advance=config.steps_per_task)
+
+        return run_sweep(todo, store, settings, task_done, label, reraise=_debug["on"])
 
 
 def run_in_parallel(
     todo: list[RunConfig], store: ResultStore, settings: SweepSettings, workers: Workers
 ) -> SweepOutcome:
-    """The runs on Ray, with one run-level display: done / running / failed, elapsed and ETA."""
-    columns = (
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-        TextColumn("ETA"), TimeRemainingColumn(),
-    )  # fmt: skip
-    with Progress(*columns, console=console, transient=False) as progress:
-        bar = progress.add_task("runs", total=len(todo))
+    """The runs on Ray, with one run-level display (done / running / failed, rate and time left)."""
+    with sweep_progress(console, len(todo), "runs") as progress:
 
         def update(outcome: SweepOutcome, running: int) -> None:
             finished = len(outcome.ran) + len(outcome.by_others) + len(outcome.failed)
             text = f"runs on {workers.count} workers: {running} running, {len(outcome.failed)} failed"
-            progress.update(bar, completed=finished, description=text)
+            progress.update(text, completed=finished)
 
         return run_on_ray(
             todo,
@@ -385,6 +402,8 @@ def run(
     cpus_per_run: float = typer.Option(1.0, help="CPUs each run asks Ray for"),
     gpus_per_run: float = typer.Option(0.0, help="GPUs each run asks Ray for; fractions share a GPU"),
     batch_runs: str = typer.Option("1", help=BATCH_RUNS_HELP),
+    logger: list[str] = typer.Option(None, "--logger", help=LOGGER_HELP),
+    curve_bin: int = typer.Option(CURVE_BIN, help=CURVE_BIN_HELP),
     preset: str = typer.Option(
         None, help="demo (short streams; the default) or paper (docs/protocol.md §7 sizes)"
     ),
@@ -413,7 +432,8 @@ def run(
         pool = Workers(workers, ray_address, cpus_per_run, gpus_per_run)
         torch.set_num_threads(threads)
         configs, held = plan(the_grid(sweep, grid_flags), device_kind(device), threads)
-        settings = SweepSettings(data_root, device, allow_stale, force, policy, parse_batch_runs(batch_runs))
+        batching, recording = parse_batch_runs(batch_runs), recording_of(logger, curve_bin, out)
+        settings = SweepSettings(data_root, device, allow_stale, force, policy, batching, recording)
         if dry_run:
             console.print(dry_run_report(configs, ResultStore(out), settings, pool.count), highlight=False)
             return
@@ -452,6 +472,8 @@ def reproduce(
     ray_address: str = typer.Option(None, help="join this Ray cluster instead of starting a local instance"),
     gpus_per_run: float = typer.Option(0.0, help="GPUs each run asks Ray for; fractions share a GPU"),
     batch_runs: str = typer.Option("1", help=BATCH_RUNS_HELP),
+    logger: list[str] = typer.Option(None, "--logger", help=LOGGER_HELP),
+    curve_bin: int = typer.Option(CURVE_BIN, help=CURVE_BIN_HELP),
     smoke: bool = typer.Option(
         False, "--smoke", help="every cell on a 2-task, 3-step stream: checks the machinery"
     ),
@@ -476,7 +498,8 @@ def reproduce(
             {"device": device_kind(device), "threads": threads},
         )
         policy = CheckpointPolicy.parse(checkpoint_every)
-        settings = SweepSettings(data_root, device, policy=policy, batch_runs=parse_batch_runs(batch_runs))
+        batching, recording = parse_batch_runs(batch_runs), recording_of(logger, curve_bin, out)
+        settings = SweepSettings(data_root, device, policy=policy, batch_runs=batching, recording=recording)
         outcome = execute_sweep(
             configs, out, settings, Workers(workers, ray_address, gpus_per_run=gpus_per_run)
         )
@@ -505,6 +528,40 @@ def diagnose(
     for view in render_diagnostics(summarize(frame, per_seed=per_seed, curves=curves)):
         console.print(view)
     console.print(f"written: {path}")
+
+
+def records_or_exit(results: Path) -> list[dict[str, Any]]:
+    """The records under ``results``; exit code 1 with a hint when there are none."""
+    records = load_records(results).records
+    if not records:
+        console.print(
+            f"[yellow]no records under {results}[/yellow]: run `plasticity-bench run --out {results}`"
+        )
+        raise typer.Exit(1)
+    return records
+
+
+@app.command()
+def plot(
+    results: Path = typer.Argument(Path("results"), help="results folder (the --out of `run`)"),
+    out: Path = typer.Option(None, help="folder for the figures (default RESULTS/figures)"),
+) -> None:
+    """Write the figures of the records under RESULTS (PNG and SVG): online accuracy over the stream, per-task
+    accuracy, active units, cohort log-parities, the leaderboard chart, Cycle vs winning ticket."""
+    written = write_figures(records_or_exit(results), out or results / "figures")
+    for path in written:
+        console.print(f"written: {path}", highlight=False)
+
+
+@app.command()
+def report(
+    results: Path = typer.Argument(Path("results"), help="results folder (the --out of `run`)"),
+    out: Path = typer.Option(None, help="the HTML file (default RESULTS/report.html)"),
+) -> None:
+    """Write one self-contained HTML report (leaderboard, embedded figures, code versions, data sources, run
+    configs) that opens from disk."""
+    path = write_report(records_or_exit(results), out or results / "report.html")
+    console.print(f"written: {path}", highlight=False)
 
 
 @app.command()

@@ -206,6 +206,7 @@ class CohortDiagnostics(SupervisedPlugin):
         self.cohorts: dict[int, list[Cohort]] = {}
         self.rows: list[dict[str, Any]] = []
         self.clock = UpdateClock()
+        self._logged = 0  # rows already given to loggers
         self._curve: tuple[int, int] | None = None  # (cycle, next global step) of the live curve
 
     @property
@@ -281,6 +282,17 @@ class CohortDiagnostics(SupervisedPlugin):
     def report(self) -> dict[str, Any]:
         """What goes into the run record: ``{"diagnostics": rows}``."""
         return {"diagnostics": list(self.rows)}
+
+    def logged_values(self) -> list[tuple[str, float, int]]:
+        """The log-parities of the rows added since the last call, for experiment loggers:
+        ``(f"Parity/{act|grad}/Layer{l}/{snapshot}", value, step)``; non-finite values are left out."""
+        start, self._logged = self._logged, len(self.rows)
+        return [
+            (f"Parity/{kind}/Layer{row['layer']}/{row['snapshot']}", row[f"{kind}_log_parity"], row["step"])
+            for row in self.rows[start:]
+            for kind in ("act", "grad")
+            if math.isfinite(row[f"{kind}_log_parity"])
+        ]
 
 
 class CohortDiagnosticsRuns:

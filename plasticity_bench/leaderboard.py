@@ -43,6 +43,8 @@ PRIMARY_METRICS = ("taoa", "acc")
 FRACTION_METRICS = frozenset(
     {"taoa", "early_task_taa", "acc", "taa", "wt_acc", "wt_taa", "wt_taoa", "delta_wt_c"}
 )
+#: Counts of the compact network: shown as plain numbers (a seed spread only when the seeds differ).
+COUNT_METRICS = frozenset({"params", "flops"})
 PAPER_COLUMNS = {
     "avg_acc": "paper_avg_acc",
     "avg_acc_pm": "paper_avg_acc_pm",
@@ -379,6 +381,15 @@ def _fmt_metric(mean: float, half: float, n: int, percent: bool) -> str:
     return f"{_fmt_number(mean, percent)} ± {ci} (n={n})"
 
 
+def _fmt_count(mean: float, half: float, n: int) -> str:
+    """``"269,322"``; when the seeds' counts differ (DYNO): ``"269,322 ± 1,204 (n=3)"``; none: ``"—"``."""
+    if n == 0 or math.isnan(mean):
+        return "—"
+    if math.isnan(half) or half == 0:
+        return f"{mean:,.0f}"
+    return f"{mean:,.0f} ± {half:,.0f} (n={n})"
+
+
 def _fmt_paper(value: float, pm: float, comparable: bool) -> str:
     if pd.isna(value):
         return "—"
@@ -412,7 +423,7 @@ FULL_KEYS = (*COMPACT_KEYS, "settings", "lr", "lr_selection", "lr_note", "model"
 KEY_LABELS = {"lr_selection": "lr chosen", "lr_note": "lr note", "paper_protocol": "paper's protocol"}
 
 
-def _display(
+def table_cells(
     df: pd.DataFrame, keys: Sequence[str] = FULL_KEYS, only: Sequence[str] | None = None
 ) -> tuple[list[str], list[list[str]]]:
     """Headers and string cells shared by :func:`render` and the Markdown writer (accuracies in percent).
@@ -431,8 +442,12 @@ def _display(
     for _, row in df.iterrows():
         cells = [_fmt_key(row.get(k)) for k in keys]
         for m in metrics:
-            n = row.get(f"{m}_n", row["n"])
-            cells.append(_fmt_metric(row[f"{m}_mean"], row[f"{m}_ci95"], int(n), m in FRACTION_METRICS))
+            n = int(row.get(f"{m}_n", row["n"]))
+            mean, half = row[f"{m}_mean"], row[f"{m}_ci95"]
+            counted = m in COUNT_METRICS
+            cells.append(
+                _fmt_count(mean, half, n) if counted else _fmt_metric(mean, half, n, m in FRACTION_METRICS)
+            )
         comparable = bool(row.get("paper_comparable", False))
         cells += [_fmt_paper(row[c], row[f"{c}_pm"], comparable) for c in paper]
         rows.append(cells)
@@ -453,7 +468,7 @@ def render(
     own columns (percent, ± as printed).
     ``only`` limits the metric columns (the terminal view); lr and model are in the written files.
     """
-    headers, rows = _display(df, TERMINAL_KEYS if only else FULL_KEYS, only)
+    headers, rows = table_cells(df, TERMINAL_KEYS if only else FULL_KEYS, only)
     table = Table(title=title, caption="ours: mean ± 95% CI over seeds (Student t); — = not available")
     for header in headers:
         table.add_column(header, overflow="fold")
@@ -464,7 +479,7 @@ def render(
 
 def to_markdown(df: pd.DataFrame) -> str:
     """The leaderboard as a Markdown document: a table in percent plus notes on units and the paper's data."""
-    headers, rows = _display(df)
+    headers, rows = table_cells(df)
 
     def line(cells: list[str]) -> str:
         return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"

@@ -200,3 +200,28 @@ def masked_layers_of(model: nn.Module) -> list[MaskedLayer]:
     if not hasattr(model, "masked_layers"):
         raise TypeError(f"{type(model).__name__} has no masked layers; use a plasticity_bench model")
     return model.masked_layers()
+
+
+def unit_indices(masks: list[Tensor]) -> list[list[int]]:
+    """Active unit indices per masked layer, ascending (how a record stores the final masks,
+    docs/protocol.md §1): ``masks`` are float ``(d_l,)`` unit masks as ``MaskedNet.masks()`` returns them."""
+    return [torch.nonzero(mask, as_tuple=True)[0].tolist() for mask in masks]
+
+
+def masks_from_indices(indices: list[list[int]], widths: list[int]) -> list[Tensor]:
+    """The unit masks (float32 ``(d_l,)``) whose active units are ``indices`` (inverse of
+    :func:`unit_indices`).
+
+    Raises:
+        ValueError: for a count of layers other than ``len(widths)`` or an index outside a layer.
+    """
+    if len(indices) != len(widths):
+        raise ValueError(f"{len(indices)} layers of unit indices for {len(widths)} masked layers")
+    masks = []
+    for layer, (active, width) in enumerate(zip(indices, widths)):
+        if any(not 0 <= u < width for u in active):
+            raise ValueError(f"layer {layer}: unit index outside 0..{width - 1}")
+        mask = torch.zeros(width)
+        mask[list(active)] = 1.0
+        masks.append(mask)
+    return masks

@@ -15,6 +15,9 @@ from avalanche.evaluation.metric_definitions import PluginMetric
 from avalanche.evaluation.metric_results import MetricValue
 
 EARLY_FRACTION = 0.1  # [ours]: LC26 does not give the fraction f of Early Task TAA
+#: Updates per point of a record's within-task learning curve: a full Permuted-MNIST run (500 tasks x 625
+#: updates) stores 500 x 20 = 10,000 points [ours].
+CURVE_BIN = 32
 
 
 def taoa(per_task: list[np.ndarray], include: list[bool] | None = None) -> float:
@@ -30,6 +33,26 @@ def taoa(per_task: list[np.ndarray], include: list[bool] | None = None) -> float
     chosen = [a for i, a in enumerate(per_task) if include is None or include[i]]
     steps = sum(len(a) for a in chosen)
     return float(sum(a.sum() for a in chosen) / steps) if steps else math.nan
+
+
+def binned(values: np.ndarray, size: int) -> list[float]:
+    """Means of consecutive bins of ``size`` entries of ``values`` (1-D); the last bin holds the rest
+    (docs/protocol.md §1 learning curves). ``binned([1, 0, 1, 1, 0], 2) == [0.5, 1.0, 0.0]``.
+
+    Raises:
+        ValueError: for ``size < 1``.
+    """
+    if size < 1:
+        raise ValueError(f"curve bin must be >= 1 update (got {size})")
+    values = np.asarray(values, dtype=np.float64)
+    return [float(values[i : i + size].mean()) for i in range(0, len(values), size)]
+
+
+def updates_before(strategy: object, end: bool = False) -> int:
+    """Global update count at the start (``end``: the end) of the strategy's current experience: the x of
+    every value our metrics give to loggers (one axis, in updates, for all of them). A strategy without a
+    fixed ``steps_per_task`` (another Avalanche template) gets the experience index instead."""
+    return (strategy.experience.current_experience + int(end)) * getattr(strategy, "steps_per_task", 1)
 
 
 def early_steps(n_steps: int, fraction: float = EARLY_FRACTION) -> int:
@@ -48,14 +71,17 @@ def early_task_taa(per_task: list[np.ndarray], fraction: float = EARLY_FRACTION)
 class OnlineAccuracyLog(PluginMetric[list[np.ndarray]]):
     """Keeps every task's per-step online accuracy (float32 arrays) and emits each task's mean.
 
-    Emits ``OnlineAcc/Task{i:03d}`` (x = task index) after each training experience. ``hard`` keeps the
-    per-task flag of the task data (``experience.task.hard``), used by :class:`TAOAMetric`.
+    Emits, after each training experience, ``OnlineAcc/Task`` (the task's mean) and ``OnlineAcc/Curve``
+    (its learning curve in bins of ``curve_bin`` updates, one value per bin at the bin's last update); x
+    is the global update count. ``hard`` keeps the per-task flag of the task data
+    (``experience.task.hard``), used by :class:`TAOAMetric`.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, curve_bin: int = CURVE_BIN) -> None:
         super().__init__()
         self.per_task: list[np.ndarray] = []
         self.hard: list[bool] = []
+        self.curve_bin = curve_bin
 
     def reset(self) -> None:
         self.per_task, self.hard = [], []
@@ -63,11 +89,20 @@ class OnlineAccuracyLog(PluginMetric[list[np.ndarray]]):
     def result(self) -> list[np.ndarray]:
         return self.per_task
 
-    def after_training_exp(self, strategy: object) -> MetricValue:
+    def curves(self) -> list[list[float]]:
+        """Every task's learning curve (:func:`binned` by ``curve_bin``), fractions."""
+        return [binned(a, self.curve_bin) for a in self.per_task]
+
+    def after_training_exp(self, strategy: object) -> list[MetricValue]:
         self.per_task.append(strategy.online_acc_host.copy())
         self.hard.append(bool(getattr(strategy.experience.task, "hard", True)))
-        task = len(self.per_task) - 1
-        return MetricValue(self, f"OnlineAcc/Task{task:03d}", float(self.per_task[-1].mean()), task)
+        start, acc = updates_before(strategy), self.per_task[-1]
+        ends = [min(i + self.curve_bin, len(acc)) for i in range(0, len(acc), self.curve_bin)]
+        curve = [
+            MetricValue(self, "OnlineAcc/Curve", v, start + e)
+            for v, e in zip(binned(acc, self.curve_bin), ends)
+        ]
+        return [*curve, MetricValue(self, "OnlineAcc/Task", float(acc.mean()), start + len(acc))]
 
 
 class TAOAMetric(PluginMetric[float]):
@@ -84,7 +119,7 @@ class TAOAMetric(PluginMetric[float]):
         return taoa(self.log.per_task, self.log.hard if self.hard_only else None)
 
     def after_training_exp(self, strategy: object) -> MetricValue:
-        return MetricValue(self, "TAOA", self.result(), len(self.log.per_task) - 1)
+        return MetricValue(self, "TAOA", self.result(), updates_before(strategy, end=True))
 
 
 class EarlyTaskTAAMetric(PluginMetric[float]):
@@ -105,14 +140,14 @@ class EarlyTaskTAAMetric(PluginMetric[float]):
         return [float(a[: early_steps(len(a), self.fraction)].mean()) for a in self.log.per_task]
 
     def after_training_exp(self, strategy: object) -> MetricValue:
-        return MetricValue(self, "EarlyTaskTAA", self.result(), len(self.log.per_task) - 1)
+        return MetricValue(self, "EarlyTaskTAA", self.result(), updates_before(strategy, end=True))
 
 
 class ActiveUnitsMetric(PluginMetric[list[list[int]]]):
     """Active units per masked layer at the start of every task, after that task's structural edits.
 
-    Emits ``ActiveUnits/Layer{l}`` (x = task index). The ``EvaluationPlugin`` runs after the strategy's
-    own plugins, so the counts include the edits made at this task boundary.
+    Emits ``ActiveUnits/Layer{l}`` (x = global update count). The ``EvaluationPlugin`` runs after the
+    strategy's own plugins, so the counts include the edits made at this task boundary.
     """
 
     def __init__(self) -> None:
@@ -128,5 +163,26 @@ class ActiveUnitsMetric(PluginMetric[list[list[int]]]):
     def before_training_exp(self, strategy: object) -> list[MetricValue]:
         counts = strategy.model.active_units()
         self.per_task.append(counts)
-        task = len(self.per_task) - 1
-        return [MetricValue(self, f"ActiveUnits/Layer{i}", n, task) for i, n in enumerate(counts)]
+        x = updates_before(strategy)
+        return [MetricValue(self, f"ActiveUnits/Layer{i}", n, x) for i, n in enumerate(counts)]
+
+
+class PluginValuesMetric(PluginMetric[None]):
+    """Hands to loggers, after each training experience, the values that the strategy's plugins offer
+    through ``logged_values() -> [(name, value, x)]`` (new values since the last call; x in global
+    updates): the cohort log-parities of the diagnostics, DYNO's widths. Keeps nothing itself."""
+
+    def reset(self) -> None:
+        """Stateless."""
+
+    def result(self) -> None:
+        return None
+
+    def after_training_exp(self, strategy: object) -> list[MetricValue]:
+        found = [
+            v
+            for p in strategy.plugins
+            if callable(getattr(p, "logged_values", None))
+            for v in p.logged_values()
+        ]
+        return [MetricValue(self, name, value, x) for name, value, x in sorted(found, key=lambda v: v[2])]

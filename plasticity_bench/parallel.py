@@ -11,7 +11,6 @@ On a cluster every node needs the package installed and the results folder on a 
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -28,7 +27,6 @@ LOCAL_OBJECT_STORE_BYTES = 256 * 1024**2  # runs exchange configs and status str
 def worker_run(batch: list[RunConfig], root: str, settings: SweepSettings) -> list[str]:
     """One run-batch inside a Ray worker: torch on the configs' thread count, then
     :func:`~plasticity_bench.sweep.claim_and_run_batch`; the status of each config."""
-    warnings.filterwarnings("ignore", message="No loggers specified")
     torch.set_num_threads(batch[0].threads)
     return claim_and_run_batch(batch, ResultStore(Path(root)), settings, wait=True)
 

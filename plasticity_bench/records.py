@@ -7,7 +7,14 @@ counts such as ``params`` and ``flops`` are plain numbers) and its per-task arra
 
     {"schema": 1, "key": <run_key(config)>, "config": {...}, "versions": {...}, "data": {...},
      "code": {"package": ..., "commit": ..., "dirty": ..., "protocol": <PROTOCOL_VERSION>},
-     "summary": {...}, "per_task": {...}, "created": <ISO timestamp>, "wall_seconds": <float>}
+     "summary": {...}, "per_task": {...}, "created": <ISO timestamp>, "wall_seconds": <float>,
+     "curves": {"bin": ..., "online_acc": [[...] per task], "wt_online_acc": ...}, "final_masks": [[...]],
+     "edits": [...], "diagnostics": [...], "dyno": {...}, "batched": {...}}
+
+The keys after ``wall_seconds`` are written by newer code or only by some strategies (docs/protocol.md §13):
+the learning curve, the final masks (active unit indices per masked layer), a structural run's edit log,
+its cohort diagnostics, DYNO's widths, and the run-batch a run was trained in. Readers treat them as
+optional.
 
 ``PROTOCOL_VERSION`` is bumped by every change that alters numbers; a record of another protocol version
 is *stale*: it is not reused as a result of the current code (``ResultStore.status``) and the leaderboard

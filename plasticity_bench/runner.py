@@ -18,7 +18,16 @@ from avalanche.training.plugins import EvaluationPlugin
 
 from plasticity_bench.budget import check_compactness
 from plasticity_bench.checkpoint import CheckpointAccuracy
-from plasticity_bench.metrics import ActiveUnitsMetric, EarlyTaskTAAMetric, OnlineAccuracyLog, TAOAMetric
+from plasticity_bench.loggers import Recording, close_loggers
+from plasticity_bench.masks import masks_from_indices, unit_indices
+from plasticity_bench.metrics import (
+    CURVE_BIN,
+    ActiveUnitsMetric,
+    EarlyTaskTAAMetric,
+    OnlineAccuracyLog,
+    PluginValuesMetric,
+    TAOAMetric,
+)
 from plasticity_bench.models import NETWORKS, MaskedNet, build_model, count_flops, count_params
 from plasticity_bench.options import Option, by_name, check_known, resolve
 from plasticity_bench.records import ResultStore, make_record
@@ -127,11 +136,14 @@ class StreamMetrics:
 
     ``summary``: ``taoa``, ``early_task_taa`` and, where the scenario has checkpoints, ``acc`` and ``taa``
     (fractions, docs/protocol.md §1). ``per_task``: per-task lists (``online_acc``, ``early_task_acc``,
-    ``active_units``, ``checkpoint_acc``, ``acc_matrix``).
+    ``active_units``, ``checkpoint_acc``, ``acc_matrix``). ``curve``: per task, the online accuracy in bins
+    of ``curve_bin`` updates.
     """
 
     summary: dict[str, float]
     per_task: dict[str, Any]
+    curve: list[list[float]] = field(default_factory=list)
+    curve_bin: int = CURVE_BIN
 
 
 def new_model(
@@ -165,6 +177,31 @@ def ticket_model(
     ticket = new_model(config, info, width_factor, ticket_init_key(config), device)
     ticket.load_masks(trained.masks())
     return ticket
+
+
+def retrain_ticket(
+    record: dict[str, Any], data_root: Path | None = None, device: str = "cpu"
+) -> StreamMetrics:
+    """A run's winning ticket rebuilt from its record alone and retrained (docs/protocol.md §1): the
+    network of ``record["config"]`` at its initial weights (``wt_init``), the record's ``final_masks``
+    frozen on it, trained on the same stream with no strategy plugin. On the device and thread count the
+    record was made with, its metrics equal the record's ``wt_*`` figures.
+
+    Raises:
+        ValueError: for a record without ``final_masks`` or with masks that do not fit the network.
+    """
+    if "final_masks" not in record:
+        raise ValueError(
+            f"record {record.get('key', '?')[:16]} has no final_masks (made before they were kept)"
+        )
+    config = RunConfig(**record["config"])
+    spec, benchmark = build_benchmark(config, data_root)
+    width = entry_for(config.strategy).width_factor(config.strategy_config())
+    ticket = new_model(config, benchmark.info, width, ticket_init_key(config), device)
+    ticket.load_masks(masks_from_indices(record["final_masks"], [len(u.mask) for u in ticket.units]))
+    curve_bin = record.get("curves", {}).get("bin", CURVE_BIN)
+    state = start_stream(config, spec, benchmark.info, ticket, [], curve_bin)
+    return train_on_stream(config, spec, benchmark, state, device)
 
 
 def ticket_init_key(config: RunConfig) -> str:
@@ -210,11 +247,13 @@ class OnlineMetrics:
     early: EarlyTaskTAAMetric
     active: ActiveUnitsMetric
     checkpoint: CheckpointAccuracy
+    plugin_values: PluginValuesMetric = field(default_factory=PluginValuesMetric)
 
     @classmethod
-    def new(cls, rule: str) -> OnlineMetrics:
-        """Fresh metrics; TAOA counts the tasks flagged ``hard``; ``rule``: the checkpoint rule."""
-        log = OnlineAccuracyLog()
+    def new(cls, rule: str, curve_bin: int = CURVE_BIN) -> OnlineMetrics:
+        """Fresh metrics; TAOA counts the tasks flagged ``hard``; ``rule``: the checkpoint rule;
+        ``curve_bin``: updates per point of the learning curve."""
+        log = OnlineAccuracyLog(curve_bin)
         return cls(
             log,
             TAOAMetric(log, hard_only=True),
@@ -224,7 +263,11 @@ class OnlineMetrics:
         )
 
     def all(self) -> tuple[Any, ...]:
-        return (self.log, self.online, self.early, self.active, self.checkpoint)
+        return (self.log, self.online, self.early, self.active, self.checkpoint, self.plugin_values)
+
+    def evaluator(self, loggers: list[Any]) -> EvaluationPlugin:
+        """The Avalanche ``EvaluationPlugin`` of these metrics, handing their values to ``loggers``."""
+        return EvaluationPlugin(*self.all(), loggers=loggers)
 
     def results(self) -> StreamMetrics:
         summary = {
@@ -238,7 +281,7 @@ class OnlineMetrics:
             "active_units": self.active.per_task,
             **self.checkpoint.per_task(),
         }
-        return StreamMetrics(summary, per_task)
+        return StreamMetrics(summary, per_task, self.log.curves(), self.log.curve_bin)
 
 
 @dataclass
@@ -258,13 +301,18 @@ class StreamState:
 
 
 def start_stream(
-    config: RunConfig, spec: ScenarioSpec, info: StreamInfo, model: MaskedNet, plugins: list[SupervisedPlugin]
+    config: RunConfig,
+    spec: ScenarioSpec,
+    info: StreamInfo,
+    model: MaskedNet,
+    plugins: list[SupervisedPlugin],
+    curve_bin: int = CURVE_BIN,
 ) -> StreamState:
     """The state before the first task: ``config``'s optimizer on ``model``, the scenario's plugins before
-    ``plugins``, fresh metrics."""
+    ``plugins``, fresh metrics (learning curve in bins of ``curve_bin`` updates)."""
     optimizer = make_optimizer(config.optimizer, model.parameters(), config.lr, MOMENTUM.get(config.options))
     everything = [*scenario_plugins(spec, info, config), *plugins]
-    return StreamState(model, optimizer, everything, OnlineMetrics.new(spec.checkpoint))
+    return StreamState(model, optimizer, everything, OnlineMetrics.new(spec.checkpoint, curve_bin))
 
 
 def restore_schedule(
@@ -292,12 +340,14 @@ def train_on_stream(
     device: str,
     on_task: Callable[[int], None] | None = None,
     on_boundary: Callable[[StreamState], object] | None = None,
+    loggers: list[Any] | None = None,
 ) -> StreamMetrics:
     """Train ``state.model`` on ``benchmark``'s stream from task ``state.next_task`` to the end and return
     the online metrics and the scenario's checkpoint metrics.
 
     The batches are those of ``config`` and ``spec``; ``on_task(i)`` runs after task ``i`` trained (progress)
-    and ``on_boundary(state)`` after ``state`` was brought up to date at each task's end (checkpoints).
+    and ``on_boundary(state)`` after ``state`` was brought up to date at each task's end (checkpoints);
+    the metrics' values go to ``loggers`` (Avalanche loggers; closed by the caller).
     """
     plugins = [*state.plugins, *([TaskProgress(on_task)] if on_task is not None else [])]
     total = config.tasks * config.steps_per_task
@@ -310,7 +360,7 @@ def train_on_stream(
         seed=config.seed,
         device=device,
         plugins=plugins,
-        evaluator=EvaluationPlugin(*state.metrics.all(), loggers=[]),
+        evaluator=state.metrics.evaluator(loggers or []),
         lr_scheduler=scheduler,
     )
     for task in range(state.next_task, config.tasks):
@@ -361,6 +411,7 @@ def execute(
     device: str = "cpu",
     on_task: Callable[[int], None] | None = None,
     checkpoint: RunCheckpoint | None = None,
+    recording: Recording | None = None,
 ) -> dict[str, Any]:
     """Run ``config`` and return its record (not yet written).
 
@@ -370,6 +421,8 @@ def execute(
     With ``checkpoint``, the training state is saved at task boundaries as its policy says, and a run
     whose checkpoint exists continues from it (the record is the one an uninterrupted run makes, but for
     ``created`` and ``wall_seconds``); tasks already done are reported to ``on_task`` at once.
+    ``recording`` sets the learning-curve bin and the experiment loggers of the cycle run (default: bin
+    :data:`~plasticity_bench.metrics.CURVE_BIN`, no logger).
 
     Raises:
         ValueError: for unknown scenario/strategy/model names or out-of-range options.
@@ -377,6 +430,7 @@ def execute(
         scenarios.readers.CorruptDatasetError: when a data file is malformed (before training).
     """
     start = time.perf_counter()
+    recording = recording or Recording()
     saved = checkpoint.load(device) if checkpoint is not None else None
     before = saved["elapsed"] if saved else 0.0
 
@@ -395,15 +449,22 @@ def execute(
     if saved is None or saved["phase"] == "cycle":
         if saved is None:
             model = new_model(config, info, width, "init", device)
-            state = start_stream(config, spec, info, model, build_plugins(config.strategy_config()))
+            plugins = build_plugins(config.strategy_config())
+            state = start_stream(config, spec, info, model, plugins, recording.curve_bin)
         else:
             state = saved["state"]
             set_rng_state(saved["rng"])
-        metrics = train_on_stream(config, spec, benchmark, state, device, on_task, boundary("cycle", None))
+        loggers = recording.make_loggers(config.as_dict())
+        try:
+            metrics = train_on_stream(
+                config, spec, benchmark, state, device, on_task, boundary("cycle", None), loggers
+            )
+        finally:
+            close_loggers(loggers)
         cycle = cycle_results(spec, info, state, metrics)
         if config.winning_ticket:
             ticket = ticket_model(state.model, config, info, width, device)
-            ticket_state = start_stream(config, spec, info, ticket, [])
+            ticket_state = start_stream(config, spec, info, ticket, [], recording.curve_bin)
     else:
         cycle, ticket_state = saved["cycle"], saved["state"]
         set_rng_state(saved["rng"])
@@ -421,12 +482,16 @@ def run_record(
     """The record of a finished run: ``cycle`` as :func:`cycle_results` returns it, the winning ticket's
     metrics ``wt`` (``None`` without one) and the run's wall time in seconds."""
     summary, per_task, data = dict(cycle["summary"]), dict(cycle["per_task"]), dict(cycle["data"])
+    curves = {"bin": cycle["metrics"].curve_bin, "online_acc": cycle["metrics"].curve}
     if wt is not None:
         wt_summary, data["delta_wt_c_metric"] = winning_ticket_summary(cycle["metrics"], wt)
         summary.update(wt_summary)
         per_task.update({f"wt_{k}": v for k, v in wt.per_task.items()})
+        curves["wt_online_acc"] = wt.curve
     record = make_record(config.as_dict(), summary, per_task, data, wall_seconds)
-    record.update(cycle["reports"])  # cohort diagnostics (docs/protocol.md §9), DYNO widths (§6)
+    record.update(curves=curves, final_masks=cycle["final_masks"])
+    # edit log (docs/protocol.md §3), cohort diagnostics (§9), DYNO widths (§6)
+    record.update(cycle["reports"])
     return record
 
 
@@ -445,7 +510,8 @@ def cycle_results(
     spec: ScenarioSpec, info: StreamInfo, state: StreamState, metrics: StreamMetrics
 ) -> dict[str, Any]:
     """What the record needs from the finished cycle run: summary (with the compact network's ``params``
-    and ``flops``), per-task arrays, data description, plugin reports, and the metrics themselves."""
+    and ``flops``), per-task arrays, data description, plugin reports, the final masks (active unit
+    indices per masked layer, :func:`~plasticity_bench.masks.unit_indices`) and the metrics themselves."""
     compact = state.model.export_compact()
     summary = {
         **metrics.summary,
@@ -457,7 +523,11 @@ def cycle_results(
     data.update(info.options)
     data.update(checkpoint_rule=spec.checkpoint, lr_schedule=spec.lr_schedule, replay=spec.replay)
     reports = plugin_reports(state.plugins)
-    return {"summary": summary, "per_task": per_task, "data": data, "reports": reports, "metrics": metrics}
+    masks = unit_indices(state.model.masks())
+    return {
+        "summary": summary, "per_task": per_task, "data": data, "reports": reports, "metrics": metrics,
+        "final_masks": masks,
+    }  # fmt: skip
 
 
 def sweep_base(

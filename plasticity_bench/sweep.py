@@ -18,6 +18,7 @@ import torch
 from filelock import Timeout
 
 from plasticity_bench.batched import auto_batch_runs, batch_groups, execute_batch, plan_batches
+from plasticity_bench.loggers import Recording
 from plasticity_bench.records import ResultStore, canonical_json, run_key
 from plasticity_bench.resume import CheckpointPolicy, RunCheckpoint
 from plasticity_bench.runner import RunConfig, build_benchmark, execute, scenario_of
@@ -88,7 +89,8 @@ def preflight(configs: list[RunConfig], out: Path, data_root: Path | None, devic
 @dataclass(frozen=True)
 class SweepSettings:
     """What every run of a sweep shares: where the data is, the device, whether stale records count as
-    done, whether existing records are rerun, and the checkpoint policy."""
+    done, whether existing records are rerun, the checkpoint policy, the run-batch size and what runs
+    record besides results (learning-curve bin, experiment loggers)."""
 
     data_root: Path | None = None
     device: str = "cpu"
@@ -96,6 +98,7 @@ class SweepSettings:
     force: bool = False
     policy: CheckpointPolicy = field(default_factory=CheckpointPolicy)
     batch_runs: int | None = 1  # runs trained together (docs/protocol.md §12); None: auto
+    recording: Recording = field(default_factory=Recording)
 
     def batches(self, todo: list[RunConfig]) -> list[list[RunConfig]]:
         """``todo`` cut into run-batches (:func:`~plasticity_bench.batched.plan_batches`); with ``auto``, each
@@ -162,12 +165,16 @@ def run_claimed(
     its checkpoint if one exists and checkpointing by ``settings.policy`` (removed once the record is
     written); several run as one batch (:func:`~plasticity_bench.batched.execute_batch`, no checkpoint)."""
     if len(configs) > 1:
-        for record in execute_batch(configs, settings.data_root, settings.device, on_task):
+        records = execute_batch(
+            configs, settings.data_root, settings.device, on_task, recording=settings.recording
+        )
+        for record in records:
             store.write(record)
         return
     key = configs[0].as_dict()
     checkpoint = RunCheckpoint(store.checkpoint_path(key), run_key(key), settings.policy)
-    store.write(execute(configs[0], settings.data_root, settings.device, on_task, checkpoint))
+    record = execute(configs[0], settings.data_root, settings.device, on_task, checkpoint, settings.recording)
+    store.write(record)
     checkpoint.delete()
 
 

@@ -96,7 +96,9 @@ def overrides(obj: object, event: str, noop_bases: tuple[type, ...]) -> bool:
     return owner is not None and owner not in noop_bases
 
 
-def _handles(plugin: BasePlugin, event: str) -> bool:
+def handles(plugin: BasePlugin, event: str) -> bool:
+    """True when ``plugin`` does something on ``event``: it overrides the handler, or (an
+    ``EvaluationPlugin``) one of its metrics or loggers does."""
     if isinstance(plugin, EvaluationPlugin):
         return any(overrides(m, event, (PluginMetric,)) for m in plugin.metrics) or any(
             overrides(lg, event, (BaseLogger,)) for lg in plugin.loggers
@@ -175,7 +177,7 @@ class OnlineStrategy(SupervisedTemplate):
         self.model = self.model_adaptation()
 
     def _before_training_exp(self, **kwargs: object) -> None:
-        self._dispatch = {e: [p for p in self.plugins if _handles(p, e)] for e in ITERATION_EVENTS}
+        self._dispatch = {e: [p for p in self.plugins if handles(p, e)] for e in ITERATION_EVENTS}
         super()._before_training_exp(**kwargs)
 
     def _call(self, event: str) -> None:

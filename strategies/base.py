@@ -111,6 +111,11 @@ class StructuralPlugin(SupervisedPlugin):
                 observer.edit_finished(strategy, self.cycle, self.edit_log[first:])
             self.cycle += 1
 
+    def report(self) -> dict[str, object]:
+        """What goes into the run record: ``{"edits": edit_log}`` (when and which units were switched on or
+        off, per layer)."""
+        return {"edits": list(self.edit_log)}
+
     def setup(self, strategy: object) -> None:
         """Prepare masks and snapshots before the first update (default: nothing)."""
 

@@ -252,6 +252,7 @@ class DynoPlugin(SupervisedPlugin):
         self.buffers: list[RingBuffer] = []
         self.phi_star: list[float | None] = []
         self.active_width: list[dict[str, Any]] = []
+        self._logged = 0  # widths already given to loggers
         self.events: list[dict[str, Any]] = []
         self._hooks: list[Any] = []
 
@@ -378,6 +379,16 @@ class DynoPlugin(SupervisedPlugin):
     def report(self) -> dict[str, Any]:
         """What goes into the run record: ``{"dyno": {"active_width": [...], "events": [...]}}``."""
         return {"dyno": {"active_width": list(self.active_width), "events": list(self.events)}}
+
+    def logged_values(self) -> list[tuple[str, float, int]]:
+        """The active widths recorded since the last call, for experiment loggers:
+        ``(f"DynoWidth/Layer{l}", width, step)``."""
+        start, self._logged = self._logged, len(self.active_width)
+        return [
+            (f"DynoWidth/Layer{layer}", float(width), entry["step"])
+            for entry in self.active_width[start:]
+            for layer, width in enumerate(entry["widths"])
+        ]
 
 
 def _capture(buffer: RingBuffer) -> Callable[..., None]:

@@ -9,6 +9,7 @@ with what is running, the work done, the rate and the estimated time left.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from types import TracebackType
 
 from rich.console import Console
@@ -37,7 +38,12 @@ class ProgressLines:
     """
 
     def __init__(
-        self, console: Console, total: float, unit: str, interval: float = LINE_INTERVAL, clock=time.monotonic
+        self,
+        console: Console,
+        total: float,
+        unit: str,
+        interval: float = LINE_INTERVAL,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.console, self.total, self.unit, self.interval, self.clock = console, total, unit, interval, clock
         self.done, self.label = 0.0, ""

@@ -20,6 +20,7 @@ import itertools
 import os
 import time
 from collections.abc import Callable, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -30,7 +31,7 @@ from avalanche.training.plugins import EvaluationPlugin
 from torch import Tensor
 from torch.nn import functional as F
 
-from plasticity_bench.loggers import Recording, close_loggers
+from plasticity_bench.loggers import Recording
 from plasticity_bench.metrics import CURVE_BIN
 from plasticity_bench.models import MaskedNet, count_params
 from plasticity_bench.records import canonical_json
@@ -440,20 +441,17 @@ def execute_batch(
         raise ValueError("a batch needs runs that differ only in seed, compactness and lr")
     start = time.perf_counter()
     recording = recording or Recording()
-    runs, loggers = [], []
-    for config in configs:
-        spec, benchmark = build_benchmark(config, data_root)
-        model = new_model(config, benchmark.info, _width(config), "init", device)
-        generator = run_generator(config, "init", device)
-        plugins = build_plugins(config.strategy_config())
-        loggers.append(recording.make_loggers(config.as_dict()))
-        bin_ = recording.curve_bin
-        runs.append(BatchRun.start(config, spec, benchmark, model, plugins, generator, bin_, loggers[-1]))
-    try:
+    runs = []
+    with ExitStack() as open_loggers:
+        for config in configs:
+            spec, benchmark = build_benchmark(config, data_root)
+            model = new_model(config, benchmark.info, _width(config), "init", device)
+            generator = run_generator(config, "init", device)
+            plugins = build_plugins(config.strategy_config())
+            loggers = open_loggers.enter_context(recording.logging(config.as_dict()))
+            start_args = (generator, recording.curve_bin, loggers)
+            runs.append(BatchRun.start(config, spec, benchmark, model, plugins, *start_args))
         metrics = BatchedTrainer(runs, device, kernels).train(on_task)
-    finally:
-        for run_loggers in loggers:
-            close_loggers(run_loggers)
     cycles = [cycle_results(r.spec, r.benchmark.info, r.state(), m) for r, m in zip(runs, metrics)]
     tickets: list[StreamMetrics | None] = [None] * len(runs)
     if configs[0].winning_ticket:

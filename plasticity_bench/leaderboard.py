@@ -309,6 +309,18 @@ def aggregate(
     )
 
 
+def row_records(row: dict[str, Any] | pd.Series, records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The records a row of :func:`aggregate` reports: equal config (every group key, the options), the
+    row's chosen lr, one of its reported seeds, and the row's protocol version."""
+    seeds = {int(s) for s in str(row["seeds"]).split(",") if s}
+    return [
+        r for r in records
+        if all(r["config"].get(k) == row[k] for k in GROUP_KEYS) and r["config"]["seed"] in seeds
+        and canonical_json(r["config"].get("options") or {}) == row["options"]
+        and record_protocol(r) == row["protocol"]
+    ]  # fmt: skip
+
+
 def _sort_key(column: pd.Series) -> pd.Series:
     """Sort mixed/None-bearing columns as strings, numeric columns as numbers."""
     return column if pd.api.types.is_numeric_dtype(column) else column.fillna("").astype(str)

@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import csv
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -106,9 +107,14 @@ class Recording:
         if self.loggers and self.log_dir is None:
             raise ValueError("loggers need a log folder")
 
-    def make_loggers(self, config: dict[str, Any]) -> list[BaseLogger]:
-        """The loggers of one run (a fresh logger run each, named by :func:`run_name`)."""
-        return [_LOGGER_FACTORIES[name](Path(self.log_dir), config) for name in self.loggers]
+    @contextmanager
+    def logging(self, config: dict[str, Any]) -> Iterator[list[BaseLogger]]:
+        """The loggers of one run (a fresh logger run each, named by :func:`run_name`), closed on exit."""
+        loggers = [_LOGGER_FACTORIES[name](Path(self.log_dir), config) for name in self.loggers]
+        try:
+            yield loggers
+        finally:
+            close_loggers(loggers)
 
 
 def close_loggers(loggers: Sequence[BaseLogger]) -> None:

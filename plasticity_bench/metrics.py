@@ -48,6 +48,12 @@ def binned(values: np.ndarray, size: int) -> list[float]:
     return [float(values[i : i + size].mean()) for i in range(0, len(values), size)]
 
 
+def bin_ends(length: int, size: int) -> list[int]:
+    """Where each :func:`binned` bin of ``length`` entries ends (exclusive):
+    ``bin_ends(5, 2) == [2, 4, 5]``."""
+    return [min(i + size, length) for i in range(0, length, size)]
+
+
 def updates_before(strategy: object, end: bool = False) -> int:
     """Global update count at the start (``end``: the end) of the strategy's current experience: the x of
     every value our metrics give to loggers (one axis, in updates, for all of them). A strategy without a
@@ -97,7 +103,7 @@ class OnlineAccuracyLog(PluginMetric[list[np.ndarray]]):
         self.per_task.append(strategy.online_acc_host.copy())
         self.hard.append(bool(getattr(strategy.experience.task, "hard", True)))
         start, acc = updates_before(strategy), self.per_task[-1]
-        ends = [min(i + self.curve_bin, len(acc)) for i in range(0, len(acc), self.curve_bin)]
+        ends = bin_ends(len(acc), self.curve_bin)
         curve = [
             MetricValue(self, "OnlineAcc/Curve", v, start + e)
             for v, e in zip(binned(acc, self.curve_bin), ends)

@@ -34,7 +34,8 @@ import numpy as np
 from matplotlib.figure import Figure
 from scipy import stats
 
-from plasticity_bench.leaderboard import aggregate, attach_reference, primary_metric
+from plasticity_bench.leaderboard import aggregate, attach_reference, primary_metric, row_records
+from plasticity_bench.metrics import bin_ends
 
 #: Okabe & Ito (2008) colour-blind-safe palette.
 PALETTE = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000")
@@ -73,24 +74,14 @@ def scenario_name(record: dict[str, Any]) -> str:
 
 
 def groups_of(records: Sequence[dict[str, Any]]) -> list[Group]:
-    """The leaderboard rows of ``records`` (one scenario) as :class:`Group` objects, in table order."""
-    table = aggregate(records)
+    """The leaderboard rows of ``records`` (one scenario, LC26 figures attached) as :class:`Group` objects,
+    in table order."""
     groups = []
-    for _, row in table.iterrows():
-        seeds = {int(s) for s in str(row["seeds"]).split(",") if s}
-        members = [
-            r for r in records
-            if r["config"]["strategy"] == row["strategy"] and r["config"]["compactness"] == row["compactness"]
-            and r["config"]["lr"] == row["lr"] and r["config"]["seed"] in seeds
-        ]  # fmt: skip
-        label = (
-            row["strategy"]
-            if row["strategy"] in ("dense", "dyno")
-            else f"{row['strategy']} c={row['compactness']:g}"
-        )
-        if row.get("settings"):
-            label += f" ({row['settings']})"
-        groups.append(Group(label, members, row.to_dict()))
+    for _, row in attach_reference(aggregate(records)).iterrows():
+        fixed_width = row["strategy"] in ("dense", "dyno")
+        label = row["strategy"] if fixed_width else f"{row['strategy']} c={row['compactness']:g}"
+        label += f" ({row['settings']})" if row.get("settings") else ""
+        groups.append(Group(label, row_records(row, records), row.to_dict()))
     return groups
 
 
@@ -152,10 +143,8 @@ def online_accuracy(groups: list[Group], scenario: str) -> Figure | None:
 
 
 def _curve_updates(tasks: list[list[float]], size: int, steps: int) -> np.ndarray:
-    """Update count at the end of every curve point (bins end at the task's end)."""
-    return np.array(
-        [t * steps + min((j + 1) * size, steps) for t, task in enumerate(tasks) for j in range(len(task))]
-    )
+    """Update count at the end of every curve point of a stream of ``steps``-update tasks."""
+    return np.array([t * steps + end for t in range(len(tasks)) for end in bin_ends(steps, size)])
 
 
 def task_accuracy(groups: list[Group], scenario: str) -> Figure | None:
@@ -240,9 +229,9 @@ def leaderboard_chart(groups: list[Group], scenario: str) -> Figure | None:
     metric = primary_metric(records[0]["config"]["scenario"], records)
     if metric is None:
         return None
-    table = attach_reference(aggregate(records))
-    fig, axes = plt.subplots(figsize=(6.4, 0.45 * len(table) + 1.4))
-    for y, (_, row) in enumerate(table.iterrows()):
+    fig, axes = plt.subplots(figsize=(6.4, 0.45 * len(groups) + 1.4))
+    for y, group in enumerate(groups):
+        row = group.row
         mean, half = row[f"{metric}_mean"] * 100, row[f"{metric}_ci95"] * 100
         axes.errorbar(mean, y, xerr=None if math.isnan(half) else half, fmt="o", color=PALETTE[0], capsize=3)
         paper = row.get(PAPER_METRIC.get(metric, ""), math.nan)
@@ -250,8 +239,7 @@ def leaderboard_chart(groups: list[Group], scenario: str) -> Figure | None:
             axes.plot(
                 paper, y, "x", color=PALETTE[3], markersize=8, label="LC26 Table 14" if y == 0 else None
             )
-    labels = [g.label for g in groups]
-    axes.set_yticks(range(len(labels)), labels)
+    axes.set_yticks(range(len(groups)), [g.label for g in groups])
     axes.invert_yaxis()
     axes.set(xlabel=f"{metric.upper()} (%), mean and 95% CI over seeds", title=f"{scenario}: leaderboard")
     axes.grid(alpha=0.3, axis="x")

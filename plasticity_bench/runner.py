@@ -18,7 +18,7 @@ from avalanche.training.plugins import EvaluationPlugin
 
 from plasticity_bench.budget import check_compactness
 from plasticity_bench.checkpoint import CheckpointAccuracy
-from plasticity_bench.loggers import Recording, close_loggers
+from plasticity_bench.loggers import Recording
 from plasticity_bench.masks import masks_from_indices, unit_indices
 from plasticity_bench.metrics import (
     CURVE_BIN,
@@ -454,13 +454,10 @@ def execute(
         else:
             state = saved["state"]
             set_rng_state(saved["rng"])
-        loggers = recording.make_loggers(config.as_dict())
-        try:
+        with recording.logging(config.as_dict()) as loggers:
             metrics = train_on_stream(
                 config, spec, benchmark, state, device, on_task, boundary("cycle", None), loggers
             )
-        finally:
-            close_loggers(loggers)
         cycle = cycle_results(spec, info, state, metrics)
         if config.winning_ticket:
             ticket = ticket_model(state.model, config, info, width, device)

@@ -3,6 +3,7 @@ record, experiment loggers, figures, the HTML report and the terminal output of 
 
 from __future__ import annotations
 
+import copy
 import io
 import math
 import re
@@ -281,3 +282,22 @@ def test_wandb_logger_logs_against_updates_offline(
     taoa = [v for v in run.logged if "TAOA" in v]
     assert [v["updates"] for v in taoa] == [STEPS, 2 * STEPS, 3 * STEPS]
     assert taoa[-1]["TAOA"] == pytest.approx(record["summary"]["taoa"])
+
+
+def test_rows_that_differ_only_in_options_keep_their_own_records(
+    fixture_records: list[dict[str, Any]],
+) -> None:
+    grow = [r for r in fixture_records if r["config"]["strategy"] == "grow"]
+    other = copy.deepcopy(grow)
+    for record in other:
+        record["config"]["options"] = {**record["config"]["options"], "selector": "gradient"}
+        record["key"] = record["key"][::-1]
+    groups = groups_of(grow + other)
+    default = grow[0]["config"]["options"]["selector"]
+    assert default != "gradient"
+    assert sorted(g.row["settings"] for g in groups) == sorted(
+        [f"option.selector={default}", "option.selector=gradient"]
+    )
+    for group in groups:
+        selectors = {r["config"]["options"]["selector"] for r in group.records}
+        assert len(group.records) == 2 and selectors == {group.row["settings"].split("=")[1]}

@@ -76,6 +76,21 @@ class RandSmoothLeaky(nn.Module):
         return f"c_s={self.c_s}, p={self.p}, lower={self.lower}, upper={self.upper}"
 
 
+class CReLU(nn.Module):
+    """Concatenated ReLU (Shang et al. 2016; the ``crelu`` option of Kumar23 Sec. 5): every unit gives two
+    features, ``relu(z)`` and ``relu(-z)``.
+
+    Input ``(B, d[, H, W])``; output ``(B, 2d[, H, W])`` with unit ``j``'s pair at features ``2j, 2j + 1``
+    (interleaved, so that a unit's fan-out columns stay consecutive, docs/protocol.md §1). ``expansion``
+    tells the masked layer how many features each unit gives.
+    """
+
+    expansion = 2
+
+    def forward(self, z: Tensor) -> Tensor:
+        return torch.relu(torch.stack((z, -z), dim=2).flatten(1, 2))
+
+
 def make_activation(name: str, settings: SmoothLeakySettings | None = None) -> nn.Module:
     """Build an activation module by name: ``relu`` or ``rand_smooth_leaky``.
 

@@ -57,12 +57,11 @@ from plasticity_bench.training import (
     NOOP_PLUGIN_BASES,
     TensorBatches,
     handles,
-    model_accuracy,
     overrides,
 )
 from scenarios.registry import ScenarioSpec
 from scenarios.stream import TaskBenchmark
-from strategies.registry import build_plugins, entry_for
+from strategies.registry import batchable, build_plugins, entry_for
 
 #: RunConfig fields that may differ between the runs of one batch.
 FREE_FIELDS = ("seed", "compactness", "lr")
@@ -86,14 +85,20 @@ def batch_groups(configs: list[RunConfig]) -> list[list[RunConfig]]:
 
 
 def plan_batches(configs: list[RunConfig], size: int) -> list[list[RunConfig]]:
-    """:func:`batch_groups` of ``configs``, each cut into batches of at most ``size`` runs.
+    """:func:`batch_groups` of ``configs``, each cut into batches of at most ``size`` runs; runs of a strategy
+    that may not share a batch (:func:`~strategies.registry.batchable`: the plasticity remedies and Avalanche
+    CL strategies) each get a batch of their own.
 
     Raises:
         ValueError: if ``size < 1``.
     """
     if size < 1:
         raise ValueError(f"--batch-runs must be >= 1 or auto (got {size})")
-    return [group[i : i + size] for group in batch_groups(configs) for i in range(0, len(group), size)]
+    batches = []
+    for group in batch_groups(configs):
+        step = size if batchable(group[0].strategy) else 1
+        batches += [group[i : i + step] for i in range(0, len(group), step)]
+    return batches
 
 
 def parse_batch_runs(text: str) -> int | None:
@@ -234,10 +239,6 @@ class RunView:
     @property
     def loss(self) -> Tensor:
         return self.trainer.losses[self.index]
-
-    def accuracy(self, x: Tensor, y: Tensor) -> float:
-        """Test accuracy of the run's network (:func:`~plasticity_bench.training.model_accuracy`)."""
-        return model_accuracy(self.model, x, y, self.device, self.eval_mb_size)
 
 
 def _handlers(view: RunView, event: str, skip: set[int] = frozenset()) -> list[Callable[[RunView], object]]:

@@ -27,6 +27,7 @@ from avalanche.evaluation.metric_results import MetricValue
 from torch import Tensor
 
 from plasticity_bench.metrics import updates_before
+from plasticity_bench.training import model_accuracy
 
 CHECKPOINT_RULES = ("none", "seen", "current")
 
@@ -103,7 +104,8 @@ class CheckpointAccuracy(PluginMetric[list[list[float]]]):
         if self.rule == "seen":
             self._seen.append(tested[0])
             tested = self._seen
-        self.rows.append([strategy.accuracy(x, y) for x, y in tested])
+        model, device, size = strategy.model, strategy.device, strategy.eval_mb_size
+        self.rows.append([model_accuracy(model, x, y, device, size) for x, y in tested])
         return MetricValue(
             self, "CheckpointAcc", float(np.mean(self.rows[-1])), updates_before(strategy, True)
         )

@@ -36,6 +36,12 @@ from plasticity_bench.metrics import CURVE_BIN
 from plasticity_bench.options import OptionError, split_assignments
 from plasticity_bench.options_catalog import option_users
 from plasticity_bench.parallel import run_on_ray
+from plasticity_bench.plasticity import (
+    last_task_summary,
+    plasticity_frame,
+    render_plasticity,
+    write_plasticity_csv,
+)
 from plasticity_bench.plots import write_figures
 from plasticity_bench.progress import sweep_progress
 from plasticity_bench.records import LoadReport, ResultStore, run_key
@@ -518,16 +524,24 @@ def diagnose(
     per_seed: bool = typer.Option(False, "--per-seed", help="one row per seed instead of the seed mean"),
     curves: bool = typer.Option(False, "--curves", help="also print the post-birth curve points"),
 ) -> None:
-    """Print the newborn-cohort log-parities (docs/protocol.md §9) of the Grow/Prune records under RESULTS and
-    write every row (per seed, curves included) to RESULTS/diagnostics.csv."""
-    frame = diagnostics_frame(load_records(results).records)
-    if frame.empty:
-        console.print(f"[yellow]no cohort diagnostics under {results}[/yellow]: run grow or prune first")
+    """Print the newborn-cohort log-parities (docs/protocol.md §9) of the Grow/Prune records and the
+    plasticity diagnostics of every record (§14: dormant fraction, effective rank, mean |weight|, feature
+    norm at the last task) under RESULTS; write every row to RESULTS/diagnostics.csv and
+    RESULTS/plasticity.csv."""
+    records = load_records(results).records
+    frame, plastic = diagnostics_frame(records), plasticity_frame(records)
+    if frame.empty and plastic.empty:
+        console.print(f"[yellow]no diagnostics under {results}[/yellow]: run `plasticity-bench run` first")
         raise typer.Exit(1)
-    path = write_diagnostics_csv(frame, results)
-    for view in render_diagnostics(summarize(frame, per_seed=per_seed, curves=curves)):
-        console.print(view)
-    console.print(f"written: {path}")
+    written = []
+    if not frame.empty:
+        written.append(write_diagnostics_csv(frame, results))
+        for view in render_diagnostics(summarize(frame, per_seed=per_seed, curves=curves)):
+            console.print(view)
+    if not plastic.empty:
+        written.append(write_plasticity_csv(plastic, results))
+        console.print(render_plasticity(last_task_summary(plastic, per_seed)))
+    console.print(f"written: {'  '.join(map(str, written))}")
 
 
 def records_or_exit(results: Path) -> list[dict[str, Any]]:

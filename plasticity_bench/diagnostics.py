@@ -46,7 +46,7 @@ from torch import Tensor, nn
 
 from plasticity_bench.masks import masked_layers_of
 from plasticity_bench.options import Option
-from plasticity_bench.probes import activation_frequency, as_if_active_gradient, probe
+from plasticity_bench.probes import activation_frequency, as_if_active_gradient, probe, probe_batch
 from plasticity_bench.records import atomic_write_text
 
 PARITY_EPS = 1e-8
@@ -225,13 +225,13 @@ class CohortDiagnostics(SupervisedPlugin):
     def edit_starting(self, strategy: Any, cycle: int) -> None:
         """Exit of the previous edit's cohorts, End of the one before, on this edit's decision batch."""
         self._curve = None
-        self.snapshot(strategy, *strategy.batches.batch(0), {cycle - 1: "exit", cycle - 2: "end"})
+        self.snapshot(strategy, *probe_batch(strategy), {cycle - 1: "exit", cycle - 2: "end"})
         self.cohorts.pop(cycle - 2, None)
 
     def edit_finished(self, strategy: Any, cycle: int, entries: list[dict]) -> None:
         """Form the edit's cohorts and take the Post snapshot."""
         self.cohorts[cycle] = edit_cohorts(strategy.model, self.structural.grows, cycle, self.step, entries)
-        self.snapshot(strategy, *strategy.batches.batch(0), {cycle: "post"})
+        self.snapshot(strategy, *probe_batch(strategy), {cycle: "post"})
         if self.every and self.cohorts[cycle]:
             self._schedule((cycle, self.step + self.every))
 

@@ -13,6 +13,7 @@ columns (fan-out). The same slices index a parameter *or* any tensor of the para
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -22,22 +23,51 @@ from torch import Tensor, nn
 Activation = Callable[[Tensor], Tensor]
 
 
+class MaskedLayerNorm(nn.Module):
+    """Layer normalisation over the *active* units of a masked layer (Ba et al. 2016; the ``layernorm`` option
+    of Kumar23 Sec. 5, applied to the pre-activations as in their code).
+
+    ``z_hat = (z - mu) / sqrt(var + eps) * weight + bias`` with ``mu`` and ``var`` taken over the units whose
+    mask is 1 only, so an inactive unit changes nothing forward (docs/protocol.md §1). With every unit
+    active it equals ``nn.LayerNorm(n_units)``. ``weight`` / ``bias``: float32 ``(n_units,)``, part of each
+    unit's fan-in (:meth:`MaskedLayer.slices`). Input ``(B, n_units)``.
+    """
+
+    def __init__(self, n_units: int, eps: float = 1e-5) -> None:
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(n_units))
+        self.bias = nn.Parameter(torch.zeros(n_units))
+
+    def forward(self, z: Tensor, mask: Tensor) -> Tensor:
+        m = mask.view(1, -1)
+        n = m.sum().clamp_min(1.0)
+        mu = (z * m).sum(1, keepdim=True) / n
+        var = ((z - mu) * m).square().sum(1, keepdim=True) / n
+        return (z - mu) / torch.sqrt(var + self.eps) * self.weight + self.bias
+
+
 class MaskedActivation(nn.Module):
-    """``h = act(z) * m`` for one masked layer (docs/protocol.md §1).
+    """``h = act(norm(z)) * m`` for one masked layer (docs/protocol.md §1).
 
     Args:
         n_units: number of units ``d_l`` (Linear out_features or Conv2d out_channels).
-        activation: elementwise module (``nn.ReLU`` or ``RandSmoothLeaky``).
+        activation: elementwise module (``nn.ReLU``, ``RandSmoothLeaky``) or one that gives
+            ``expansion`` features per unit (``CReLU``: 2, interleaved).
+        layer_norm: put a :class:`MaskedLayerNorm` before the activation (Linear layers only).
 
     Buffers:
         mask: float32 tensor of shape ``(n_units,)`` with values in {0, 1}; saved in the state dict.
 
-    Input ``z`` has shape ``(B, n_units)`` or ``(B, n_units, H, W)``; the output has the same shape.
+    Input ``z`` has shape ``(B, n_units)`` or ``(B, n_units, H, W)``; the output has ``n_units * expansion``
+    features in dimension 1.
     """
 
-    def __init__(self, n_units: int, activation: nn.Module) -> None:
+    def __init__(self, n_units: int, activation: nn.Module, layer_norm: bool = False) -> None:
         super().__init__()
         self.activation = activation
+        self.norm = MaskedLayerNorm(n_units) if layer_norm else None
+        self.expansion: int = getattr(activation, "expansion", 1)
         self.register_buffer("mask", torch.ones(n_units))
 
     @property
@@ -46,7 +76,10 @@ class MaskedActivation(nn.Module):
 
     def forward(self, z: Tensor) -> Tensor:
         shape = (1, -1) + (1,) * (z.dim() - 2)
-        return self.activation(z) * self.mask.view(shape)
+        if self.norm is not None:
+            z = self.norm(z, self.mask)
+        mask = self.mask if self.expansion == 1 else self.mask.repeat_interleave(self.expansion)
+        return self.activation(z) * mask.view(shape)
 
     def active(self) -> Tensor:
         """Indices (int64, shape ``(n_active,)``) of the active units, ascending."""
@@ -97,9 +130,11 @@ class UnitSlices:
     """Fan-in and fan-out parameter slices of a set of units of one masked layer.
 
     Attributes:
-        fan_in: weight rows (``dim=0``) and bias entries of the producing layer.
+        fan_in: weight rows (``dim=0``) and bias entries of the producing layer, then the unit's layer-norm
+            weight and bias entries when the layer has a :class:`MaskedLayerNorm`.
         fan_out: weight columns (``dim=1``) of the consuming layer. When the consumer is a Linear layer
-            reading a flattened conv output, each unit owns ``H*W`` consecutive columns.
+            reading a flattened conv output, each unit owns ``H*W`` consecutive columns; with CReLU, its
+            2 features' columns.
     """
 
     fan_in: tuple[ParamSlice, ...]
@@ -143,6 +178,11 @@ class MaskedLayer:
         fan_in = [ParamSlice(self.producer.weight, 0, units)]
         if self.producer.bias is not None:
             fan_in.append(ParamSlice(self.producer.bias, 0, units))
+        if self.units.norm is not None:
+            fan_in += [
+                ParamSlice(self.units.norm.weight, 0, units),
+                ParamSlice(self.units.norm.bias, 0, units),
+            ]
         group = self.consumer.weight.shape[1] // self.width
         columns = (units[:, None] * group + torch.arange(group, device=units.device)).flatten()
         return UnitSlices(tuple(fan_in), (ParamSlice(self.consumer.weight, 1, columns),))
@@ -161,6 +201,57 @@ def zero_optimizer_state(optimizer: torch.optim.Optimizer, slices: UnitSlices) -
     for piece in slices:
         for buffer in _param_buffers(optimizer, piece.param):
             piece.fill(0.0, buffer)
+
+
+def fan_in_bounds(init: str, fan_in: int) -> tuple[float, float]:
+    """Bounds ``(weight, bias)`` of the uniform draw a fresh unit gets under the network's init
+    (docs/protocol.md §2): ``kaiming`` -> ``(sqrt(6 / fan_in), 0)`` (He uniform, zero bias);
+    ``torch_default`` -> ``(1 / sqrt(fan_in), 1 / sqrt(fan_in))`` (what ``nn.Linear.reset_parameters`` draws).
+
+    Raises:
+        ValueError: for an unknown init name.
+    """
+    if init == "kaiming":
+        return math.sqrt(6.0 / fan_in), 0.0
+    if init == "torch_default":
+        return 1.0 / math.sqrt(fan_in), 1.0 / math.sqrt(fan_in)
+    raise ValueError(f"unknown init {init!r}; choose 'kaiming' or 'torch_default'")
+
+
+def reinitialize_units(
+    layer: MaskedLayer,
+    units: Tensor,
+    optimizer: torch.optim.Optimizer | None,
+    init: str,
+    generator: torch.Generator,
+) -> None:
+    """Give ``units`` of ``layer`` a fresh start, as ReDo (Sokar et al. 2023, Sec. 4) and continual backprop
+    (Dohare et al. 2024, Methods) do: fan-in weights and bias redrawn from the init distribution
+    (:func:`fan_in_bounds`), layer-norm weight 1 and bias 0, fan-out columns zero (the network's function is
+    unchanged at the moment of the reset), and every per-element optimizer buffer entry of those slices zero
+    (:func:`zero_optimizer_state`). ``units``: int64 indices; draws come from ``generator`` (CPU).
+
+    Raises:
+        IndexError: for a unit index outside the layer. ValueError: for an unknown init name.
+    """
+    if units.numel() == 0:
+        return
+    slices = layer.slices(units)
+    weight_bound, bias_bound = fan_in_bounds(init, layer.fan_in_size)
+    for piece in slices.fan_in:
+        shape = list(piece.param.shape)
+        shape[piece.dim] = piece.index.numel()
+        if piece.param is layer.producer.weight:
+            value = torch.empty(shape).uniform_(-weight_bound, weight_bound, generator=generator)
+        elif piece.param is layer.producer.bias:
+            value = torch.empty(shape).uniform_(-bias_bound, bias_bound, generator=generator)
+        else:  # layer norm: weight 1, bias 0
+            value = torch.full(shape, 1.0 if piece.param is layer.units.norm.weight else 0.0)
+        piece.write(value.to(piece.param.device))
+    for piece in slices.fan_out:
+        piece.fill(0.0)
+    if optimizer is not None:
+        zero_optimizer_state(optimizer, slices)
 
 
 def copy_optimizer_state(optimizer: torch.optim.Optimizer, source: UnitSlices, target: UnitSlices) -> None:

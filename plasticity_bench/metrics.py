@@ -11,8 +11,10 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import torch
 from avalanche.evaluation.metric_definitions import PluginMetric
 from avalanche.evaluation.metric_results import MetricValue
+from torch import Tensor
 
 EARLY_FRACTION = 0.1  # [ours]: LC26 does not give the fraction f of Early Task TAA
 #: Updates per point of a record's within-task learning curve: a full Permuted-MNIST run (500 tasks x 625
@@ -74,6 +76,37 @@ def early_task_taa(per_task: list[np.ndarray], fraction: float = EARLY_FRACTION)
     return float(np.mean([a[: early_steps(len(a), fraction)].mean() for a in per_task]))
 
 
+class OnlineAccuracyRecorder(PluginMetric[None]):
+    """Per-step online accuracy for Avalanche templates that do not keep it (``Naive``, ``EWC``, ...): the
+    accuracy of each training mini-batch from the forward pass used for its update (docs/protocol.md §1),
+    kept on the device and handed to :class:`OnlineAccuracyLog` at the experience's end.
+    :class:`~plasticity_bench.training.OnlineStrategy` keeps it itself and needs no recorder (a per-step
+    metric would cost a dispatch per step)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.steps: list[Tensor] = []
+
+    def reset(self) -> None:
+        self.steps = []
+
+    def result(self) -> None:
+        return None
+
+    def before_training_exp(self, strategy: object) -> None:
+        self.steps = []
+
+    def after_forward(self, strategy: object) -> None:
+        if strategy.is_training:
+            self.steps.append((strategy.mb_output.detach().argmax(1) == strategy.mb_y).float().mean())
+
+    def per_step(self) -> np.ndarray:
+        """This experience's per-step accuracies, float32 ``(steps,)``."""
+        if not self.steps:
+            return np.zeros(0, dtype=np.float32)
+        return torch.stack(self.steps).cpu().numpy().astype(np.float32)
+
+
 class OnlineAccuracyLog(PluginMetric[list[np.ndarray]]):
     """Keeps every task's per-step online accuracy (float32 arrays) and emits each task's mean.
 
@@ -83,11 +116,12 @@ class OnlineAccuracyLog(PluginMetric[list[np.ndarray]]):
     (``experience.task.hard``), used by :class:`TAOAMetric`.
     """
 
-    def __init__(self, curve_bin: int = CURVE_BIN) -> None:
+    def __init__(self, curve_bin: int = CURVE_BIN, recorder: OnlineAccuracyRecorder | None = None) -> None:
         super().__init__()
         self.per_task: list[np.ndarray] = []
         self.hard: list[bool] = []
         self.curve_bin = curve_bin
+        self.recorder = recorder
 
     def reset(self) -> None:
         self.per_task, self.hard = [], []
@@ -100,7 +134,13 @@ class OnlineAccuracyLog(PluginMetric[list[np.ndarray]]):
         return [binned(a, self.curve_bin) for a in self.per_task]
 
     def after_training_exp(self, strategy: object) -> list[MetricValue]:
-        self.per_task.append(strategy.online_acc_host.copy())
+        kept = getattr(strategy, "online_acc_host", None)
+        if kept is None and self.recorder is None:
+            raise ValueError(
+                "this strategy keeps no online accuracy: build the evaluator with "
+                "OnlineMetrics.new(rule, any_template=True)"
+            )
+        self.per_task.append(kept.copy() if kept is not None else self.recorder.per_step())
         self.hard.append(bool(getattr(strategy.experience.task, "hard", True)))
         start, acc = updates_before(strategy), self.per_task[-1]
         ends = bin_ends(len(acc), self.curve_bin)

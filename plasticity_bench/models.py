@@ -7,7 +7,6 @@ MLPs, a conv stack for the CNNs), ``L`` masked hidden Linear layers and an unmas
 from __future__ import annotations
 
 import copy
-import itertools
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -80,7 +79,11 @@ class MaskedNet(nn.Module):
         in_features: trunk output width.
         hidden: hidden widths ``d_l`` (with any DYNO reserve already included).
         n_classes: output width ``C`` (the head is never masked).
-        activation: factory of the elementwise activation used after every hidden layer.
+        activation: factory of the activation used after every hidden layer; one that gives several
+            features per unit (``CReLU``) widens the inputs of the layer after it.
+        layer_norm: a :class:`~plasticity_bench.masks.MaskedLayerNorm` before every hidden activation.
+        init: the init scheme the weights were drawn from (``kaiming`` / ``torch_default``); unit resets
+            (:func:`~plasticity_bench.masks.reinitialize_units`) draw from it again.
 
     Input: ``(B, *input_shape)`` float32. Output: logits ``(B, n_classes)``.
     """
@@ -92,13 +95,16 @@ class MaskedNet(nn.Module):
         hidden: tuple[int, ...],
         n_classes: int,
         activation: ActivationFactory,
+        layer_norm: bool = False,
+        init: str = "torch_default",
     ) -> None:
         super().__init__()
-        widths = (in_features, *hidden)
-        self.trunk = trunk
-        self.hidden = nn.ModuleList(nn.Linear(a, b) for a, b in itertools.pairwise(widths))
-        self.units = nn.ModuleList(MaskedActivation(d, activation()) for d in hidden)
-        self.head = nn.Linear(widths[-1], n_classes)
+        self.trunk, self.init = trunk, init
+        units = [MaskedActivation(d, activation(), layer_norm) for d in hidden]
+        inputs = (in_features, *(d * u.expansion for d, u in zip(hidden, units)))
+        self.hidden = nn.ModuleList(nn.Linear(a, b) for a, b in zip(inputs, hidden))
+        self.units = nn.ModuleList(units)
+        self.head = nn.Linear(inputs[-1], n_classes)
 
     def forward(self, x: Tensor) -> Tensor:
         x = self.trunk(x)
@@ -139,18 +145,30 @@ class MaskedNet(nn.Module):
         """A plain network holding only the active units, with the same function.
 
         Hidden layers keep only active rows (fan-in) and the following layer only the matching columns
-        (fan-out); the trunk and head are copied. In eval mode its outputs equal this network's outputs
-        (up to float rounding). Parameter and FLOP counts (:func:`count_params`, :func:`count_flops`)
-        are taken from it.
+        (fan-out; with CReLU both features of a unit); a masked layer norm becomes an ``nn.LayerNorm`` over
+        the active units; the trunk and head are copied. In eval mode its outputs equal this network's
+        outputs (up to float rounding). Parameter and FLOP counts (:func:`count_params`,
+        :func:`count_flops`) are taken from it.
         """
         layers: list[nn.Module] = [copy.deepcopy(self.trunk)]
         keep_in = None
         for layer, units in zip(self.hidden, self.units):
             keep_out = units.active()
-            layers += [_sub_linear(layer, keep_in, keep_out), copy.deepcopy(units.activation)]
-            keep_in = keep_out
+            layers.append(_sub_linear(layer, keep_in, keep_out))
+            if units.norm is not None:
+                layers.append(_sub_layer_norm(units.norm, keep_out))
+            layers.append(copy.deepcopy(units.activation))
+            e = units.expansion
+            keep_in = (keep_out[:, None] * e + torch.arange(e, device=keep_out.device)).flatten()
         layers.append(_sub_linear(self.head, keep_in, None))
         return nn.Sequential(*layers)
+
+
+def _sub_layer_norm(norm: nn.Module, rows: Tensor) -> nn.LayerNorm:
+    out = nn.LayerNorm(rows.numel(), eps=norm.eps).to(rows.device)
+    out.weight.data.copy_(norm.weight.detach()[rows])
+    out.bias.data.copy_(norm.bias.detach()[rows])
+    return out
 
 
 def _sub_linear(layer: nn.Linear, rows_in: Tensor | None, rows_out: Tensor | None) -> nn.Linear:
@@ -186,6 +204,21 @@ def init_weights(model: nn.Module, init: str) -> None:
                 module.reset_parameters()
 
 
+def fresh_parameters(model: MaskedNet, gen: torch.Generator) -> list[Tensor]:
+    """A new draw of ``model``'s init (:func:`init_weights` with ``model.init``; layer norms at weight 1,
+    bias 0): one tensor per parameter, in ``model.parameters()`` order, on its device. The draw is seeded
+    from ``gen`` and leaves torch's global RNG as it was."""
+    fresh = copy.deepcopy(model).cpu()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(torch.randint(2**62, (), generator=gen)))
+        init_weights(fresh, getattr(model, "init", "torch_default"))
+    for units in fresh.units:
+        if units.norm is not None:
+            nn.init.ones_(units.norm.weight)
+            nn.init.zeros_(units.norm.bias)
+    return [q.detach().to(p.device) for p, q in zip(model.parameters(), fresh.parameters(), strict=True)]
+
+
 def build_model(
     name: str,
     input_shape: tuple[int, ...],
@@ -193,6 +226,8 @@ def build_model(
     activation: ActivationFactory = nn.ReLU,
     init: str | None = None,
     width_factor: float = 1.0,
+    hidden_activation: ActivationFactory | None = None,
+    layer_norm: bool = False,
 ) -> MaskedNet:
     """Build a named network (``mlp``, ``kumar_mlp``, ``convnet``, ``kumar_cnn``) with all units active.
 
@@ -200,6 +235,9 @@ def build_model(
         input_shape: one sample's shape, e.g. ``(1, 28, 28)`` or ``(3, 32, 32)``.
         width_factor: multiplies every hidden width (DYNO's reserve capacity, docs/protocol.md §6).
         init: ``kaiming`` or ``torch_default``; ``None`` picks the network's default.
+        hidden_activation: the masked layers' activation when it differs from the trunk's (``CReLU``:
+            the conv trunk keeps ``activation`` [ours], docs/protocol.md §14).
+        layer_norm: layer norm before every masked layer's activation (Kumar23's ``layernorm``).
 
     Weights are drawn from torch's global RNG: seed it first for reproducibility.
 
@@ -212,14 +250,17 @@ def build_model(
     if spec.trunk is not _flatten_trunk and len(input_shape) != 3:
         raise ValueError(f"model {name!r} needs image input (C, H, W), got shape {input_shape}")
     hidden = tuple(max(1, round(d * width_factor)) for d in spec.hidden)
+    init = init or spec.default_init
     model = MaskedNet(
         spec.trunk(input_shape[0], activation),
         spec.in_features(input_shape),
         hidden,
         n_classes,
-        activation,
+        hidden_activation or activation,
+        layer_norm,
+        init,
     )
-    init_weights(model, init or spec.default_init)
+    init_weights(model, init)
     return model
 
 

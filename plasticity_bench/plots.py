@@ -31,11 +31,13 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
+import pandas as pd
 from matplotlib.figure import Figure
 from scipy import stats
 
 from plasticity_bench.leaderboard import aggregate, attach_reference, primary_metric, row_records
 from plasticity_bench.metrics import bin_ends
+from plasticity_bench.plasticity import FIELDS as PLASTICITY_FIELDS
 
 #: Okabe & Ito (2008) colour-blind-safe palette.
 PALETTE = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000")
@@ -269,6 +271,26 @@ def ticket(groups: list[Group], scenario: str) -> Figure | None:
     return _finish(fig, axes)
 
 
+def plasticity(groups: list[Group], scenario: str) -> Figure | None:
+    """The plasticity diagnostics (docs/protocol.md §14) at every task end, averaged over the masked layers:
+    dormant fraction (%), effective rank, mean |weight|, feature norm; per group, mean and 95% band."""
+    with_rows = [g for g in groups if all(r.get("plasticity") for r in g.records)]
+    if not with_rows:
+        return None
+    fig, axes = _figure(f"{scenario}: plasticity diagnostics at task ends (mean over masked layers)", 4)
+    for i, group in enumerate(with_rows):
+        fields = list(PLASTICITY_FIELDS)
+        frames = [pd.DataFrame(r["plasticity"]).groupby("task")[fields].mean() for r in group.records]
+        for ax, field in zip(axes, PLASTICITY_FIELDS):
+            values = _stack([f[field].tolist() for f in frames])
+            scale = 100.0 if field == "dormant_fraction" else 1.0
+            _line(ax, np.arange(1, values.shape[1] + 1), values, group.label, i, scale=scale)
+    for ax, field in zip(axes, PLASTICITY_FIELDS):
+        unit = " (%)" if field == "dormant_fraction" else ""
+        ax.set(xlabel="task", ylabel=field.replace("_", " ") + unit)
+    return _finish(fig, axes)
+
+
 def _bar(half: float) -> float | None:
     return None if math.isnan(half) else half * 100
 
@@ -281,6 +303,7 @@ FIGURES: dict[str, Callable[[list[Group], str], Figure | None]] = {
     "cohort_parity": cohort_parity,
     "leaderboard": leaderboard_chart,
     "ticket": ticket,
+    "plasticity": plasticity,
 }
 
 

@@ -25,11 +25,13 @@ from plasticity_bench.metrics import (
     ActiveUnitsMetric,
     EarlyTaskTAAMetric,
     OnlineAccuracyLog,
+    OnlineAccuracyRecorder,
     PluginValuesMetric,
     TAOAMetric,
 )
 from plasticity_bench.models import NETWORKS, MaskedNet, build_model, count_flops, count_params
 from plasticity_bench.options import Option, by_name, check_known, resolve
+from plasticity_bench.plasticity import PlasticityDiagnostics
 from plasticity_bench.records import ResultStore, make_record
 from plasticity_bench.resume import RunCheckpoint, rng_state, set_rng_state
 from plasticity_bench.seeding import derive_seed
@@ -39,7 +41,7 @@ from scenarios.registry import ScenarioSpec, parse_scenario
 from scenarios.stream import StreamInfo, TaskBenchmark
 from strategies.base import EDIT_EVERY_TASKS, StrategyConfig
 from strategies.head import ResetHeadPlugin
-from strategies.modifiers import activation_factory
+from strategies.modifiers import activation_factory, model_options
 from strategies.registry import build_plugins, entry_for, options_for, plugin_reports, split_name
 from strategies.replay import REPLAY_MIX, TinyERPlugin
 
@@ -156,10 +158,15 @@ def new_model(
         ValueError: for an unknown model.
     """
     torch.manual_seed(derive_seed(config.seed, init_key))
-    # ReLU or Rand. Smooth-Leaky (docs/protocol.md §5.5)
-    activation = activation_factory(config.strategy_config())
+    # ReLU or Rand. Smooth-Leaky (docs/protocol.md §5.5); CReLU / layer norm (§14)
+    strategy = config.strategy_config()
     model = build_model(
-        config.model, info.input_shape, info.n_classes, activation=activation, width_factor=width_factor
+        config.model,
+        info.input_shape,
+        info.n_classes,
+        activation=activation_factory(strategy),
+        width_factor=width_factor,
+        **model_options(strategy),
     )
     return model.to(device)
 
@@ -226,10 +233,10 @@ def make_lr_schedule(
 
 
 def scenario_plugins(spec: ScenarioSpec, info: StreamInfo, config: RunConfig) -> list[SupervisedPlugin]:
-    """Plugins that belong to the scenario, not the strategy (docs/protocol.md §7): Tiny ER for
-    Split-MNIST/Fashion, the head reset of Continual ImageNet's ``reset_head`` option. They run before the
-    strategy's plugins."""
-    plugins: list[SupervisedPlugin] = []
+    """Plugins that belong to the run, not the strategy: the plasticity diagnostics (docs/protocol.md §14)
+    and the scenario's (§7): Tiny ER for Split-MNIST/Fashion, the head reset of Continual ImageNet's
+    ``reset_head`` option. They run before the strategy's plugins."""
+    plugins: list[SupervisedPlugin] = [PlasticityDiagnostics()]
     if spec.replay:
         plugins.append(TinyERPlugin(config.seed, mix=REPLAY_MIX.get(config.options)))
     if RESET_HEAD.get(config.options):
@@ -248,22 +255,28 @@ class OnlineMetrics:
     active: ActiveUnitsMetric
     checkpoint: CheckpointAccuracy
     plugin_values: PluginValuesMetric = field(default_factory=PluginValuesMetric)
+    recorder: OnlineAccuracyRecorder | None = None
 
     @classmethod
-    def new(cls, rule: str, curve_bin: int = CURVE_BIN) -> OnlineMetrics:
-        """Fresh metrics; TAOA counts the tasks flagged ``hard``; ``rule``: the checkpoint rule;
-        ``curve_bin``: updates per point of the learning curve."""
-        log = OnlineAccuracyLog(curve_bin)
+    def new(cls, rule: str, curve_bin: int = CURVE_BIN, any_template: bool = False) -> OnlineMetrics:
+        """Fresh metrics; TAOA counts the tasks flagged ``hard``; ``rule``: the checkpoint rule (``none``,
+        ``current``, ``seen``); ``curve_bin``: updates per point of the learning curve. ``any_template``:
+        for an Avalanche template other than :class:`~plasticity_bench.training.OnlineStrategy` (``Naive``,
+        ``EWC``, ...), which keeps no per-step online accuracy: a recorder metric keeps it."""
+        recorder = OnlineAccuracyRecorder() if any_template else None
+        log = OnlineAccuracyLog(curve_bin, recorder)
         return cls(
             log,
             TAOAMetric(log, hard_only=True),
             EarlyTaskTAAMetric(log),
             ActiveUnitsMetric(),
             CheckpointAccuracy(rule),
+            recorder=recorder,
         )
 
     def all(self) -> tuple[Any, ...]:
-        return (self.log, self.online, self.early, self.active, self.checkpoint, self.plugin_values)
+        kept = (self.log, self.online, self.early, self.active, self.checkpoint, self.plugin_values)
+        return kept if self.recorder is None else (self.recorder, *kept)
 
     def evaluator(self, loggers: list[Any]) -> EvaluationPlugin:
         """The Avalanche ``EvaluationPlugin`` of these metrics, handing their values to ``loggers``."""

@@ -117,7 +117,8 @@ class StackedNet(nn.Module):
 
     def _check_modules(self, model: MaskedNet) -> None:
         trunk = list(model.trunk) if isinstance(model.trunk, nn.Sequential) else [model.trunk]
-        for module in [*trunk, *(u.activation for u in model.units)]:
+        norms = [u.norm for u in model.units if u.norm is not None]
+        for module in [*trunk, *(u.activation for u in model.units), *norms]:
             if not isinstance(module, TRUNK_MODULES + ACTIVATIONS):
                 raise TypeError(
                     f"run-batched training cannot run {type(module).__name__}; supported: "

@@ -13,7 +13,9 @@ no-op handlers ten times per step would cost more than the step itself for the s
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import itertools
+from collections.abc import Iterable, Iterator
+from typing import Any
 
 import numpy as np
 import torch
@@ -187,7 +189,7 @@ class OnlineStrategy(SupervisedTemplate):
     def training_epoch(self, **kwargs: object) -> None:
         """One pass of exactly ``steps_per_task`` updates (Avalanche's epoch = our task)."""
         call = self._call
-        for step, batch in enumerate(self.dataloader):
+        for step, batch in enumerate(self.step_batches()):
             self.task_step, self.mbatch = step, batch
             call("before_training_iteration")
             self.optimizer.zero_grad(set_to_none=True)
@@ -207,12 +209,21 @@ class OnlineStrategy(SupervisedTemplate):
             call("after_training_iteration")
         self.online_acc_host = self.online_acc.cpu().numpy().copy()
 
+    def step_batches(self) -> Iterable[Any]:
+        """The task's ``steps_per_task`` mini-batches: :attr:`batches`, or, when a plugin put a loader of its
+        own in ``self.dataloader`` (Avalanche's ``ReplayPlugin`` mixes the buffer in this way), that loader's
+        batches, cycled to exactly ``steps_per_task`` and moved to the device."""
+        if self.dataloader is self.batches:
+            return self.batches
+        return itertools.islice(self._cycled(self.dataloader), self.steps_per_task)
+
+    def _cycled(self, loader: Iterable[Any]) -> Iterator[list[Any]]:
+        while True:
+            for batch in loader:
+                yield [t.to(self.device) if isinstance(t, Tensor) else t for t in batch]
+
     def _unpack_minibatch(self) -> None:
         """Batches are sliced on the device already: nothing to move."""
-
-    def accuracy(self, x: Tensor, y: Tensor) -> float:
-        """Test accuracy of the current model on ``(x, y)`` (see :func:`model_accuracy`)."""
-        return model_accuracy(self.model, x, y, self.device, self.eval_mb_size)
 
 
 @torch.no_grad()

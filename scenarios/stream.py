@@ -12,7 +12,9 @@ from dataclasses import dataclass, field
 
 from avalanche.benchmarks import CLScenario, DatasetExperience
 from avalanche.benchmarks.scenarios.generic_scenario import SequenceCLStream
-from avalanche.benchmarks.utils import AvalancheDataset
+from avalanche.benchmarks.utils import TaskAwareSupervisedClassificationDataset
+from avalanche.benchmarks.utils.data_attribute import DataAttribute, TaskLabels
+from avalanche.benchmarks.utils.flat_data import ConstantSequence
 from torch import Tensor
 from torch.utils.data import TensorDataset
 
@@ -37,10 +39,20 @@ class TaskData:
 
 
 class TaskExperience(DatasetExperience):
-    """An Avalanche experience that also exposes its tensors as ``experience.task``."""
+    """An Avalanche experience that also exposes its tensors as ``experience.task``.
+
+    Its ``dataset`` is a classification dataset as Avalanche's own benchmarks make them: items
+    ``(x, y, task_label)`` (task label 0: one shared head), with ``targets`` and ``targets_task_labels``, so
+    Avalanche's strategies and plugins (EWC, LwF, replay buffers, A-GEM) read it as they read theirs.
+    """
 
     def __init__(self, task: TaskData, index: int) -> None:
-        super().__init__(dataset=AvalancheDataset([TensorDataset(task.x, task.y)]), current_experience=index)
+        n = len(task.y)
+        dataset = TaskAwareSupervisedClassificationDataset(
+            [TensorDataset(task.x, task.y)],
+            data_attributes=[DataAttribute(task.y.tolist(), "targets"), TaskLabels(ConstantSequence(0, n))],
+        )
+        super().__init__(dataset=dataset, current_experience=index)
         self.task = task
 
 

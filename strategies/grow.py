@@ -3,35 +3,24 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Protocol
 
 import torch
 from torch import Tensor
 
+from plasticity_bench.importance import IMPORTANCES, Importance, importance
 from plasticity_bench.masks import MaskedLayer
 from plasticity_bench.options import Option
-from plasticity_bench.probes import Probe, activation_frequency, as_if_active_gradient, probe
+from plasticity_bench.probes import Probe, probe, probe_batch
 from plasticity_bench.seeding import generator
 from strategies.base import StrategyConfig, StructuralPlugin
 
 SEED_FRACTION = 0.1
 
-Selector = Callable[[Probe, int], Tensor]
-
-
-def activation_selector(p: Probe, layer: int) -> Tensor:
-    """Score ``s_j`` = activation frequency as if switched on, ``tau = 0.05`` (docs/protocol.md §4.1)."""
-    return activation_frequency(p.z[layer], p.activations[layer])
-
-
-def gradient_selector(p: Probe, layer: int) -> Tensor:
-    """GradMax-style score ``s_j = mean |dL/dz_j|`` as if active (LC26 App. B.4; docs/protocol.md §5.4)."""
-    return as_if_active_gradient(p.z[layer], p.grad_h[layer], p.activations[layer])
-
-
-SELECTORS: dict[str, Selector] = {"activation": activation_selector, "gradient": gradient_selector}
-SELECTOR = Option("selector", "str", "activation", "which score picks newborn units", tuple(SELECTORS))
+SELECTOR = Option(
+    "selector", "str", "activation", "which unit score picks newborn units (plasticity_bench.importance)",
+    tuple(IMPORTANCES),
+)  # fmt: skip
 
 
 class BirthIntervention(Protocol):
@@ -58,11 +47,13 @@ class GrowPlugin(StructuralPlugin):
     """Grow (docs/protocol.md §4.1): seed 10% of each masked layer, then add the top-k scored inactive units.
 
     Newborn units keep their weights (the initial draw, since inactive units get no gradient) and their
-    optimizer state (zero if never active); no rewind. Options: ``selector`` (``activation`` default,
-    ``gradient``), ``interventions`` (objects called at birth, docs/protocol.md §5).
+    optimizer state (zero if never active); no rewind. Options: ``selector``, the unit score that ranks
+    the inactive units (an :class:`~plasticity_bench.importance.Importance` or a built-in's name:
+    ``activation`` default, ``gradient`` for GradMax), ``interventions`` (objects called at birth,
+    docs/protocol.md §5).
 
     Raises:
-        ValueError: for an unknown selector.
+        ValueError: for an unknown selector name.
     """
 
     grows = True
@@ -70,23 +61,20 @@ class GrowPlugin(StructuralPlugin):
     def __init__(
         self,
         config: StrategyConfig,
-        selector: str = "activation",
+        selector: str | Importance = "activation",
         interventions: tuple[BirthIntervention, ...] = (),
     ) -> None:
         super().__init__(config)
         self.use_selector(selector)
         self.interventions = interventions
 
-    def use_selector(self, selector: str) -> None:
-        """Switch the unit selector (``activation`` or ``gradient``, e.g. for ``grow+gradmax``).
+    def use_selector(self, selector: str | Importance) -> None:
+        """Switch the unit score (e.g. ``gradient`` for ``grow+gradmax``, or a user's ``Importance``).
 
         Raises:
-            ValueError: for an unknown selector.
+            ValueError: for an unknown built-in name.
         """
-        if selector not in SELECTORS:
-            raise ValueError(f"unknown grow selector {selector!r}; choose one of {sorted(SELECTORS)}")
-        self.selector_name = selector
-        self.select = SELECTORS[selector]
+        self.selector = importance(selector, "grow selector") if isinstance(selector, str) else selector
 
     def setup(self, strategy: object) -> None:
         """Switch every unit off but a random seed of 10% (>= 1, <= target) per layer."""
@@ -99,15 +87,15 @@ class GrowPlugin(StructuralPlugin):
             layer.units.set_units(seed[:n_seed], True)
 
     def edit(self, strategy: object, cycle: int) -> None:
-        x, y = strategy.batches.batch(0)
-        p = probe(strategy.model, x, y if self.selector_name == "gradient" else None)
+        x, y = probe_batch(strategy)
+        p = probe(strategy.model, x, y if self.selector.needs_gradient else None)
         for layer in self.layers(strategy):
             inactive = layer.units.inactive()
             k = self.budget(layer, cycle, inactive.numel())
             if k == 0:
                 continue
             incumbents = layer.units.active()
-            newborn = top_units(inactive, self.select(p, layer.index)[inactive], k)
+            newborn = top_units(inactive, self.selector(layer, p)[inactive], k)
             layer.units.set_units(newborn, True)
             for intervention in self.interventions:
                 intervention.on_birth(strategy, layer, newborn, incumbents, p)

@@ -12,7 +12,13 @@ the modified one (docs/protocol.md §5). Options read from ``StrategyConfig.opti
   — §5.5. It leaves the plugins as they are: the runner asks :func:`activation_factory` for the model's
   activation, and the CLI asks :func:`preferred_lr` when the user gives no ``--lr``.
 
-All modifiers but ``rand_smooth_leaky`` apply to ``grow`` only.
+- the plasticity remedies ``l2_init``, ``shrink_perturb``, ``redo``, ``cbp`` (plugins added to the base's) and
+  ``crelu``, ``layernorm`` (model options, read by :func:`model_options`) — docs/protocol.md §14;
+- Avalanche's classic CL strategies ``ewc``, ``si``, ``lwf``, ``replay``, ``agem``
+  (:mod:`strategies.avalanche_cl`).
+
+Those and ``rand_smooth_leaky`` combine with any base (``grow+redo``, ``prune+ewc``); the others apply to
+``grow`` only. Each remedy and CL strategy is also a base strategy of its own (``redo`` = Dense + ReDo).
 """
 
 from __future__ import annotations
@@ -25,9 +31,11 @@ from functools import partial
 from avalanche.core import BasePlugin
 from torch import nn
 
-from plasticity_bench.activations import SMOOTH_LEAKY_DEFAULTS, SmoothLeakySettings, make_activation
+from plasticity_bench.activations import SMOOTH_LEAKY_DEFAULTS, CReLU, SmoothLeakySettings, make_activation
 from plasticity_bench.options import Option
+from strategies.avalanche_cl import AVALANCHE_STRATEGIES
 from strategies.base import StrategyConfig
+from strategies.cbp import CBP_DECAY, CBP_MATURITY, CBP_OPTIONS, CBP_RATE, ContinualBackpropPlugin
 from strategies.grow import BirthIntervention, GrowPlugin
 from strategies.interventions import (
     NET2WIDER_NOISE_OPTION,
@@ -36,6 +44,15 @@ from strategies.interventions import (
     MomentTransplant,
     Net2Wider,
     TwoSpeed,
+)
+from strategies.l2_init import L2_INIT_WEIGHT, L2InitPlugin
+from strategies.redo import REDO_EVERY, REDO_OPTIONS, REDO_TAU, ReDoPlugin
+from strategies.shrink_perturb import (
+    PERTURB,
+    PERTURB_NOISE,
+    SHRINK,
+    SHRINK_PERTURB_OPTIONS,
+    ShrinkPerturbPlugin,
 )
 
 Plugins = list[BasePlugin]
@@ -53,12 +70,15 @@ class Modifier:
     """A named modifier: ``apply(config, plugins) -> plugins`` for the base strategies in ``bases``.
 
     ``bases`` is ``None`` when the modifier combines with any base strategy; ``options`` are the run options
-    it reads (:mod:`plasticity_bench.options`). Calling the object applies it.
+    it reads (:mod:`plasticity_bench.options`); ``batchable`` is False when its runs cannot share a run-batch
+    (plugins that change the loss or the weights of one run in ways a stacked network does not replay).
+    Calling the object applies it.
     """
 
     apply: Callable[[StrategyConfig, Plugins], Plugins]
     bases: frozenset[str] | None = frozenset({"grow"})
     options: tuple[Option, ...] = ()
+    batchable: bool = True
 
     def __call__(self, config: StrategyConfig, plugins: Plugins) -> Plugins:
         return self.apply(config, plugins)
@@ -108,12 +128,57 @@ def _unchanged(config: StrategyConfig, plugins: Plugins) -> Plugins:
     return plugins
 
 
+def _adding(make: Callable[[StrategyConfig], BasePlugin]) -> Callable[[StrategyConfig, Plugins], Plugins]:
+    """A modifier's ``apply`` that adds ``make(config)`` after the base strategy's plugins."""
+    return lambda config, plugins: [*plugins, make(config)]
+
+
+def _remedy(make: Callable[[StrategyConfig], BasePlugin], options: tuple[Option, ...]) -> Modifier:
+    return Modifier(_adding(make), bases=None, options=options, batchable=False)
+
+
+def _l2_init(config: StrategyConfig) -> L2InitPlugin:
+    return L2InitPlugin(L2_INIT_WEIGHT.get(config.options))
+
+
+def _shrink_perturb(config: StrategyConfig) -> ShrinkPerturbPlugin:
+    o = config.options
+    return ShrinkPerturbPlugin(SHRINK.get(o), PERTURB.get(o), PERTURB_NOISE.get(o), config.seed)
+
+
+def _redo(config: StrategyConfig) -> ReDoPlugin:
+    return ReDoPlugin(config.seed, REDO_TAU.get(config.options), REDO_EVERY.get(config.options))
+
+
+def _cbp(config: StrategyConfig) -> ContinualBackpropPlugin:
+    o = config.options
+    return ContinualBackpropPlugin(config.seed, CBP_RATE.get(o), CBP_DECAY.get(o), CBP_MATURITY.get(o))
+
+
+def _avalanche(name: str) -> Modifier:
+    strategy = AVALANCHE_STRATEGIES[name]
+    return _remedy(lambda config: strategy.make(config.options), strategy.options)
+
+
+#: Model options (docs/protocol.md §14): the runner reads them through :func:`model_options`.
+MODEL_OPTIONS = ("crelu", "layernorm")
+#: Plasticity remedies and Avalanche CL strategies: modifiers of any base, and base strategies of their own.
+BASELINES: dict[str, Modifier] = {
+    "l2_init": _remedy(_l2_init, (L2_INIT_WEIGHT,)),
+    "shrink_perturb": _remedy(_shrink_perturb, SHRINK_PERTURB_OPTIONS),
+    "redo": _remedy(_redo, REDO_OPTIONS),
+    "cbp": _remedy(_cbp, CBP_OPTIONS),
+    **{name: Modifier(_unchanged, bases=None, batchable=False) for name in MODEL_OPTIONS},
+    **{name: _avalanche(name) for name in AVALANCHE_STRATEGIES},
+}
+
 MODIFIERS: dict[str, Modifier] = {
     "two_speed": _intervention(_two_speed, "two_speed", (TWO_SPEED_R_OPTION, TWO_SPEED_WINDOW_OPTION)),
     "moment_transplant": _intervention(lambda config: MomentTransplant(), "moment_transplant"),
     "net2wider": _intervention(_net2wider, "net2wider", (NET2WIDER_NOISE_OPTION,)),
     "gradmax": Modifier(_gradmax),
     "rand_smooth_leaky": Modifier(_unchanged, bases=None, options=(SMOOTH_LEAKY,)),
+    **BASELINES,
 }
 
 
@@ -165,6 +230,23 @@ def smooth_leaky_settings(scenario: str, override: dict[str, float] | None = Non
             f"{sorted(SMOOTH_LEAKY_DEFAULTS)}); give all of {fields} in options['smooth_leaky']"
         )
     return SmoothLeakySettings(**{k: float(v) for k, v in override.items()})
+
+
+def uses(config: StrategyConfig, part: str) -> bool:
+    """True when ``part`` is the strategy name's base or one of its modifiers (``crelu``, ``grow+crelu``)."""
+    return config.name.split("+")[0] == part or part in config.modifiers
+
+
+def model_options(config: StrategyConfig) -> dict[str, object]:
+    """Keyword arguments of :func:`~plasticity_bench.models.build_model` set by the strategy name:
+    ``hidden_activation=CReLU`` for ``crelu`` (the masked layers only; a conv trunk keeps its activation
+    [ours]) and ``layer_norm=True`` for ``layernorm`` (Kumar23 Sec. 5)."""
+    found: dict[str, object] = {}
+    if uses(config, "crelu"):
+        found["hidden_activation"] = CReLU
+    if uses(config, "layernorm"):
+        found["layer_norm"] = True
+    return found
 
 
 def uses_smooth_leaky(config: StrategyConfig) -> bool:

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from plasticity_bench.masks import MaskedLayer, reset_optimizer_state
+from plasticity_bench.importance import Importance, importance
+from plasticity_bench.masks import reset_optimizer_state
 from plasticity_bench.options import Option
+from plasticity_bench.probes import probe, probe_batch
 from strategies.base import StrategyConfig, StructuralPlugin
 from strategies.grow import top_units
 
@@ -16,29 +18,30 @@ REWIND = Option(
 )
 
 
-def magnitude_scores(layer: MaskedLayer) -> Tensor:
-    """Mean ``|fan-in weight|`` per unit, ``(d,)`` float32 (Linear: over inputs; Conv: C_in*kH*kW)."""
-    return layer.producer.weight.detach().abs().flatten(1).mean(1)
-
-
 class PrunePlugin(StructuralPlugin):
     """Prune (docs/protocol.md §4.2): at each cycle switch off the k active units of lowest magnitude score.
 
     ``rewind="imp"`` (default): after the mask update every parameter of the masked layers and of the
     layers reading them is reset to its value at initialisation (snapshot before the first update) and
     its optimizer state is zeroed [ours: state reset]. ``rewind="none"`` keeps the current weights.
+    ``score``: the unit score (an :class:`~plasticity_bench.importance.Importance` or a built-in's name;
+    default ``magnitude``, mean ``|fan-in weight|``); scores needing a probe are taken on the task's first
+    mini-batch.
 
     Raises:
-        ValueError: for an unknown rewind mode.
+        ValueError: for an unknown rewind mode or score name.
     """
 
     grows = False
 
-    def __init__(self, config: StrategyConfig, rewind: str = "imp") -> None:
+    def __init__(
+        self, config: StrategyConfig, rewind: str = "imp", score: str | Importance = "magnitude"
+    ) -> None:
         super().__init__(config)
         if rewind not in REWINDS:
             raise ValueError(f"unknown rewind {rewind!r}; choose one of {REWINDS}")
         self.rewind = rewind
+        self.score = importance(score, "prune score") if isinstance(score, str) else score
         self.initial: dict[nn.Parameter, Tensor] = {}
 
     def rewound_parameters(self, strategy: object) -> tuple[nn.Parameter, ...]:
@@ -50,12 +53,16 @@ class PrunePlugin(StructuralPlugin):
         self.initial = {p: p.detach().clone() for p in self.rewound_parameters(strategy)}
 
     def edit(self, strategy: object, cycle: int) -> None:
+        p = None
+        if self.score.needs_probe:
+            x, y = probe_batch(strategy)
+            p = probe(strategy.model, x, y if self.score.needs_gradient else None)
         for layer in self.layers(strategy):
             active = layer.units.active()
             k = self.budget(layer, cycle, active.numel() - 1)
             if k == 0:
                 continue
-            pruned = top_units(active, magnitude_scores(layer)[active], k, largest=False)
+            pruned = top_units(active, self.score(layer, p)[active], k, largest=False)
             layer.units.set_units(pruned, False)
             self.log_edit(strategy, cycle, layer, pruned)
         if self.rewind == "imp":

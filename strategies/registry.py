@@ -23,7 +23,7 @@ from plasticity_bench.options import Option
 from strategies.base import STRUCTURAL_OPTIONS, StrategyConfig, StructuralPlugin
 from strategies.dyno import DYNO_OPTIONS, dyno_plugin, reserve_factor
 from strategies.grow import SELECTOR, GrowPlugin
-from strategies.modifiers import MODIFIERS, check_modifiers
+from strategies.modifiers import BASELINES, MODIFIERS, check_modifiers
 from strategies.prune import REWIND, PrunePlugin
 
 PluginFactory = Callable[[StrategyConfig], BasePlugin | list[BasePlugin]]
@@ -37,7 +37,8 @@ class StrategyEntry:
     ``factory`` builds the plugins; ``structural`` is False for Dense (compactness does not apply);
     ``width_factor`` scales the model's hidden widths (DYNO's reserve); ``options`` are the run options the
     strategy reads (:mod:`plasticity_bench.options`); ``fixed_lr``: the strategy runs at the scenario's
-    learning rate only, even in an lr sweep (Dense in LC26 Table 14, docs/protocol.md §7).
+    learning rate only, even in an lr sweep (Dense in LC26 Table 14, docs/protocol.md §7); ``batchable``:
+    its runs may share a run-batch (docs/protocol.md §12).
     """
 
     factory: PluginFactory
@@ -45,6 +46,7 @@ class StrategyEntry:
     width_factor: Callable[[StrategyConfig], float] = lambda config: 1.0
     options: tuple[Option, ...] = ()
     fixed_lr: bool = False
+    batchable: bool = True
 
 
 def _dense(config: StrategyConfig) -> list[BasePlugin]:
@@ -59,15 +61,27 @@ def _prune(config: StrategyConfig) -> list[BasePlugin]:
     return [PrunePlugin(config, rewind=REWIND.get(config.options))]
 
 
+def _baseline(name: str) -> StrategyEntry:
+    """Dense with one baseline (a remedy or Avalanche CL strategy, docs/protocol.md §14): ``redo`` is
+    ``dense`` + ReDo; swept over the lr like every method but Dense."""
+    modifier = BASELINES[name]
+    return StrategyEntry(
+        lambda config: modifier(config, []), structural=False, options=modifier.options, batchable=False
+    )
+
+
 STRATEGIES: dict[str, StrategyEntry] = {
     "dense": StrategyEntry(_dense, structural=False, fixed_lr=True),
     "grow": StrategyEntry(_grow, options=(*STRUCTURAL_OPTIONS, SELECTOR)),
     "prune": StrategyEntry(_prune, options=(*STRUCTURAL_OPTIONS, REWIND)),
     # DYNO sizes itself by effective dimension: no compactness budget, so a sweep runs it once (c = 1.0).
     "dyno": StrategyEntry(dyno_plugin, structural=False, width_factor=reserve_factor, options=DYNO_OPTIONS),
+    **{name: _baseline(name) for name in BASELINES},
 }
 
-__all__ = ["MODIFIERS", "STRATEGIES", "build_plugins", "entry_for", "options_for", "plugin_reports"]
+__all__ = [
+    "MODIFIERS", "STRATEGIES", "batchable", "build_plugins", "entry_for", "options_for", "plugin_reports"
+]  # fmt: skip
 
 
 def is_user_plugin(name: str) -> bool:
@@ -136,6 +150,19 @@ def entry_for(name: str) -> StrategyEntry:
     except ValueError as err:
         raise ValueError(f"{err} (in strategy {name!r})") from err
     return STRATEGIES[base]
+
+
+def batchable(name: str) -> bool:
+    """True when runs of strategy ``name`` may share a run-batch: its base entry and every modifier allow it
+    (user plugins: yes, as before).
+
+    Raises:
+        ValueError: as :func:`entry_for`.
+    """
+    entry = entry_for(name)
+    if is_user_plugin(name):
+        return entry.batchable
+    return entry.batchable and all(MODIFIERS[mod].batchable for mod in split_name(name)[1])
 
 
 def options_for(name: str) -> tuple[Option, ...]:

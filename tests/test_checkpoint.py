@@ -25,22 +25,26 @@ def test_cumulative_accuracy_acc_and_taa() -> None:
         cumulative_accuracy([[0.5], []])
 
 
+class Oracle(torch.nn.Module):
+    """Classifies row ``i`` of a test set ``x = (i, task)`` as ``task`` when ``i < task``: accuracy task / 10
+    on 10 rows."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pred = torch.where(x[:, 0] < x[:, 1], x[:, 1], x[:, 1] + 1).long()
+        return torch.nn.functional.one_hot(pred, 20).float()
+
+
 class FakeStrategy:
-    """Stands in for OnlineStrategy: ``accuracy`` returns the test set's first label / 10."""
+    """Stands in for OnlineStrategy: its model's accuracy on task ``t``'s test set is ``t / 10``."""
 
     def __init__(self) -> None:
         self.experience = None
-        self.calls: list[int] = []
-
-    def accuracy(self, x: torch.Tensor, y: torch.Tensor) -> float:
-        self.calls.append(int(y[0]))
-        return int(y[0]) / 10
+        self.model, self.device, self.eval_mb_size = Oracle(), "cpu", 3
 
     def finish(self, metric: CheckpointAccuracy, task: int, with_test: bool = True) -> None:
-        y = torch.full((4,), task)
-        data = SimpleNamespace(
-            test_x=torch.zeros(4, 1) if with_test else None, test_y=y if with_test else None
-        )
+        y = torch.full((10,), task)
+        x = torch.stack([torch.arange(10.0), torch.full((10,), float(task))], 1)
+        data = SimpleNamespace(test_x=x if with_test else None, test_y=y if with_test else None)
         self.experience = SimpleNamespace(task=data, current_experience=task)
         metric.after_training_exp(self)
 
@@ -59,7 +63,7 @@ def test_checkpoint_rules(rule: str, rows: list[list[float]]) -> None:
         assert metric.summary() == pytest.approx({"acc": acc, "taa": taa})
         assert metric.per_task()["checkpoint_acc"] == pytest.approx(cumulative_accuracy(rows))
     else:
-        assert metric.summary() == {} and metric.per_task() == {} and strategy.calls == []
+        assert metric.summary() == {} and metric.per_task() == {} and metric.rows == []
 
 
 def test_tasks_without_test_split_add_no_checkpoint() -> None:

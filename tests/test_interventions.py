@@ -14,10 +14,11 @@ from torch import nn
 
 from plasticity_bench.activations import SMOOTH_LEAKY_DEFAULTS, RandSmoothLeaky
 from plasticity_bench.diagnostics import CohortDiagnostics
+from plasticity_bench.importance import ActivationFrequency, AsIfActiveGradient
 from plasticity_bench.models import MaskedNet
 from plasticity_bench.probes import probe
 from strategies.base import StrategyConfig
-from strategies.grow import GrowPlugin, activation_selector, gradient_selector
+from strategies.grow import GrowPlugin
 from strategies.interventions import MomentTransplant, Net2Wider, TwoSpeed, ranked_donors
 from strategies.modifiers import activation_factory, preferred_lr, smooth_leaky_settings
 from strategies.registry import build_plugins, entry_for
@@ -225,7 +226,7 @@ def test_gradmax_selector_picks_largest_gradient_units() -> None:
     set_mask(model, 0, [0, 1, 2])
     config = grow_config("grow+gradmax")
     grow = build_plugins(config)[0]
-    assert isinstance(grow, GrowPlugin) and grow.selector_name == "gradient"
+    assert isinstance(grow, GrowPlugin) and isinstance(grow.selector, AsIfActiveGradient)
     grow.targets = [5]
     grow.edit(fake_strategy(model, X, Y), cycle=config.cycles - 1)
     assert model.units[0].active().tolist() == [0, 1, 2, 3, 5]
@@ -318,11 +319,12 @@ def test_scores_are_deterministic_with_rand_smooth_leaky() -> None:
     p = probe(model, x, y)
     assert model.training
     incumbents = torch.arange(0, 256, 2)
-    for score in (activation_selector, gradient_selector):
-        first, second = score(p, 0), score(p, 0)
-        assert torch.equal(first, second)
     layer = model.masked_layers()[0]
+    for score in (ActivationFrequency(), AsIfActiveGradient()):
+        first, second = score(layer, p), score(layer, p)
+        assert torch.equal(first, second)
     assert torch.equal(ranked_donors(p, layer, incumbents), ranked_donors(p, layer, incumbents))
     # the eval-mode slope is what the scores use: equal to a probe of the model in eval mode
     model.eval()
-    assert torch.equal(activation_selector(probe(model, x, y), 0), activation_selector(p, 0))
+    score = ActivationFrequency()
+    assert torch.equal(score(layer, probe(model, x, y)), score(layer, p))

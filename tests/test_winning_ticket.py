@@ -93,7 +93,10 @@ def test_ticket_run_gets_no_strategy_plugin(data_root: Path, monkeypatch: pytest
     monkeypatch.setattr(runner, "train_on_stream", spy)
     execute(config(), data_root=data_root)
     assert len(seen) == 2 and "GrowPlugin" in seen[0]
-    assert seen[1] == ["TinyERPlugin"]  # the scenario's replay only: no strategy plugin
+    assert seen[1] == [
+        "PlasticityDiagnostics",
+        "TinyERPlugin",
+    ]  # the run's diagnostics and the scenario's replay
 
 
 def test_online_only_scenario_takes_delta_on_taoa(data_root: Path) -> None:

@@ -1,0 +1,52 @@
+"""ReDo: recycle tau-dormant units every F updates (Sokar, Agarwal, Castro & Evci 2023, Sec. 4, Alg. 1;
+docs/protocol.md §14)."""
+
+from __future__ import annotations
+
+from torch import Tensor
+
+from plasticity_bench.importance import Dormancy, Importance
+from plasticity_bench.masks import masked_layers_of
+from plasticity_bench.options import Option
+from plasticity_bench.probes import probe
+from strategies.resets import UnitResetPlugin
+
+REDO_TAU = Option("redo_tau", "float", 0.1, "ReDo: a unit is dormant when its score s_j <= tau", minimum=0.0)
+REDO_EVERY = Option("redo_every", "int", 1000, "ReDo: updates between dormant-unit recycling", minimum=1)
+REDO_OPTIONS = (REDO_TAU, REDO_EVERY)
+
+
+class ReDoPlugin(UnitResetPlugin):
+    """Every ``every`` updates, score the active units of every masked layer on the mini-batch just
+    trained on with ``score`` (default :class:`~plasticity_bench.importance.Dormancy`, Sokar et al.
+    Eq. 1) and reset those with score ``<= tau``: fan-in redrawn from the init distribution, fan-out zero,
+    their optimizer moments zero (Sokar et al. Sec. 4). Units masked off are never reset.
+
+    Defaults: ``tau = 0.1`` (the threshold Sokar et al. use with ReDo and LoP's ReDo configuration),
+    ``every = 1000`` updates (Sokar et al.'s recycling period).
+    """
+
+    name = "redo"
+
+    def __init__(
+        self, seed: int, tau: float = 0.1, every: int = 1000, score: Importance | None = None
+    ) -> None:
+        super().__init__(seed)
+        self.tau, self.every = tau, every
+        self.score = score or Dormancy()
+
+    def dormant(self, strategy: object, x: Tensor) -> list[Tensor]:
+        """The tau-dormant active units of every masked layer on the batch ``x`` (int64 indices)."""
+        p = probe(strategy.model, x)
+        found = []
+        for layer in masked_layers_of(strategy.model):
+            active = layer.units.active()
+            found.append(active[self.score(layer, p)[active] <= self.tau])
+        return found
+
+    def after_update(self, strategy: object, **kwargs: object) -> None:
+        self.updates += 1
+        if self.updates % self.every:
+            return
+        for layer, units in zip(masked_layers_of(strategy.model), self.dormant(strategy, strategy.mb_x)):
+            self.reset(strategy, layer, units)

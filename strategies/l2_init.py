@@ -54,13 +54,10 @@ class L2InitPlugin(SupervisedPlugin):
 
     def after_backward(self, strategy: object, **kwargs: object) -> None:
         with torch.no_grad():
-            for param in self.params:
+            for param, initial in zip(self.params, self.initial):
                 if param.grad is None:
                     param.grad = torch.zeros_like(param)
-            grads = [p.grad for p in self.params]
-            torch._foreach_add_(
-                grads, torch._foreach_sub([p.detach() for p in self.params], self.initial), alpha=self.weight
-            )
+                param.grad.add_(param - initial, alpha=self.weight)
             for layer in masked_layers_of(strategy.model):
                 inactive = layer.units.inactive()
                 if inactive.numel():

@@ -38,8 +38,8 @@ def shrink_perturb(params: list[nn.Parameter], shrink: float, perturb: float, no
     """In place ``theta <- shrink * theta + perturb * noise`` for every parameter (``noise`` aligned with
     ``params``, same shapes)."""
     with torch.no_grad():
-        torch._foreach_mul_(params, shrink)
-        torch._foreach_add_(params, noise, alpha=perturb)
+        for param, eps in zip(params, noise, strict=True):
+            param.mul_(shrink).add_(eps, alpha=perturb)
 
 
 class ShrinkPerturbPlugin(SupervisedPlugin):

@@ -13,7 +13,8 @@ scenario's *checkpoint rule*:
 - ``none``: no checkpoint metric (online-only streams without a test split: Permuted / Random-Label).
 
 Avalanche's eval streams do not fit here: they go through per-sample dataloaders and task labels, while
-the tasks' test tensors are already in memory; the metric calls ``OnlineStrategy.accuracy`` instead.
+the tasks' test tensors are already in memory; the metric calls
+:func:`~plasticity_bench.training.model_accuracy` on the strategy's model instead.
 """
 
 from __future__ import annotations

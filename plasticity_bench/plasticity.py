@@ -57,9 +57,8 @@ def layer_diagnostics(model: nn.Module, x: Tensor, tau: float = DORMANT_TAU) -> 
     rows = []
     for layer in masked_layers_of(model):
         active = layer.units.active()
-        h = unit_output(p.z[layer.index], p.activations[layer.index])[:, active.to(p.z[layer.index].device)]
-        h = h.flatten(1) if h.dim() == 2 else h.transpose(0, 1).flatten(1).T
-        weights = layer.producer.weight.detach()[active.to(layer.producer.weight.device)]
+        h = unit_output(p.z[layer.index], p.activations[layer.index])[:, active]  # (B, n_active): Linear
+        weights = layer.producer.weight.detach()[active]
         rows.append(
             {
                 "layer": layer.index,

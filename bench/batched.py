@@ -12,8 +12,14 @@ and the bench prints run-steps per second of both and their ratio. Stream buildi
 assembly are inside both timings. The sequential rate is measured on ``min(R, --seq-cap)`` runs (it is
 per run, so it does not depend on R). Targets: CPU, R = 16 >= 1.0x; GPU, R = 64 >= 30x.
 
+It then projects the Permuted-MNIST part of ``--grid`` (default the LC26 Table 14 sweep file, at full
+length) from the MLP rates: one run after another, and cut into run-batches of at most the largest ``R``
+measured, each batch at the rate of the largest measured ``R`` it reaches (smaller ones at the sequential
+rate). The projection assumes Dense's cost per update (structural edits happen at task boundaries only).
+GPU target: under 2 hours.
+
 Usage: ``python bench/batched.py [--device cpu|cuda] [--runs 1,4,16,64] [--tasks 1] [--steps 40]
-[--nets mlp,convnet] [--seq-cap 8]``.
+[--nets mlp,convnet] [--seq-cap 8] [--grid sweeps/lc26_table14.yaml]``.
 """
 
 from __future__ import annotations
@@ -27,11 +33,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from plasticity_bench.batched import execute_batch
+from plasticity_bench.batched import execute_batch, plan_batches
+from plasticity_bench.cli import plan
+from plasticity_bench.estimate import updates
 from plasticity_bench.runner import RunConfig, execute, expand, sweep_base
+from plasticity_bench.sweepfile import load_sweep
 from scenarios.registry import SCENARIOS
 
 NETS = {"mlp": "permuted_mnist@mnist5k", "convnet": "random_label_cifar"}
+GRID = Path(__file__).resolve().parents[1] / "sweeps" / "lc26_table14.yaml"
 
 
 def configs(scenario: str, runs: int, tasks: int, steps: int, device: str) -> list[RunConfig]:
@@ -63,6 +73,23 @@ def cifar_root() -> Path:
     return root
 
 
+def project_grid(grid: Path, device: str, sequential: float, batched: dict[int, float]) -> None:
+    """Print the hours the Permuted-MNIST runs of ``grid`` take at the measured MLP rates (run-steps/s)."""
+    configs = [
+        c for c in plan(load_sweep(grid), torch.device(device).type, 1)[0] if c.scenario == "permuted_mnist"
+    ]
+    total = sum(updates(c) for c in configs)
+    seconds = 0.0
+    for batch in plan_batches(configs, max(batched)):
+        reached = [r for r in batched if r <= len(batch)]
+        seconds += len(batch) * updates(batch[0]) / (batched[max(reached)] if reached else sequential)
+    print(
+        f"\nPermuted-MNIST grid of {grid.name}: {len(configs)} runs, {total:,} updates at full length\n"
+        f"  one after another: {total / sequential / 3600:,.1f} h\n"
+        f"  run-batched (--batch-runs {max(batched)}): {seconds / 3600:,.1f} h"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--device", default="cpu")
@@ -71,6 +98,9 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--nets", default="mlp,convnet")
     parser.add_argument("--seq-cap", type=int, default=8, help="most runs timed one after another")
+    parser.add_argument(
+        "--grid", type=Path, default=GRID, help="sweep file whose Permuted-MNIST runs to project"
+    )
     args = parser.parse_args()
     torch.set_num_threads(1)
     counts = [int(r) for r in args.runs.split(",")]
@@ -83,6 +113,7 @@ def main() -> None:
         execute_batch(
             configs(scenario, 2, 1, 2, args.device), root, args.device
         )  # warm-up (imports, kernels)
+        rates: dict[int, float] = {}
         for runs in counts:
             todo = configs(scenario, runs, args.tasks, args.steps, args.device)
             seq = todo[: min(runs, args.seq_cap)]
@@ -91,6 +122,11 @@ def main() -> None:
             )
             batched = rate(lambda t=todo, d=root: execute_batch(t, d, args.device), runs, steps, args.device)
             print(f"{net:8} {runs:>4} {sequential:>23.0f} {batched:>20.0f} {batched / sequential:>6.2f}x")
+            rates[runs] = batched
+        if net == "mlp":
+            mlp = (sequential, rates)
+    if "mlp" in args.nets.split(","):
+        project_grid(args.grid, args.device, *mlp)
 
 
 if __name__ == "__main__":

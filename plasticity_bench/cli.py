@@ -220,6 +220,8 @@ def execute_sweep(
         console.print(f"{len(outcome.by_others)} runs were computed meanwhile by another sweep on {out}")
     for config, error in outcome.failed:
         console.print(f"[red]run failed:[/red] {describe(config)}: {error}", highlight=False, soft_wrap=True)
+    for line in settings.recording.where() if todo else []:
+        console.print(f"logs, {line}", highlight=False, soft_wrap=True)
     return outcome
 
 

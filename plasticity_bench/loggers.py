@@ -107,6 +107,17 @@ class Recording:
         if self.loggers and self.log_dir is None:
             raise ValueError("loggers need a log folder")
 
+    def where(self) -> list[str]:
+        """One line per logger: where its runs are and the command that shows or uploads them."""
+        root = Path(self.log_dir or ".")
+        hints = {
+            "tensorboard": f"tensorboard: tensorboard --logdir {root / 'tensorboard'}",
+            "wandb": f"wandb ({os.environ.get('WANDB_MODE', 'offline')}): wandb sync "
+            f"{root / 'wandb' / 'wandb'}/offline-run-*",
+            "csv": f"csv: {root / 'csv'}/*.csv (metric,x,value rows)",
+        }
+        return [hints[name] for name in self.loggers]
+
     @contextmanager
     def logging(self, config: dict[str, Any]) -> Iterator[list[BaseLogger]]:
         """The loggers of one run (a fresh logger run each, named by :func:`run_name`), closed on exit."""
@@ -137,7 +148,8 @@ class WandbLogger(BaseLogger):
 
     Ours rather than Avalanche's ``WandBLogger``, which calls APIs that recent wandb releases removed
     (``wandb.util.generate_id``, ``wandb.viz``). ``mode``: ``offline`` (default; ``wandb sync`` uploads
-    later) or ``online``.
+    later) or ``online``. wandb's own console output (about 25 lines per run) is off unless ``WANDB_SILENT``
+    is set; :meth:`Recording.where` tells the user where the runs are and how to upload them.
     """
 
     def __init__(self, folder: Path, config: dict[str, Any], mode: str) -> None:
@@ -148,6 +160,7 @@ class WandbLogger(BaseLogger):
         self.run = wandb.init(
             project=WANDB_PROJECT, name=run_name(config), id=run_key(config)[:16], dir=folder, config=config,
             mode=mode, reinit="finish_previous",
+            settings=wandb.Settings(silent="WANDB_SILENT" not in os.environ),
         )  # fmt: skip
         self.run.define_metric("updates")
         self.run.define_metric("*", step_metric="updates")

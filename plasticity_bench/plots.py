@@ -33,6 +33,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 from scipy import stats
 
 from plasticity_bench.leaderboard import aggregate, attach_reference, primary_metric, row_records
@@ -95,16 +96,20 @@ def _style(i: int) -> dict[str, Any]:
 
 
 def _line(
-    ax: Any, x: np.ndarray, values: np.ndarray, label: str, i: int, scale: float = 100.0, stairs: bool = False
+    ax: Any, x: np.ndarray, values: np.ndarray, label: str, i: int, percent: bool = True, stairs: bool = False
 ) -> None:
-    """Mean of ``values`` ``(seeds, points)`` times ``scale`` against ``x``, with its 95% band; ``stairs``:
-    a value holds until the next x."""
+    """Mean of ``values`` ``(seeds, points)`` against ``x``, with its 95% band; ``percent``: the values are
+    fractions, drawn in percent with the band cut to [0, 100] (a t-interval of few seeds can pass the
+    bounds); ``stairs``: a value holds until the next x."""
     mean, half = mean_band(values)
+    scale = 100.0 if percent else 1.0
     style = _style(i)
     draw = {"drawstyle": "steps-post"} if stairs else {}
     ax.plot(x, mean * scale, label=label, linewidth=1.2, **style, **draw)
     if np.isfinite(half).any():
         low, high = (mean - half) * scale, (mean + half) * scale
+        if percent:
+            low, high = np.clip(low, 0.0, 100.0), np.clip(high, 0.0, 100.0)
         ax.fill_between(x, low, high, color=style["color"], alpha=0.2, lw=0, step="post" if stairs else None)
 
 
@@ -118,6 +123,12 @@ def _figure(title: str, panels: int = 1) -> tuple[Figure, list[Any]]:
     fig, axes = plt.subplots(1, panels, figsize=(6.4 * panels, 4.0), squeeze=False)
     fig.suptitle(title)
     return fig, list(axes[0])
+
+
+def _task_axis(ax: Any, ylabel: str) -> None:
+    """An x axis of task numbers (integer ticks only) and ``ylabel``."""
+    ax.set(xlabel="task", ylabel=ylabel)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
 
 
 def _finish(fig: Figure, axes: list[Any]) -> Figure:
@@ -155,7 +166,7 @@ def task_accuracy(groups: list[Group], scenario: str) -> Figure | None:
     for i, group in enumerate(groups):
         values = _stack([r["per_task"]["online_acc"] for r in group.records])
         _line(axes[0], np.arange(1, values.shape[1] + 1), values, group.label, i)
-    axes[0].set(xlabel="task", ylabel="task online accuracy (%)")
+    _task_axis(axes[0], "task online accuracy (%)")
     return _finish(fig, axes)
 
 
@@ -184,7 +195,7 @@ def active_units(groups: list[Group], scenario: str) -> Figure | None:
                 for r in group.records
             ]
             values = _stack(per_task)
-            _line(ax, np.arange(values.shape[1]) * steps, values, group.label, i, scale=1.0, stairs=True)
+            _line(ax, np.arange(values.shape[1]) * steps, values, group.label, i, percent=False, stairs=True)
     for layer, ax in enumerate(axes):
         ax.set(title=f"layer {layer}", xlabel="updates", ylabel="active units")
     return _finish(fig, axes)
@@ -207,7 +218,7 @@ def cohort_parity(groups: list[Group], scenario: str) -> Figure | None:
             per_seed = [_parity_by_age(r.get("diagnostics", []), kind) for r in group.records]
             ages = sorted(set().union(*per_seed))
             values = np.array([[seed.get(a, math.nan) for a in ages] for seed in per_seed], dtype=float)
-            _line(ax, np.array(ages), values, group.label, i, scale=1.0)
+            _line(ax, np.array(ages), values, group.label, i, percent=False)
     for ax, kind in zip(axes, ("activation", "gradient")):
         ax.axhline(0.0, color="grey", linewidth=0.8)
         ax.set(xlabel="updates after the edit", ylabel=f"{kind} log-parity (A vs B)", title=kind)
@@ -283,11 +294,11 @@ def plasticity(groups: list[Group], scenario: str) -> Figure | None:
         frames = [pd.DataFrame(r["plasticity"]).groupby("task")[fields].mean() for r in group.records]
         for ax, field in zip(axes, PLASTICITY_FIELDS):
             values = _stack([f[field].tolist() for f in frames])
-            scale = 100.0 if field == "dormant_fraction" else 1.0
-            _line(ax, np.arange(1, values.shape[1] + 1), values, group.label, i, scale=scale)
+            percent = field == "dormant_fraction"
+            _line(ax, np.arange(1, values.shape[1] + 1), values, group.label, i, percent=percent)
     for ax, field in zip(axes, PLASTICITY_FIELDS):
         unit = " (%)" if field == "dormant_fraction" else ""
-        ax.set(xlabel="task", ylabel=field.replace("_", " ") + unit)
+        _task_axis(ax, field.replace("_", " ") + unit)
     return _finish(fig, axes)
 
 

@@ -25,7 +25,7 @@ from plasticity_bench.leaderboard import aggregate, to_markdown
 from plasticity_bench.loggers import Recording, parse_loggers, run_name
 from plasticity_bench.masks import masks_from_indices, unit_indices
 from plasticity_bench.metrics import binned
-from plasticity_bench.plots import FIGURES, groups_of, mean_band, write_figures
+from plasticity_bench.plots import FIGURES, Group, groups_of, mean_band, write_figures
 from plasticity_bench.progress import ProgressLines, duration
 from plasticity_bench.report import render_report
 from plasticity_bench.runner import execute, expand, retrain_ticket, sweep_base
@@ -151,6 +151,17 @@ def test_every_plot_function_draws_from_fixture_records(
         assert path.stat().st_size > 5000 and (head.startswith(b"\x89PNG") or b"<?xml" in head)
 
 
+def test_percent_bands_stay_in_bounds_and_task_axes_have_whole_ticks() -> None:
+    """Two seeds at 2% and 98%: the t-band (mean 50 +- 610 points) is drawn inside [0, 100]."""
+    records = [{"per_task": {"online_acc": [acc, acc, acc]}} for acc in (0.02, 0.98)]
+    fig = FIGURES["task_accuracy"]([Group("grow", records, {})], "permuted_mnist")
+    (band,) = fig.axes[0].collections
+    y = np.concatenate([path.vertices[:, 1] for path in band.get_paths()])
+    assert y.min() == 0.0 and y.max() == 100.0
+    ticks = fig.axes[0].xaxis.get_major_locator().tick_values(1, 3)
+    assert all(float(t).is_integer() for t in ticks)
+
+
 def test_mean_band_is_the_student_t_interval() -> None:
     mean, half = mean_band(np.array([[0.0, 1.0], [2.0, 1.0], [4.0, 1.0]]))
     assert mean.tolist() == [2.0, 1.0]
@@ -193,6 +204,7 @@ def test_cli_plot_and_report(data_root: Path, tmp_path: Path) -> None:
     )
     assert ran.exit_code == 0, ran.output
     assert len(list((out / "logs" / "csv").glob("*.csv"))) == 6
+    assert f"logs, csv: {out / 'logs' / 'csv'}/*.csv" in ran.output
     plotted = CliRunner().invoke(app, ["plot", str(out)])
     assert plotted.exit_code == 0, plotted.output
     assert (out / "figures" / "permuted_mnist_online_accuracy.svg").is_file()
@@ -274,10 +286,14 @@ def test_wandb_logger_logs_against_updates_offline(
     runs: list[FakeWandbRun] = []
     monkeypatch.setattr(wandb, "init", lambda **kw: runs.append(FakeWandbRun(**kw)) or runs[-1])
     monkeypatch.delenv("WANDB_MODE", raising=False)
+    monkeypatch.delenv("WANDB_SILENT", raising=False)
     config = configs(["grow"], [0], {"diag_every": 4})[0]
-    record = execute(config, data_root, recording=Recording(loggers=("wandb",), log_dir=tmp_path))
+    recording = Recording(loggers=("wandb",), log_dir=tmp_path)
+    record = execute(config, data_root, recording=recording)
     (run,) = runs
     assert run.init["mode"] == "offline" and run.init["name"] == run_name(config.as_dict())
+    assert run.init["settings"].silent, "wandb's ~25 console lines per run are off by default"
+    assert recording.where() == [f"wandb (offline): wandb sync {tmp_path / 'wandb' / 'wandb'}/offline-run-*"]
     assert ("*", {"step_metric": "updates"}) in run.metrics and run.finished
     taoa = [v for v in run.logged if "TAOA" in v]
     assert [v["updates"] for v in taoa] == [STEPS, 2 * STEPS, 3 * STEPS]

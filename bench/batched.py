@@ -64,11 +64,11 @@ def rate(run, n_runs: int, steps: int, device: str) -> float:
     return n_runs * steps / (time.perf_counter() - start)
 
 
-def cifar_root() -> Path:
+def write_cifar(root: Path) -> Path:
+    """CIFAR-10 files in the real pickle format (random pixels) under ``root``; returns ``root``."""
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
     from scenario_data import write_cifar10
 
-    root = Path(tempfile.mkdtemp(prefix="bench-cifar-"))
     write_cifar10(root, np.random.default_rng(0))
     return root
 
@@ -90,6 +90,24 @@ def project_grid(grid: Path, device: str, sequential: float, batched: dict[int, 
     )
 
 
+def measure(
+    net: str, counts: list[int], args: argparse.Namespace, root: Path | None
+) -> tuple[float, dict[int, float]]:
+    """Print and return the sequential run-steps/s (of the last ``R``) and the batched one per ``R``."""
+    scenario, steps = NETS[net], args.tasks * args.steps
+    execute_batch(configs(scenario, 2, 1, 2, args.device), root, args.device)  # warm-up (imports, kernels)
+    rates: dict[int, float] = {}
+    for runs in counts:
+        todo = configs(scenario, runs, args.tasks, args.steps, args.device)
+        seq = todo[: min(runs, args.seq_cap)]
+        sequential = rate(
+            lambda s=seq: [execute(c, root, args.device) for c in s], len(seq), steps, args.device
+        )
+        rates[runs] = rate(lambda t=todo: execute_batch(t, root, args.device), runs, steps, args.device)
+        print(f"{net:8} {runs:>4} {sequential:>23.0f} {rates[runs]:>20.0f} {rates[runs] / sequential:>6.2f}x")
+    return sequential, rates
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--device", default="cpu")
@@ -104,29 +122,16 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     counts = [int(r) for r in args.runs.split(",")]
-    steps = args.tasks * args.steps
     print(f"device {args.device}, {args.tasks} task(s) x {args.steps} steps, Dense, one torch thread")
     print(f"{'net':8} {'R':>4} {'sequential run-steps/s':>23} {'batched run-steps/s':>20} {'ratio':>7}")
-    for net in args.nets.split(","):
-        root = cifar_root() if net == "convnet" else None
-        scenario = NETS[net]
-        execute_batch(
-            configs(scenario, 2, 1, 2, args.device), root, args.device
-        )  # warm-up (imports, kernels)
-        rates: dict[int, float] = {}
-        for runs in counts:
-            todo = configs(scenario, runs, args.tasks, args.steps, args.device)
-            seq = todo[: min(runs, args.seq_cap)]
-            sequential = rate(
-                lambda s=seq, d=root: [execute(c, d, args.device) for c in s], len(seq), steps, args.device
-            )
-            batched = rate(lambda t=todo, d=root: execute_batch(t, d, args.device), runs, steps, args.device)
-            print(f"{net:8} {runs:>4} {sequential:>23.0f} {batched:>20.0f} {batched / sequential:>6.2f}x")
-            rates[runs] = batched
-        if net == "mlp":
-            mlp = (sequential, rates)
-    if "mlp" in args.nets.split(","):
-        project_grid(args.grid, args.device, *mlp)
+    nets = args.nets.split(",")
+    with tempfile.TemporaryDirectory(prefix="bench-cifar-") as folder:
+        measured = {
+            net: measure(net, counts, args, write_cifar(Path(folder)) if net == "convnet" else None)
+            for net in nets
+        }
+    if "mlp" in measured:
+        project_grid(args.grid, args.device, *measured["mlp"])
 
 
 if __name__ == "__main__":

@@ -133,16 +133,16 @@ def main() -> None:
     # Avalanche Naive runs whole epochs: every length is a whole number of epochs.
     epoch = len(data.x) // BATCH
     short = max(1, round(args.steps / epoch)) * epoch
-    log_dir = Path(tempfile.mkdtemp(prefix="bench-loggers-"))
-    loops = {
-        "bare": bare_loop, "avalanche": avalanche_naive, "ours": ours,
-        "ours+loggers": functools.partial(ours, log_dir=log_dir),
-    }  # fmt: skip
-    best = {(name, n): float("inf") for name in loops for n in (short, 3 * short)}
-    for _ in range(args.repeats):
-        for name, loop in loops.items():
-            for n in (short, 3 * short):
-                best[name, n] = min(best[name, n], n * time_loop(loop, data, n, args.device))
+    with tempfile.TemporaryDirectory(prefix="bench-loggers-") as log_dir:
+        loops = {
+            "bare": bare_loop, "avalanche": avalanche_naive, "ours": ours,
+            "ours+loggers": functools.partial(ours, log_dir=Path(log_dir)),
+        }  # fmt: skip
+        best = {(name, n): float("inf") for name in loops for n in (short, 3 * short)}
+        for _ in range(args.repeats):
+            for name, loop in loops.items():
+                for n in (short, 3 * short):
+                    best[name, n] = min(best[name, n], n * time_loop(loop, data, n, args.device))
     per_step = {name: (best[name, 3 * short] - best[name, short]) / (2 * short) for name in loops}
     threads = torch.get_num_threads()
     print(f"device={args.device} threads={threads} steps={short}/{3 * short} batch={BATCH} model=mlp")

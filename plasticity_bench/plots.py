@@ -178,27 +178,31 @@ def active_units(groups: list[Group], scenario: str) -> Figure | None:
     layers = len(moving[0].records[0]["per_task"]["final_active_units"])
     fig, axes = _figure(f"{scenario}: active units per layer", layers)
     for i, group in enumerate(moving):
-        steps = group.records[0]["config"]["steps_per_task"]
+        draw = _dyno_widths if "dyno" in group.records[0] else _task_widths
         for layer, ax in enumerate(axes):
-            if "dyno" in group.records[0]:
-                for r, record in enumerate(group.records):
-                    widths = record["dyno"]["active_width"]
-                    x = [w["step"] for w in widths] + [record["config"]["tasks"] * steps]
-                    y = [w["widths"][layer] for w in widths] + [widths[-1]["widths"][layer]]
-                    ax.step(x, y, where="post", label=group.label if r == 0 else None, **_style(i))
-                continue
-            per_task = [
-                [
-                    *(t[layer] for t in r["per_task"]["active_units"]),
-                    r["per_task"]["final_active_units"][layer],
-                ]
-                for r in group.records
-            ]
-            values = _stack(per_task)
-            _line(ax, np.arange(values.shape[1]) * steps, values, group.label, i, percent=False, stairs=True)
+            draw(ax, group, layer, i)
     for layer, ax in enumerate(axes):
         ax.set(title=f"layer {layer}", xlabel="updates", ylabel="active units")
     return _finish(fig, axes)
+
+
+def _dyno_widths(ax: Any, group: Group, layer: int, i: int) -> None:
+    """Each seed's DYNO width of ``layer`` as steps at its width changes (seeds change at different steps)."""
+    for r, record in enumerate(group.records):
+        widths = record["dyno"]["active_width"]
+        x = [w["step"] for w in widths] + [record["config"]["tasks"] * record["config"]["steps_per_task"]]
+        y = [w["widths"][layer] for w in widths] + [widths[-1]["widths"][layer]]
+        ax.step(x, y, where="post", label=group.label if r == 0 else None, **_style(i))
+
+
+def _task_widths(ax: Any, group: Group, layer: int, i: int) -> None:
+    """Active units of ``layer`` after each task's edit and at the end: mean and band over seeds (stairs)."""
+    values = _stack(
+        [[*(t[layer] for t in r["per_task"]["active_units"]), r["per_task"]["final_active_units"][layer]]
+         for r in group.records]
+    )  # fmt: skip
+    steps = group.records[0]["config"]["steps_per_task"]
+    _line(ax, np.arange(values.shape[1]) * steps, values, group.label, i, percent=False, stairs=True)
 
 
 def _changes_width(group: Group) -> bool:

@@ -59,9 +59,12 @@ class ProgressLines:
             self.last = now
             self.console.print(self.line(now), highlight=False, soft_wrap=True)
 
+    def rate(self, now: float) -> float:
+        """Work done per second since the start."""
+        return self.done / max(now - self.start, 1e-9)
+
     def line(self, now: float) -> str:
-        elapsed = max(now - self.start, 1e-9)
-        rate = self.done / elapsed
+        rate = self.rate(now)
         share = f" ({100 * self.done / self.total:.0f}%)" if self.total else ""
         left = f"ETA {duration((self.total - self.done) / rate)}" if rate > 0 else "ETA unknown"
         work = f"{self.done:,.0f}/{self.total:,.0f} {self.unit}{share}"
@@ -71,9 +74,9 @@ class ProgressLines:
         return self
 
     def __exit__(self, kind: type | None, error: BaseException | None, trace: TracebackType | None) -> None:
-        elapsed = self.clock() - self.start
-        rate = self.done / max(elapsed, 1e-9)
-        summary = f"{self.done:,.0f} {self.unit} in {duration(elapsed)} ({rate:,.1f} {self.unit}/s)"
+        now = self.clock()
+        took, rate = duration(now - self.start), self.rate(now)
+        summary = f"{self.done:,.0f} {self.unit} in {took} ({rate:,.1f} {self.unit}/s)"
         self.console.print(f"{self.label} | finished: {summary}", highlight=False, soft_wrap=True)
 
 

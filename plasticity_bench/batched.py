@@ -57,6 +57,7 @@ from plasticity_bench.training import (
     NOOP_PLUGIN_BASES,
     TensorBatches,
     handles,
+    online_accuracy,
     overrides,
 )
 from scenarios.registry import ScenarioSpec
@@ -208,6 +209,7 @@ class RunView:
         self.batches: TensorBatches | None = None
         self.online_acc_host: Any = None
         self.is_training = True
+        self.current_rows: int | None = None
         self._mbatch: list[Tensor] | None = None
 
     @property
@@ -346,6 +348,8 @@ class BatchedTrainer:
             self.step = step
             self.x, self.y = self._gather(index[step])
             if restack:
+                for view in self.views:
+                    view.current_rows = None
                 self._call(hooks["before_training_iteration"])
                 self._call(hooks["before_forward"])
                 self._restack()
@@ -359,7 +363,7 @@ class BatchedTrainer:
                 self.losses = losses.view(len(self.runs), -1).mean(1)
                 self._call(hooks["before_backward"])
                 self.losses.sum().backward()
-            acc[:, step] = (self.out.detach().argmax(-1) == self.y).float().mean(1)
+            acc[:, step] = self._online_accuracy(restack)
             if share_grads:
                 self.net.share_grads()
             self._call(hooks["after_backward"])
@@ -368,6 +372,14 @@ class BatchedTrainer:
             self._call(hooks["after_update"])
             self._call(hooks["after_training_iteration"])
         return acc
+
+    def _online_accuracy(self, restacked: bool) -> Tensor:
+        """Every run's online accuracy of this step, ``(R,)``, over the current-task rows each run's plugins
+        named (``RunView.current_rows``; all rows when none did)."""
+        rows = [view.current_rows for view in self.views] if restacked else [None]
+        if len(set(rows)) == 1:
+            return online_accuracy(self.out, self.y, rows[0])
+        return torch.stack([online_accuracy(o, y, n) for o, y, n in zip(self.out, self.y, rows)])
 
     def _forward_backward_by_run(self) -> None:
         """Per-run kernels with no hook between forward and backward: each run's forward and backward in

@@ -63,33 +63,61 @@ def unit_targets(widths: list[int], fan_in: list[int], c: float, schedule: str =
     return [min(d, max(1, round(b * scale * d))) for b, d in zip(bias, widths)]
 
 
-def edit_count(remaining: int, cycle: int, cycles: int, available: int) -> int:
-    """Units to edit in one layer at cycle ``cycle`` (0-based) of ``cycles`` (docs/protocol.md §3).
+#: Where the T cycles' edits go (docs/protocol.md §3): ``exit`` (default) edits at the end of cycles 1..T-1
+#: (LC26 B.3.1: Exit is "the end-of-cycle checkpoint at which prune decisions are made"; eq. 23 counts
+#: t = 1..T), so no edit happens before the network has trained and the last cycle trains at target;
+#: ``step0`` is the placement of results protocol 2: edit 0 before the first update, t counted from 0.
+EDIT_PLACEMENTS = ("exit", "step0")
 
-    ``k = min(q, ceil(q / max(1, T - t)), available)`` with ``q`` = |target - active|. With ``t``
-    counted from 0 the last cycle (``t = T - 1``) edits all that remains, so every layer is exactly at
-    target after the last cycle.
+
+def edit_count(remaining: int, cycle: int, cycles: int, available: int) -> int:
+    """Units to edit in one layer at cycle ``t = cycle`` of ``T = cycles`` (LC26 eq. 23; docs/protocol.md §3).
+
+    ``k = min(q, ceil(q / max(1, T - t)), available)`` with ``q`` = |target - active|. Under the ``exit``
+    placement ``t`` runs from 1 as in eq. 23, so the edit at the end of cycle ``T - 1`` takes all that
+    remains and cycle ``T`` trains at target; under ``step0`` it runs from 0 and the last edit (``t = T -
+    1``) reaches the target.
     """
     if remaining <= 0:
         return 0
     return min(remaining, math.ceil(remaining / max(1, cycles - cycle)), available)
 
 
-def edit_tasks(n_tasks: int, cycles: int, edit_every_tasks: int | None = None) -> list[int]:
-    """Task indices at whose start a structural edit happens (docs/protocol.md §3, [ours]).
+def edit_schedule(
+    n_tasks: int, cycles: int, edit_every_tasks: int | None = None, placement: str = "exit"
+) -> list[tuple[int, int]]:
+    """``(task, t)`` of every structural edit: the edit with cycle number ``t`` happens at the start of task
+    ``task``, before that task's first update (docs/protocol.md §3).
 
-    Default: edit ``i`` (0-based, ``i < T``) happens at the start of task ``floor(i * K / T)`` for ``K``
-    tasks; with ``edit_every_tasks = e``: at task ``min(i * e, K - 1)``, so edits that do not fit in the
-    stream all happen at the start of the last task and every layer still ends at its target. When
-    several edits share a task they are applied in sequence there.
+    ``exit`` (default): the edit closing cycle ``t = 1 .. T-1`` happens at the start of task
+    ``max(1, floor(t * K / T))`` for ``K`` tasks (with ``edit_every_tasks = e``: ``min(t * e, K - 1)``), so
+    the first edit comes after a whole task of training; cycle ``T``'s closing edit would have nothing left
+    to do (eq. 23) and is not made. ``step0``: edit ``t = 0 .. T-1`` at task ``floor(t * K / T)`` (or
+    ``min(t * e, K - 1)``), the first before any update. Several edits may share a task; they are applied
+    in order there.
 
     Raises:
-        ValueError: for non-positive counts.
+        ValueError: for non-positive counts, an unknown placement, or (``exit``) a stream of one task or a
+            single cycle, where no edit could follow training and precede training at target.
     """
     if n_tasks < 1 or cycles < 1:
         raise ValueError(f"need at least one task and one cycle (got tasks={n_tasks}, cycles={cycles})")
-    if edit_every_tasks is not None:
-        if edit_every_tasks < 1:
-            raise ValueError("edit_every_tasks must be >= 1")
-        return [min(i * edit_every_tasks, n_tasks - 1) for i in range(cycles)]
-    return [i * n_tasks // cycles for i in range(cycles)]
+    if placement not in EDIT_PLACEMENTS:
+        raise ValueError(f"unknown edit_placement {placement!r}; choose one of {', '.join(EDIT_PLACEMENTS)}")
+    if edit_every_tasks is not None and edit_every_tasks < 1:
+        raise ValueError("edit_every_tasks must be >= 1")
+    if placement == "step0":
+        numbers = range(cycles)
+    elif n_tasks < 2 or cycles < 2:
+        raise ValueError(
+            f"a structural run with tasks={n_tasks}, cycles={cycles} has no edit between training and "
+            "training at target: use at least 2 tasks and 2 cycles, or --option edit_placement=step0"
+        )
+    else:
+        numbers = range(1, cycles)
+
+    def task_of(t: int) -> int:
+        at = min(t * edit_every_tasks, n_tasks - 1) if edit_every_tasks else t * n_tasks // cycles
+        return at if placement == "step0" else max(1, at)
+
+    return [(task_of(t), t) for t in numbers]

@@ -59,11 +59,14 @@ class CheckpointAccuracy(PluginMetric[list[list[float]]]):
     """Tests the model at the end of every training experience under a checkpoint rule (see module doc).
 
     Reads the experience's ``task.test_x`` (``float32`` ``(n, *input_shape)``) and ``task.test_y``
-    (``int64`` ``(n,)``); a task without a test split adds no checkpoint. Emits ``CheckpointAcc`` (``Acc_t``,
-    x = task index).
+    (``int64`` ``(n,)``); a task without a test split adds no checkpoint. Where the task also carries
+    validation rows (``task.val_x``, ``task.val_y``: carved from its training data, docs/protocol.md §7)
+    they are tested under the same rule: the validation figures choose the lr, the test figures are
+    reported. Emits ``CheckpointAcc`` (``Acc_t``, x = task index).
 
     Attributes:
         rows: ``rows[t][k]`` = ``Acc_{t,k}`` (fractions), one row per checkpoint.
+        val_rows: the same on the validation rows (empty without a validation split).
 
     Raises:
         ValueError: for an unknown rule.
@@ -75,38 +78,55 @@ class CheckpointAccuracy(PluginMetric[list[list[float]]]):
             raise ValueError(f"unknown checkpoint rule {rule!r}; choose one of {CHECKPOINT_RULES}")
         self.rule = rule
         self.rows: list[list[float]] = []
+        self.val_rows: list[list[float]] = []
         self._seen: list[tuple[Tensor, Tensor]] = []
+        self._seen_val: list[tuple[Tensor, Tensor]] = []
 
     def reset(self) -> None:
-        self.rows, self._seen = [], []
+        self.rows, self._seen, self.val_rows, self._seen_val = [], [], [], []
 
     def result(self) -> list[list[float]]:
         return self.rows
 
     def summary(self) -> dict[str, float]:
-        """``{"acc": ACC, "taa": TAA}``, or ``{}`` when no checkpoint was taken."""
+        """``{"acc": ACC, "taa": TAA}`` (and ``val_acc``, ``val_taa`` on the validation rows), or ``{}``
+        when no checkpoint was taken."""
         if not self.rows:
             return {}
         acc, taa = acc_and_taa(self.rows)
-        return {"acc": acc, "taa": taa}
+        out = {"acc": acc, "taa": taa}
+        if self.val_rows:
+            out["val_acc"], out["val_taa"] = acc_and_taa(self.val_rows)
+        return out
 
     def per_task(self) -> dict[str, list]:
-        """``checkpoint_acc`` (``Acc_t`` per checkpoint) and ``acc_matrix`` (the rows); ``{}`` if none."""
+        """``checkpoint_acc`` (``Acc_t`` per checkpoint), ``acc_matrix`` (the rows) and, with a validation
+        split, ``val_checkpoint_acc``; ``{}`` if none."""
         if not self.rows:
             return {}
-        return {"checkpoint_acc": cumulative_accuracy(self.rows), "acc_matrix": self.rows}
+        out = {"checkpoint_acc": cumulative_accuracy(self.rows), "acc_matrix": self.rows}
+        if self.val_rows:
+            out["val_checkpoint_acc"] = cumulative_accuracy(self.val_rows)
+        return out
 
     def after_training_exp(self, strategy: object) -> MetricValue | None:
         """Test the model on the task(s) the rule names and append the checkpoint's row."""
         task = strategy.experience.task
         if self.rule == "none" or task.test_x is None:
             return None
-        tested = [(task.test_x, task.test_y)]
-        if self.rule == "seen":
-            self._seen.append(tested[0])
-            tested = self._seen
         model, device, size = strategy.model, strategy.device, strategy.eval_mb_size
+        tested = self._tested(self._seen, task.test_x, task.test_y)
         self.rows.append([model_accuracy(model, x, y, device, size) for x, y in tested])
+        if getattr(task, "val_x", None) is not None:
+            checked = self._tested(self._seen_val, task.val_x, task.val_y)
+            self.val_rows.append([model_accuracy(model, x, y, device, size) for x, y in checked])
         return MetricValue(
             self, "CheckpointAcc", float(np.mean(self.rows[-1])), updates_before(strategy, True)
         )
+
+    def _tested(self, seen: list[tuple[Tensor, Tensor]], x: Tensor, y: Tensor) -> list[tuple[Tensor, Tensor]]:
+        """The splits the rule tests now: this task's ``(x, y)``, or (``seen``) every task's so far."""
+        if self.rule != "seen":
+            return [(x, y)]
+        seen.append((x, y))
+        return seen

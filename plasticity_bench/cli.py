@@ -485,6 +485,11 @@ def reproduce(
     smoke: bool = typer.Option(
         False, "--smoke", help="every cell on a 2-task, 3-step stream: checks the machinery"
     ),
+    dry_run: bool = typer.Option(
+        False,
+        "--dry-run",
+        help="print run counts and an estimated time (data need not be present); run nothing",
+    ),
 ) -> None:
     """Run (or reuse) the cells of a published table, then compare ours with the paper per cell.
 
@@ -508,9 +513,11 @@ def reproduce(
         policy = CheckpointPolicy.parse(checkpoint_every)
         batching, recording = parse_batch_runs(batch_runs), recording_of(logger, curve_bin, out)
         settings = SweepSettings(data_root, device, policy=policy, batch_runs=batching, recording=recording)
-        outcome = execute_sweep(
-            configs, out, settings, Workers(workers, ray_address, gpus_per_run=gpus_per_run)
-        )
+        pool = Workers(workers, ray_address, gpus_per_run=gpus_per_run)
+        if dry_run:
+            console.print(dry_run_report(configs, ResultStore(out), settings, pool.count), highlight=False)
+            return
+        outcome = execute_sweep(configs, out, settings, pool)
         report = load_records(out)
         mine = [r for r in report.records if r["key"] in {run_key(c.as_dict()) for c in configs}]
         view, paths = finish(mine, out)

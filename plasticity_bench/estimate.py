@@ -4,22 +4,27 @@ Per group of runs with the same cost per step (scenario, data variant, model, ba
 threads, and the size ``R`` of the run-batch they train in, ``--batch-runs``; docs/protocol.md §12) the
 seconds per update and run come from the records already under ``--out`` when there are some (wall time
 over updates; a batched record's wall time is its batch's over ``R``), else from a calibration here: after
-one untimed warm-up, the group's first batch on one task at 20 and 120 updates; the difference gives the
-cost per update without the set-up, the shorter run the set-up, both divided by ``R``. A run's estimate is
-set-up + updates x cost per update; the sweep's is their sum, divided by the workers (an ideal spread; Ray
-start-up not counted).
+one untimed warm-up, the group's first batch on two tasks of 20 and 120 updates in all; the difference
+gives the cost per update without the set-up, the shorter run the set-up, both divided by ``R``. A run's
+estimate is set-up + updates x cost per update; the sweep's is their sum, divided by the workers (an ideal
+spread; Ray start-up not counted). Where a scenario's data is not here the calibration trains on a stand-in
+stream of its shapes (:mod:`scenarios.standin`) and the report ends with one warning per absent dataset.
 """
 
 from __future__ import annotations
 
 import time
+from contextlib import nullcontext
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 from plasticity_bench.batched import execute_batch
 from plasticity_bench.records import ResultStore
-from plasticity_bench.runner import RunConfig, execute
+from plasticity_bench.runner import RunConfig, build_benchmark, execute
 from plasticity_bench.sweep import SweepSettings
+from scenarios import readers
+from scenarios.standin import standin_streams
 
 CALIBRATION_STEPS = (20, 120)
 GROUP_FIELDS = ("scenario", "variant", "model", "batch_size", "strategy", "device", "threads")
@@ -50,22 +55,47 @@ def measured_rates(records: list[dict[str, Any]]) -> dict[tuple[Any, ...], tuple
     return {g: (0.0, s / n, f"{int(k)} records") for g, (s, n, k) in totals.items()}
 
 
-def calibrate(batch: list[RunConfig], settings: SweepSettings) -> tuple[float, float, str]:
-    """``(setup seconds, seconds per update, "calibrated")`` per run, from two one-task trainings of
-    ``batch`` (a lone run or a run-batch), after an untimed one that absorbs one-off costs (imports,
-    caches, allocator warm-up)."""
+def missing_data(configs: list[RunConfig], data_root: Path | None) -> dict[str, str]:
+    """Scenario (``name[@variant]``) -> one line saying what is wrong with its data (absent: where it was
+    looked for and how to get it; malformed: the file and problem), for every scenario of ``configs`` whose
+    data is absent or unreadable under ``data_root`` (each stream read once)."""
+    missing: dict[str, str] = {}
+    seen: set[str] = set()
+    for config in configs:
+        name = config.scenario + (f"@{config.variant}" if config.variant else "")
+        if name in seen:
+            continue
+        seen.add(name)
+        try:
+            build_benchmark(replace(config, tasks=1), data_root)
+        except readers.DatasetNotFoundError as err:
+            missing[name] = f"{err.dataset} not found under {', '.join(err.searched)}; to get it: {err.hint}"
+        except readers.CorruptDatasetError as err:
+            missing[name] = str(err)
+    return missing
+
+
+def calibrate(
+    batch: list[RunConfig], settings: SweepSettings, absent: bool = False
+) -> tuple[float, float, str]:
+    """``(setup seconds, seconds per update, "calibrated")`` per run, from two two-task trainings of
+    ``batch`` (a lone run or a run-batch; two tasks, so a structural run edits once, between them), after
+    an untimed one that absorbs one-off costs (imports, caches, allocator warm-up). ``absent``: the data is
+    not here, so the trainings run on stand-in streams of the scenario's shapes (:mod:`scenarios.standin`)."""
     timings = []
-    for steps in (CALIBRATION_STEPS[0], *CALIBRATION_STEPS):
-        short = [replace(c, tasks=1, steps_per_task=steps, winning_ticket=False) for c in batch]
-        start = time.perf_counter()
-        if len(short) == 1:
-            execute(short[0], settings.data_root, settings.device)
-        else:
-            execute_batch(short, settings.data_root, settings.device)
-        timings.append(time.perf_counter() - start)
+    with standin_streams() if absent else nullcontext():
+        for steps in (CALIBRATION_STEPS[0], *CALIBRATION_STEPS):
+            short = [replace(c, tasks=2, steps_per_task=steps // 2, winning_ticket=False) for c in batch]
+            start = time.perf_counter()
+            if len(short) == 1:
+                execute(short[0], settings.data_root, settings.device)
+            else:
+                execute_batch(short, settings.data_root, settings.device)
+            timings.append(time.perf_counter() - start)
     first, second = (t / len(batch) for t in timings[1:])
     per_step = max(0.0, (second - first) / (CALIBRATION_STEPS[1] - CALIBRATION_STEPS[0]))
-    return max(0.0, first - CALIBRATION_STEPS[0] * per_step), per_step, "calibrated"
+    source = "calibrated on a stand-in: data absent" if absent else "calibrated"
+    return max(0.0, first - CALIBRATION_STEPS[0] * per_step), per_step, source
 
 
 def hours(seconds: float) -> str:
@@ -85,13 +115,15 @@ def dry_run_report(
     groups: dict[tuple[Any, ...], list[list[RunConfig]]] = {}
     for batch in settings.batches(pending):
         groups.setdefault(group_of(batch[0].as_dict(), len(batch)), []).append(batch)
+    missing = missing_data(pending, settings.data_root)
     lines, total = [], 0.0
     for key, batches in groups.items():
-        setup, per_step, source = rates.get(key) or calibrate(batches[0], settings)
+        first = batches[0][0]
+        absent = (first.scenario + (f"@{first.variant}" if first.variant else "")) in missing
+        setup, per_step, source = rates.get(key) or calibrate(batches[0], settings, absent)
         members = [c for batch in batches for c in batch]
         seconds = sum(setup + updates(c) * per_step for c in members)
         total += seconds
-        first = members[0]
         name = f"{first.scenario}{'@' + first.variant if first.variant else ''} {first.strategy}"
         together = f" in batches of {len(batches[0])}" if len(batches[0]) > 1 else ""
         rate = f"{per_step * 1e3:.2f} ms/update per run ({source})"
@@ -101,4 +133,5 @@ def dry_run_report(
         f"{len(configs)} runs, {len(pending)} pending, {done} already on disk under {store.root}",
         f"estimated {hours(total)} of compute; {hours(total / max(1, workers))} on {workers} worker(s)",
     ]
-    return "\n".join(head + lines)
+    warnings = [f"warning: data absent for {name}: {why}" for name, why in missing.items()]
+    return "\n".join(head + lines + warnings)

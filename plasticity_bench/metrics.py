@@ -68,12 +68,16 @@ def early_steps(n_steps: int, fraction: float = EARLY_FRACTION) -> int:
     return max(1, math.ceil(fraction * n_steps))
 
 
-def early_task_taa(per_task: list[np.ndarray], fraction: float = EARLY_FRACTION) -> float:
+def early_task_taa(
+    per_task: list[np.ndarray], fraction: float = EARLY_FRACTION, include: list[bool] | None = None
+) -> float:
     """Early Task TAA: mean over tasks of the mean online accuracy of each task's first ``f`` fraction of
-    steps (docs/protocol.md §1; ``f = 0.1`` [ours]). Returns NaN for no tasks."""
-    if not per_task:
+    steps (docs/protocol.md §1; ``f = 0.1`` [ours]). ``include``: optional per-task flags, only flagged
+    tasks count (5+1 CIFAR: hard tasks only, LC26 A.1.3). Returns NaN when no task is included."""
+    chosen = [a for i, a in enumerate(per_task) if include is None or include[i]]
+    if not chosen:
         return math.nan
-    return float(np.mean([a[: early_steps(len(a), fraction)].mean() for a in per_task]))
+    return float(np.mean([a[: early_steps(len(a), fraction)].mean() for a in chosen]))
 
 
 class OnlineAccuracyRecorder(PluginMetric[None]):
@@ -169,17 +173,20 @@ class TAOAMetric(PluginMetric[float]):
 
 
 class EarlyTaskTAAMetric(PluginMetric[float]):
-    """Running Early Task TAA over the tasks seen so far (docs/protocol.md §1)."""
+    """Running Early Task TAA over the tasks seen so far; ``hard_only`` for 5+1 CIFAR, whose every figure
+    is over its hard tasks (docs/protocol.md §1; LC26 A.1.3)."""
 
-    def __init__(self, log: OnlineAccuracyLog, fraction: float = EARLY_FRACTION) -> None:
+    def __init__(
+        self, log: OnlineAccuracyLog, fraction: float = EARLY_FRACTION, hard_only: bool = False
+    ) -> None:
         super().__init__()
-        self.log, self.fraction = log, fraction
+        self.log, self.fraction, self.hard_only = log, fraction, hard_only
 
     def reset(self) -> None:
         """Stateless: the values live in the shared :class:`OnlineAccuracyLog`."""
 
     def result(self) -> float:
-        return early_task_taa(self.log.per_task, self.fraction)
+        return early_task_taa(self.log.per_task, self.fraction, self.log.hard if self.hard_only else None)
 
     def per_task(self) -> list[float]:
         """Early online accuracy of each task (fractions)."""

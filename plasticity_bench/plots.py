@@ -36,7 +36,13 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 from scipy import stats
 
-from plasticity_bench.leaderboard import aggregate, attach_reference, primary_metric, row_records
+from plasticity_bench.leaderboard import (
+    aggregate,
+    attach_reference,
+    paper_metric,
+    primary_metric,
+    row_records,
+)
 from plasticity_bench.metrics import bin_ends
 from plasticity_bench.plasticity import FIELDS as PLASTICITY_FIELDS
 
@@ -44,7 +50,6 @@ from plasticity_bench.plasticity import FIELDS as PLASTICITY_FIELDS
 PALETTE = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000")
 LINESTYLES = ("-", "--", ":", "-.")
 FORMATS = ("png", "svg")
-PAPER_METRIC = {"taoa": "paper_avg_acc", "acc": "paper_avg_acc"}
 
 
 @dataclass
@@ -243,7 +248,8 @@ def leaderboard_chart(groups: list[Group], scenario: str) -> Figure | None:
     """The primary metric (%) of every row as a dot with its 95% interval; LC26's figure (x marker) where
     the row follows the paper's protocol."""
     records = [r for g in groups for r in g.records]
-    metric = primary_metric(records[0]["config"]["scenario"], records)
+    name = records[0]["config"]["scenario"]
+    metric = primary_metric(name, records)
     if metric is None:
         return None
     fig, axes = plt.subplots(figsize=(6.4, 0.45 * len(groups) + 1.4))
@@ -251,7 +257,7 @@ def leaderboard_chart(groups: list[Group], scenario: str) -> Figure | None:
         row = group.row
         mean, half = row[f"{metric}_mean"] * 100, row[f"{metric}_ci95"] * 100
         axes.errorbar(mean, y, xerr=None if math.isnan(half) else half, fmt="o", color=PALETTE[0], capsize=3)
-        paper = row.get(PAPER_METRIC.get(metric, ""), math.nan)
+        paper = row.get("paper_avg_acc", math.nan) if metric == paper_metric(name) else math.nan
         if bool(row.get("paper_comparable", False)) and not math.isnan(paper):
             axes.plot(
                 paper, y, "x", color=PALETTE[3], markersize=8, label="LC26 Table 14" if y == 0 else None

@@ -48,8 +48,12 @@ SCHEMA_VERSION = 1
 #: Bumped by every change that alters results. 1: the code before this field existed. 2: docs/protocol.md
 #: revision of 2026-11 (DYNO phi* after the change, deterministic scores, cosine on Split-*, Split-CIFAR100
 #: edits per task, uniform random labels, per-task Permuted-MNIST subsets, WT rewind to theta_0, options
-#: and device/threads in the run key).
-PROTOCOL_VERSION = 2
+#: and device/threads in the run key). 3: the second fidelity pass of 2026-12 (one fixed Permuted-MNIST
+#: subset, Split-CIFAR100 ranked by TAA, 5+1 Early TAA over hard tasks, no edit before training and eq. 23's
+#: 1-based cycles, validation split for lr choice, IID batch 64, online accuracy over current-task rows,
+#: per-step Shrink & Perturb, per-element optimizer resets, CBP bias correction, ReDo every task, DYNO's
+#: network-wide phi*).
+PROTOCOL_VERSION = 3
 VERSIONED_PACKAGES = ("plasticity_bench", "torch", "avalanche-lib")
 _UNSAFE_CHARS = re.compile(r"[^A-Za-z0-9._+-]")
 

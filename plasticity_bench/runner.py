@@ -16,8 +16,9 @@ import torch
 from avalanche.core import SupervisedPlugin
 from avalanche.training.plugins import EvaluationPlugin
 
-from plasticity_bench.budget import check_compactness
+from plasticity_bench.budget import check_compactness, edit_schedule
 from plasticity_bench.checkpoint import CheckpointAccuracy
+from plasticity_bench.element_adam import ElementStepAdam
 from plasticity_bench.loggers import Recording
 from plasticity_bench.masks import masks_from_indices, unit_indices
 from plasticity_bench.metrics import (
@@ -36,14 +37,16 @@ from plasticity_bench.records import ResultStore, make_record
 from plasticity_bench.resume import RunCheckpoint, rng_state, set_rng_state
 from plasticity_bench.seeding import derive_seed
 from plasticity_bench.training import OnlineStrategy
+from scenarios import standin
 from scenarios.imagenet import RESET_HEAD
 from scenarios.registry import ScenarioSpec, parse_scenario
 from scenarios.stream import StreamInfo, TaskBenchmark
-from strategies.base import EDIT_EVERY_TASKS, StrategyConfig
+from strategies.base import EDIT_EVERY_TASKS, EDIT_PLACEMENT, StrategyConfig
 from strategies.head import ResetHeadPlugin
 from strategies.modifiers import activation_factory, model_options
 from strategies.registry import build_plugins, entry_for, options_for, plugin_reports, split_name
-from strategies.replay import REPLAY_MIX, TinyERPlugin
+from strategies.replay import ONLINE_ROWS, REPLAY_MIX, TinyERPlugin
+from strategies.resets import element_steps
 
 OPTIMIZERS = ("adam", "sgd")
 LR_SCHEDULES = ("constant", "cosine")
@@ -95,10 +98,12 @@ class RunConfig:
             compactness=self.compactness,
             cycles=self.cycles,
             n_tasks=self.tasks,
+            steps_per_task=self.steps_per_task,
             seed=self.seed,
             scenario=self.scenario,
             schedule=self.schedule,
             edit_every_tasks=EDIT_EVERY_TASKS.get(self.options),
+            edit_placement=EDIT_PLACEMENT.get(self.options),
             modifiers=mods,
             options=self.options,
         )
@@ -115,16 +120,22 @@ class TaskProgress(SupervisedPlugin):
         self.callback(strategy.experience.current_experience)
 
 
-def make_optimizer(name: str, params: Any, lr: float, momentum: float = 0.0) -> torch.optim.Optimizer:
+def make_optimizer(
+    name: str, params: Any, lr: float, momentum: float = 0.0, element_step: bool = False
+) -> torch.optim.Optimizer:
     """Adam (betas 0.9/0.999, no weight decay) or SGD (no weight decay, ``momentum``; docs/protocol.md §7).
 
     Adam uses torch's fused kernel: the same update as the default implementation (to float rounding,
     ~1e-7), but the default one takes a slow path for ``sqrt`` of exact zeros on x86 CPUs, which is what
     the second moments of inactive units are: a 90%-masked MLP stepped 1.5-2x slower than a dense one.
+    ``element_step``: Adam with a step count per element
+    (:class:`~plasticity_bench.element_adam.ElementStepAdam`), for runs that reset units (§14).
 
     Raises:
         ValueError: for an unknown optimizer name.
     """
+    if name == "adam" and element_step:
+        return ElementStepAdam(params, lr=lr, betas=(0.9, 0.999))
     if name == "adam":
         return torch.optim.Adam(params, lr=lr, betas=(0.9, 0.999), fused=True)
     if name == "sgd":
@@ -238,7 +249,8 @@ def scenario_plugins(spec: ScenarioSpec, info: StreamInfo, config: RunConfig) ->
     ``reset_head`` option. They run before the strategy's plugins."""
     plugins: list[SupervisedPlugin] = [PlasticityDiagnostics()]
     if spec.replay:
-        plugins.append(TinyERPlugin(config.seed, mix=REPLAY_MIX.get(config.options)))
+        mix, count_replay = REPLAY_MIX.get(config.options), ONLINE_ROWS.get(config.options) == "all"
+        plugins.append(TinyERPlugin(config.seed, mix=mix, count_replay=count_replay))
     if RESET_HEAD.get(config.options):
         plugins.append(ResetHeadPlugin(NETWORKS[config.model].default_init, config.seed))
     return plugins
@@ -268,7 +280,7 @@ class OnlineMetrics:
         return cls(
             log,
             TAOAMetric(log, hard_only=True),
-            EarlyTaskTAAMetric(log),
+            EarlyTaskTAAMetric(log, hard_only=True),
             ActiveUnitsMetric(),
             CheckpointAccuracy(rule),
             recorder=recorder,
@@ -323,7 +335,10 @@ def start_stream(
 ) -> StreamState:
     """The state before the first task: ``config``'s optimizer on ``model``, the scenario's plugins before
     ``plugins``, fresh metrics (learning curve in bins of ``curve_bin`` updates)."""
-    optimizer = make_optimizer(config.optimizer, model.parameters(), config.lr, MOMENTUM.get(config.options))
+    optimizer = make_optimizer(
+        config.optimizer, model.parameters(), config.lr, MOMENTUM.get(config.options),
+        element_steps(config.options),
+    )  # fmt: skip
     everything = [*scenario_plugins(spec, info, config), *plugins]
     return StreamState(model, optimizer, everything, OnlineMetrics.new(spec.checkpoint, curve_bin))
 
@@ -415,6 +430,9 @@ def build_benchmark(config: RunConfig, data_root: Path | None) -> tuple[Scenario
         scenarios.readers.DatasetNotFoundError, scenarios.readers.CorruptDatasetError: missing or bad data.
     """
     spec, variant, options = scenario_of(config)
+    if standin.active():  # timing a run whose data is absent (--dry-run): random tensors of its shapes
+        rows = max(config.batch_size, config.batch_size * config.steps_per_task)
+        return spec, standin.standin_benchmark(spec.name, config.tasks, rows, spec.checkpoint != "none")
     return spec, spec.build(config.seed, config.tasks, variant, data_root, **options)
 
 
@@ -566,9 +584,10 @@ def sweep_base(
 
 
 def scenario_options(spec: ScenarioSpec) -> tuple[Option, ...]:
-    """The run options a scenario reads: its builder's, SGD ``momentum``, Tiny ER's ``replay_mix``."""
+    """The run options a scenario reads: its builder's, SGD ``momentum``, Tiny ER's ``replay_mix`` and
+    ``online_rows``."""
     extra = (MOMENTUM,) if spec.optimizer == "sgd" else ()
-    return (*spec.options, *extra, *((REPLAY_MIX,) if spec.replay else ()))
+    return (*spec.options, *extra, *((REPLAY_MIX, ONLINE_ROWS) if spec.replay else ()))
 
 
 def used_options(spec: ScenarioSpec, strategy: str, winning_ticket: bool) -> dict[str, Option]:
@@ -581,8 +600,9 @@ def used_options(spec: ScenarioSpec, strategy: str, winning_ticket: bool) -> dic
 
 
 def run_lrs(entry_fixed_lr: bool, lrs: list[float], scenario_lr: float) -> list[float]:
-    """Learning rates of one strategy in a sweep: ``lrs``, except that a fixed-lr strategy (Dense) runs at
-    the scenario's lr only when several lrs are swept (LC26 Table 14; docs/protocol.md §7)."""
+    """Learning rates of one strategy in a sweep: ``lrs``, except that a fixed-lr strategy (Dense, on the
+    six benchmarks of LC26 Table 14 only: ``ScenarioSpec.table14``) runs at the scenario's lr only when
+    several lrs are swept (LC26 Sec. 6; docs/protocol.md §7). Elsewhere A.2 sweeps "all relevant methods"."""
     return [scenario_lr] if entry_fixed_lr and len(lrs) > 1 else lrs
 
 
@@ -603,7 +623,8 @@ def expand(
             ``lrs`` is not given.
         options: ``--option`` values (strings or typed); each config gets the ones its scenario and
             strategy read, typed, with every other option at its default.
-        lrs: learning rates to sweep; with several, fixed-lr strategies (Dense) run at ``base["lr"]`` only.
+        lrs: learning rates to sweep; with several, fixed-lr strategies (Dense) run at ``base["lr"]`` only
+            on the LC26 Table 14 benchmarks (:func:`run_lrs`).
         select_seeds: extra seeds for lr selection (docs/protocol.md §7), run only for strategies whose lr
             is swept.
 
@@ -629,7 +650,8 @@ def expand(
     for name in strategies:
         entry = entry_for(name)
         resolved = resolve(given, used[name])
-        name_lrs = run_lrs(entry.fixed_lr, lrs or [base["lr"]], base["lr"])
+        check_fits(scenario, name, entry.structural, fields, resolved)
+        name_lrs = run_lrs(entry.fixed_lr and spec.table14, lrs or [base["lr"]], base["lr"])
         name_seeds = (
             seeds + [s for s in (select_seeds or []) if s not in seeds] if len(name_lrs) > 1 else seeds
         )
@@ -643,6 +665,34 @@ def expand(
                         )
                     )  # fmt: skip
     return configs
+
+
+def check_fits(
+    scenario: str, strategy: str, structural: bool, fields: dict[str, Any], options: dict[str, Any]
+) -> None:
+    """Refuse a strategy that cannot do what it says on this stream, before any run starts.
+
+    A structural strategy needs an edit schedule (:func:`~plasticity_bench.budget.edit_schedule`: under
+    the ``exit`` placement at least 2 tasks and 2 cycles); Moment Transplant copies optimizer state, so
+    it needs an optimizer that keeps some (Adam, or SGD with momentum; LC26 C.2).
+
+    Raises:
+        ValueError: naming the strategy, the stream and the fix.
+    """
+    if structural:
+        try:
+            edit_schedule(
+                fields["tasks"], fields.get("cycles", 5), EDIT_EVERY_TASKS.get(options),
+                EDIT_PLACEMENT.get(options),
+            )  # fmt: skip
+        except ValueError as err:
+            raise ValueError(f"{strategy} on {scenario}: {err}") from None
+    stateless = fields.get("optimizer") == "sgd" and not MOMENTUM.get(options)
+    if "moment_transplant" in split_name(strategy)[1] and stateless:
+        raise ValueError(
+            f"{strategy} on {scenario}: Moment Transplant copies optimizer state and plain SGD keeps none "
+            "(LC26 C.2 uses Adam); add --option momentum=0.9 or drop +moment_transplant"
+        )
 
 
 def pending(configs: list[RunConfig], store: ResultStore, force: bool) -> list[RunConfig]:

@@ -118,6 +118,9 @@ class OnlineStrategy(SupervisedTemplate):
         online_acc: float32 tensor ``(steps_per_task,)`` on the device, accuracy of each step's batch
             from the forward pass used for that update (docs/protocol.md §1).
         online_acc_host: the same as a numpy array, copied once at the end of each experience.
+        current_rows: how many leading rows of this step's batch are current-task rows, set by a plugin
+            that mixes in replayed rows (``None``: all rows are); the online accuracy counts those rows
+            only (docs/protocol.md §1).
         batches: the current experience's :class:`TensorBatches`.
         task_step: step index within the current experience.
     """
@@ -154,6 +157,7 @@ class OnlineStrategy(SupervisedTemplate):
         self.online_acc = torch.zeros(steps_per_task, device=self.device)
         self.online_acc_host = np.zeros(steps_per_task, dtype=np.float32)
         self.task_step = 0
+        self.current_rows: int | None = None
         self.batches: TensorBatches | None = None
         self._dispatch: dict[str, list[BasePlugin]] = {}
 
@@ -190,13 +194,13 @@ class OnlineStrategy(SupervisedTemplate):
         """One pass of exactly ``steps_per_task`` updates (Avalanche's epoch = our task)."""
         call = self._call
         for step, batch in enumerate(self.step_batches()):
-            self.task_step, self.mbatch = step, batch
+            self.task_step, self.mbatch, self.current_rows = step, batch, None
             call("before_training_iteration")
             self.optimizer.zero_grad(set_to_none=True)
             call("before_forward")
             self.mb_output = self.model(self.mb_x)
             call("after_forward")
-            self.online_acc[self.task_step] = (self.mb_output.detach().argmax(1) == self.mb_y).float().mean()
+            self.online_acc[self.task_step] = online_accuracy(self.mb_output, self.mb_y, self.current_rows)
             self.loss = self.criterion()
             call("before_backward")
             self.loss.backward()
@@ -224,6 +228,15 @@ class OnlineStrategy(SupervisedTemplate):
 
     def _unpack_minibatch(self) -> None:
         """Batches are sliced on the device already: nothing to move."""
+
+
+def online_accuracy(output: Tensor, y: Tensor, rows: int | None = None) -> Tensor:
+    """Accuracy of a training step's forward pass (docs/protocol.md §1): a float32 scalar tensor on the
+    output's device (no host synchronisation). ``output``: ``(..., B, classes)`` logits; ``y``: ``(..., B)``;
+    ``rows``: count only the first ``rows`` rows (the current-task rows of a replay-mixed batch), ``None``
+    for all. With leading run dimensions the result has them, ``(R,)``."""
+    hit = output.detach()[..., :rows, :].argmax(-1) == y[..., :rows]
+    return hit.float().mean(-1)
 
 
 @torch.no_grad()

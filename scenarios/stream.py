@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import torch
 from avalanche.benchmarks import CLScenario, DatasetExperience
 from avalanche.benchmarks.scenarios.generic_scenario import SequenceCLStream
 from avalanche.benchmarks.utils import TaskAwareSupervisedClassificationDataset
@@ -17,6 +18,14 @@ from avalanche.benchmarks.utils.data_attribute import DataAttribute, TaskLabels
 from avalanche.benchmarks.utils.flat_data import ConstantSequence
 from torch import Tensor
 from torch.utils.data import TensorDataset
+
+from plasticity_bench.options import Option
+
+VAL_FRACTION = Option(
+    "val_fraction", "float", 0.1,
+    "share of each task's training rows held out to choose the lr (0: choose on the test set)",
+    minimum=0.0, ours=True,
+)  # fmt: skip
 
 
 @dataclass
@@ -26,6 +35,8 @@ class TaskData:
     Attributes:
         x: ``(N, *input_shape)`` float32 training inputs. y: ``(N,)`` int64 labels.
         test_x, test_y: the task's test split (same layout) or ``None`` for online-only scenarios.
+        val_x, val_y: the validation rows carved from the task's training data (:func:`carve_validation`;
+            not trained on), or ``None``.
         classes: the label values the task introduces.
         hard: ``False`` for the easy tasks of 5+1 CIFAR (excluded from its TAOA); ``True`` otherwise.
     """
@@ -36,6 +47,38 @@ class TaskData:
     test_y: Tensor | None = None
     classes: tuple[int, ...] = ()
     hard: bool = True
+    val_x: Tensor | None = None
+    val_y: Tensor | None = None
+
+
+def carve_validation(
+    x: Tensor, y: Tensor, fraction: float, gen: torch.Generator
+) -> tuple[Tensor, Tensor, Tensor | None, Tensor | None]:
+    """Split a task's training rows into training and validation rows (docs/protocol.md §7, [ours]).
+
+    ``round(fraction * N)`` rows, drawn by ``randperm(N, generator=gen)``, become validation rows; the rest
+    keep their file order. ``fraction = 0`` returns ``(x, y, None, None)``.
+
+    Args:
+        x: ``(N, *input_shape)`` float32. y: ``(N,)`` int64. fraction: in ``[0, 1)``.
+
+    Returns:
+        ``(train_x, train_y, val_x, val_y)``.
+
+    Raises:
+        ValueError: for a fraction outside ``[0, 1)`` or one that leaves no training or no validation row.
+    """
+    if not 0.0 <= fraction < 1.0:
+        raise ValueError(f"val_fraction {fraction} must be in [0, 1)")
+    n_val = round(fraction * len(y))
+    if fraction == 0.0:
+        return x, y, None, None
+    if n_val < 1 or n_val >= len(y):
+        raise ValueError(f"val_fraction {fraction} of {len(y)} rows leaves no validation or training rows")
+    order = torch.randperm(len(y), generator=gen)
+    val = order[:n_val].sort().values
+    keep = order[n_val:].sort().values
+    return x[keep], y[keep], x[val], y[val]
 
 
 class TaskExperience(DatasetExperience):

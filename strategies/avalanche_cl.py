@@ -12,15 +12,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from avalanche.core import BasePlugin
-from avalanche.training.plugins import (
-    AGEMPlugin,
-    EWCPlugin,
-    LwFPlugin,
-    ReplayPlugin,
-    SynapticIntelligencePlugin,
-)
+from avalanche.training.plugins import AGEMPlugin, EWCPlugin, LwFPlugin, SynapticIntelligencePlugin
 
 from plasticity_bench.options import Option
+from strategies.replay import ONLINE_ROWS, ExperienceReplayPlugin
 
 EWC_LAMBDA = Option(
     "ewc_lambda", "float", 1.0, "EWC: penalty strength (Kirkpatrick et al. 2017)", minimum=0.0, ours=True
@@ -46,31 +41,35 @@ AGEM_SAMPLE = Option("agem_sample_size", "int", 64, "A-GEM: memory samples per r
 
 @dataclass(frozen=True)
 class AvalancheStrategy:
-    """A classic CL strategy: ``make(options)`` builds its Avalanche plugin; ``options`` are the run options
-    it reads; ``source`` the paper."""
+    """A classic CL strategy: ``make(options, seed)`` builds its Avalanche plugin; ``options`` are the run
+    options it reads; ``source`` the paper."""
 
-    make: Callable[[dict[str, object]], BasePlugin]
+    make: Callable[[dict[str, object], int], BasePlugin]
     options: tuple[Option, ...]
     source: str
 
 
 AVALANCHE_STRATEGIES: dict[str, AvalancheStrategy] = {
     "ewc": AvalancheStrategy(
-        lambda o: EWCPlugin(ewc_lambda=EWC_LAMBDA.get(o)), (EWC_LAMBDA,), "Kirkpatrick et al. 2017"
+        lambda o, seed: EWCPlugin(ewc_lambda=EWC_LAMBDA.get(o)), (EWC_LAMBDA,), "Kirkpatrick et al. 2017"
     ),
     "si": AvalancheStrategy(
-        lambda o: SynapticIntelligencePlugin(si_lambda=SI_LAMBDA.get(o)), (SI_LAMBDA,), "Zenke et al. 2017"
+        lambda o, seed: SynapticIntelligencePlugin(si_lambda=SI_LAMBDA.get(o)),
+        (SI_LAMBDA,),
+        "Zenke et al. 2017",
     ),
     "lwf": AvalancheStrategy(
-        lambda o: LwFPlugin(alpha=LWF_ALPHA.get(o), temperature=LWF_TEMPERATURE.get(o)),
+        lambda o, seed: LwFPlugin(alpha=LWF_ALPHA.get(o), temperature=LWF_TEMPERATURE.get(o)),
         (LWF_ALPHA, LWF_TEMPERATURE),
         "Li & Hoiem 2017",
     ),
     "replay": AvalancheStrategy(
-        lambda o: ReplayPlugin(mem_size=REPLAY_MEM.get(o)), (REPLAY_MEM,), "experience replay (Avalanche)"
+        lambda o, seed: ExperienceReplayPlugin(seed, REPLAY_MEM.get(o), ONLINE_ROWS.get(o) == "all"),
+        (REPLAY_MEM, ONLINE_ROWS),
+        "experience replay (Avalanche's buffer, our batches)",
     ),
     "agem": AvalancheStrategy(
-        lambda o: AGEMPlugin(AGEM_PATTERNS.get(o), AGEM_SAMPLE.get(o)),
+        lambda o, seed: AGEMPlugin(AGEM_PATTERNS.get(o), AGEM_SAMPLE.get(o)),
         (AGEM_PATTERNS, AGEM_SAMPLE),
         "Chaudhry et al. 2019",
     ),

@@ -7,7 +7,13 @@ from typing import Protocol
 
 from avalanche.core import SupervisedPlugin
 
-from plasticity_bench.budget import check_compactness, edit_count, edit_tasks, unit_targets
+from plasticity_bench.budget import (
+    EDIT_PLACEMENTS,
+    check_compactness,
+    edit_count,
+    edit_schedule,
+    unit_targets,
+)
 from plasticity_bench.diagnostics import DIAGNOSTIC_OPTIONS
 from plasticity_bench.masks import MaskedLayer, masked_layers_of
 from plasticity_bench.options import Option
@@ -15,8 +21,13 @@ from plasticity_bench.options import Option
 EDIT_EVERY_TASKS = Option(
     "edit_every_tasks", "int", None, "tasks between structural edits (default: spread evenly)", minimum=1
 )
+EDIT_PLACEMENT = Option(
+    "edit_placement", "str", "exit",
+    "structural edits at the end of cycles 1..T-1 (no edit before training), or the first at step 0",
+    EDIT_PLACEMENTS,
+)  # fmt: skip
 #: Options every structural strategy (Grow, Prune, their variants, structural user plugins) reads.
-STRUCTURAL_OPTIONS = (EDIT_EVERY_TASKS, *DIAGNOSTIC_OPTIONS)
+STRUCTURAL_OPTIONS = (EDIT_EVERY_TASKS, EDIT_PLACEMENT, *DIAGNOSTIC_OPTIONS)
 
 
 @dataclass(frozen=True)
@@ -28,10 +39,12 @@ class StrategyConfig:
         compactness: fraction of units kept at the end, in (0, 1] (docs/protocol.md §1).
         cycles: number of structural edits ``T`` (docs/protocol.md §3, default 5).
         n_tasks: tasks in the stream (edit points are spread over them).
+        steps_per_task: updates per task (ReDo's default period, docs/protocol.md §14); 0 when unknown.
         seed: run seed.
         scenario: scenario name (per-benchmark defaults, e.g. Rand. Smooth-Leaky settings).
         schedule: per-layer budget schedule (``neutral``, ``fc1_protect``, ...).
         edit_every_tasks: override of the edit spacing (docs/protocol.md §3).
+        edit_placement: ``exit`` (edits close cycles 1..T-1) or ``step0`` (protocol 2; docs/protocol.md §3).
         modifiers: the ``+``-joined parts after the base name (interventions).
         options: free-form strategy options (e.g. ``{"rewind": "none"}``).
     """
@@ -40,10 +53,12 @@ class StrategyConfig:
     compactness: float = 1.0
     cycles: int = 5
     n_tasks: int = 1
+    steps_per_task: int = 0
     seed: int = 0
     scenario: str = ""
     schedule: str = "neutral"
     edit_every_tasks: int | None = None
+    edit_placement: str = "exit"
     modifiers: tuple[str, ...] = ()
     options: dict[str, object] = field(default_factory=dict)
 
@@ -63,8 +78,9 @@ class EditObserver(Protocol):
 class StructuralPlugin(SupervisedPlugin):
     """Base Avalanche plugin: applies :meth:`edit` at the docs/protocol.md §3 edit points.
 
-    At the start of task ``i`` it applies as many edits as ``edit_tasks`` schedules there, each one a
-    new cycle. Subclasses implement :meth:`setup` (called once before the first update) and :meth:`edit`.
+    At the start of task ``i`` it applies the edits :func:`~plasticity_bench.budget.edit_schedule` puts
+    there, in order, each with its cycle number ``t`` (from 1 under the default ``exit`` placement).
+    Subclasses implement :meth:`setup` (called once before the first update) and :meth:`edit`.
 
     Attributes:
         targets: target active-unit count per masked layer (docs/protocol.md §3).
@@ -80,8 +96,10 @@ class StructuralPlugin(SupervisedPlugin):
         super().__init__()
         check_compactness(config.compactness)
         self.config = config
-        self.edit_points = edit_tasks(config.n_tasks, config.cycles, config.edit_every_tasks)
-        self.cycle = 0
+        self.edit_points = edit_schedule(
+            config.n_tasks, config.cycles, config.edit_every_tasks, config.edit_placement
+        )
+        self.cycle = self.edit_points[0][1] if self.edit_points else 0
         self.targets: list[int] | None = None
         self.edit_log: list[dict[str, object]] = []
         self.observers: list[EditObserver] = []
@@ -102,7 +120,7 @@ class StructuralPlugin(SupervisedPlugin):
 
     def before_training_exp(self, strategy: object, **kwargs: object) -> None:
         task = strategy.experience.current_experience
-        for _ in range(self.edit_points.count(task)):
+        for _ in range(sum(1 for at, _ in self.edit_points if at == task)):
             for observer in self.observers:
                 observer.edit_starting(strategy, self.cycle)
             first = len(self.edit_log)
@@ -120,7 +138,7 @@ class StructuralPlugin(SupervisedPlugin):
         """Prepare masks and snapshots before the first update (default: nothing)."""
 
     def edit(self, strategy: object, cycle: int) -> None:
-        """Apply the structural edit of ``cycle`` (0-based)."""
+        """Apply the structural edit of cycle number ``cycle`` (LC26 eq. 23's t; :meth:`budget`)."""
         raise NotImplementedError
 
     def budget(self, layer: MaskedLayer, cycle: int, available: int) -> int:

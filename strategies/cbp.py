@@ -12,8 +12,8 @@ from torch.utils.hooks import RemovableHandle
 from plasticity_bench.importance import Contribution, Importance
 from plasticity_bench.masks import MaskedActivation, MaskedLayer, masked_layers_of
 from plasticity_bench.options import Option
-from plasticity_bench.probes import Probe
-from strategies.resets import UnitResetPlugin
+from plasticity_bench.probes import Probe, eval_mode
+from strategies.resets import RESET_STATE, UnitResetPlugin
 
 CBP_RATE = Option(
     "cbp_replacement_rate", "float", 1e-4, "CBP: units replaced per eligible unit per update", minimum=0.0
@@ -22,27 +22,42 @@ CBP_DECAY = Option("cbp_decay", "float", 0.99, "CBP: decay of the running utilit
 CBP_MATURITY = Option(
     "cbp_maturity", "int", 100, "CBP: updates a unit lives before it may be replaced", minimum=0
 )
-CBP_OPTIONS = (CBP_RATE, CBP_DECAY, CBP_MATURITY)
+CBP_BIAS = Option(
+    "cbp_bias_correction", "bool", True,
+    "CBP: move a replaced unit's mean contribution into the next layer's bias (LoP's code)",
+)  # fmt: skip
+CBP_OPTIONS = (CBP_RATE, CBP_DECAY, CBP_MATURITY, CBP_BIAS, RESET_STATE)
 
 
 class LayerUtility:
-    """CBP's per-unit state of one masked layer: running utility ``u``, age (updates since birth or reset)
-    and the fractional count of replacements owed (``pending``)."""
+    """CBP's per-unit state of one masked layer: running utility ``u``, age (updates since birth or reset),
+    the fractional count of replacements owed (``pending``) and the running mean of every feature the next
+    layer reads (``mean_feature``, ``(d * group,)``: one per consumer column; for the bias correction)."""
 
     def __init__(self, width: int, device: torch.device) -> None:
         self.utility = torch.zeros(width, device=device)
         self.age = torch.zeros(width, dtype=torch.long, device=device)
         self.pending = 0.0
+        self.mean_feature: Tensor | None = None
 
-    def update(self, instant: Tensor, active: Tensor, decay: float) -> None:
-        """``u <- decay * u + (1 - decay) * instant``; ages of the ``active`` units (bool ``(d,)``) + 1."""
+    def update(self, instant: Tensor, active: Tensor, decay: float, features: Tensor | None = None) -> None:
+        """``u <- decay * u + (1 - decay) * instant``; ages of the ``active`` units (bool ``(d,)``) + 1;
+        with ``features`` (the batch mean of each consumer column's input), their running mean likewise."""
         self.utility.mul_(decay).add_(instant, alpha=1 - decay)
         self.age += active.long()
+        if features is not None:
+            if self.mean_feature is None:
+                self.mean_feature = torch.zeros_like(features)
+            self.mean_feature.mul_(decay).add_(features, alpha=1 - decay)
+
+    def correction(self, decay: float) -> Tensor:
+        """``1 - decay**age`` per unit (float32; 1 where age is 0): the bias correction of running means."""
+        factor = (1 - decay ** self.age.double()).clamp_min(1e-12).float()
+        return torch.where(self.age > 0, factor, torch.ones_like(factor))
 
     def corrected(self, decay: float) -> Tensor:
         """Bias-corrected utility ``u / (1 - decay**age)`` (Adam-style; ``u`` where age is 0)."""
-        correction = 1 - decay ** self.age.double()
-        return torch.where(self.age > 0, self.utility / correction.clamp_min(1e-12).float(), self.utility)
+        return self.utility / self.correction(decay)
 
 
 def replacement_count(state: LayerUtility, eligible: int, rate: float) -> int:
@@ -61,10 +76,13 @@ class ContinualBackpropPlugin(UnitResetPlugin):
     older than ``maturity`` with the lowest bias-corrected utility: fan-in redrawn from the init
     distribution, fan-out zero, optimizer state zero, utility and age zero.
 
+    With ``bias_correction`` (default, LoP's code): before a unit's fan-out is zeroed, the next layer's bias
+    absorbs its mean contribution, ``b_k += sum_c w_kc * mean_c / (1 - decay**age)`` over the unit's
+    columns ``c`` (``mean_c``: the running mean of the feature column ``c`` carries), so the network's
+    output moves as little as the reset allows.
+
     Defaults (Dohare et al.'s Permuted MNIST setting): replacement rate 1e-4, decay 0.99, maturity 100.
     Units masked off neither age nor get replaced, so a Grow newborn is protected for ``maturity`` updates.
-    [ours: no next-layer bias correction; LoP's code also shifts the consumer's bias by the reset unit's
-    mean contribution.]
     """
 
     name = "cbp"
@@ -76,9 +94,11 @@ class ContinualBackpropPlugin(UnitResetPlugin):
         decay: float = 0.99,
         maturity: int = 100,
         score: Importance | None = None,
+        bias_correction: bool = True,
     ) -> None:
         super().__init__(seed)
         self.rate, self.decay, self.maturity = rate, decay, maturity
+        self.bias_correction = bias_correction
         self.score = score or Contribution()
         self.state: list[LayerUtility] = []
         self._z: dict[int, Tensor] = {}
@@ -114,7 +134,8 @@ class ContinualBackpropPlugin(UnitResetPlugin):
     def step_layer(self, strategy: object, layer: MaskedLayer, state: LayerUtility, p: Probe) -> None:
         """One update of ``layer``'s utilities, then its due replacements."""
         active = layer.units.mask > 0.5
-        state.update(self.score(layer, p), active, self.decay)
+        features = consumer_features(p, layer.index) if self.bias_correction else None
+        state.update(self.score(layer, p), active, self.decay, features)
         eligible = torch.nonzero(active & (state.age > self.maturity)).flatten()
         due = min(replacement_count(state, eligible.numel(), self.rate), eligible.numel())
         if due == 0:
@@ -122,6 +143,32 @@ class ContinualBackpropPlugin(UnitResetPlugin):
         utility = state.corrected(self.decay)[eligible]
         order = torch.sort(utility, stable=True).indices[:due]
         units = eligible[order]
+        if self.bias_correction:
+            correct_consumer_bias(layer, units, state, self.decay)
         self.reset(strategy, layer, units)
         state.utility[units] = 0.0
         state.age[units] = 0
+
+
+def consumer_features(p: Probe, index: int) -> Tensor:
+    """Batch mean of every input column the next layer reads from masked layer ``index``: ``act(z)`` with
+    the activation in eval mode (its expected value for Rand. Smooth-Leaky), flattened as the model feeds
+    its consumer, ``(d * group,)`` float32."""
+    activation = p.activations[index]
+    with eval_mode(activation), torch.no_grad():
+        return activation(p.z[index]).flatten(1).mean(0)
+
+
+def correct_consumer_bias(layer: MaskedLayer, units: Tensor, state: LayerUtility, decay: float) -> None:
+    """LoP's bias correction of continual backprop: the consumer's bias gains the replaced ``units``' mean
+    contribution, ``sum over their columns c of w[:, c] * mean_c / (1 - decay**age)``, before their fan-out
+    is zeroed. No-op for a consumer without bias or before any feature mean exists."""
+    bias = layer.consumer.bias
+    if bias is None or state.mean_feature is None:
+        return
+    columns = layer.slices(units).fan_out[0].index
+    group = columns.numel() // max(1, units.numel())
+    scale = state.correction(decay)[units].repeat_interleave(group)
+    means = state.mean_feature[columns] / scale
+    with torch.no_grad():
+        bias.add_(layer.consumer.weight[:, columns] @ means)

@@ -2,7 +2,9 @@
 
 Every ``trigger_every`` updates and per masked layer, DYNO measures the effective dimension ``phi`` of the
 layer's post-activations over a FIFO buffer of recent samples and compares it with ``phi*``, its value at
-the layer's last structural change measured *after* that change, on the new active set (so that pruning
+the network's last structural change (option ``dyno_baseline=network``; DYNO: "at the last structural
+change of f"; ``layer``: at the layer's own last change), measured *after* that change, on the new active
+set (so that pruning
 dormant or redundant units, which lowers ``M`` but not the rank, is not undone by the next trigger): a drop
 below ``(1 - delta) phi*`` prunes (dormant units first, then greedily the most redundant by cosine
 similarity), a rise above ``(1 + delta) phi*`` grows units with
@@ -43,6 +45,9 @@ RESERVE_FACTOR = 2.0  # [ours]
 TRIGGER_EVERY = 50
 EPS = 1e-2
 DELTA = 3e-2
+#: Which phi* a layer's decision compares with (docs/protocol.md §6): the value at the network's last change,
+#: or at the layer's own last change.
+BASELINES = ("network", "layer")
 BUFFER_FACTOR = 2.0  # [ours]: buffer rows per unit of layer width (reserve included)
 CANDIDATES_PER_UNIT = 100
 
@@ -214,6 +219,9 @@ class DynoPlugin(SupervisedPlugin):
         trigger_every: updates between measurements (50). eps: singular-value threshold (1e-2).
         delta: tolerance around ``phi*`` (3e-2). buffer_factor: buffer rows per unit of width (2 [ours]).
         candidates_per_unit: NORTH candidates per grown unit (100).
+        baseline: ``network`` (default): ``phi*`` of every layer is re-measured whenever any layer of the
+            network changes (DYNO: the value "at the last structural change of f", the whole network);
+            ``layer``: only the changed layer's (results protocol 2).
         rescale_init: [ours] multiply the fan-out of the initially active units by
             ``sqrt(width / nominal)`` at the start, so layers reading a reserve layer start with the
             weight scale of the nominal-width network (their fan-in init saw the reserve width).
@@ -238,8 +246,12 @@ class DynoPlugin(SupervisedPlugin):
         buffer_factor: float = BUFFER_FACTOR,
         candidates_per_unit: int = CANDIDATES_PER_UNIT,
         rescale_init: bool = True,
+        baseline: str = "network",
     ) -> None:
         super().__init__()
+        if baseline not in BASELINES:
+            raise ValueError(f"unknown dyno_baseline {baseline!r}; choose one of {', '.join(BASELINES)}")
+        self.baseline = baseline
         if reserve_factor < 1 or trigger_every < 1 or buffer_factor <= 1 or candidates_per_unit < 1:
             raise ValueError(
                 "DYNO needs reserve_factor >= 1, trigger_every >= 1, buffer_factor > 1 (the buffer must hold "
@@ -294,11 +306,19 @@ class DynoPlugin(SupervisedPlugin):
             self.trigger(strategy)
 
     def trigger(self, strategy: Any) -> None:
-        """Measure every layer with a full buffer and apply its prune/grow decision."""
+        """Measure every layer with a full buffer and apply its prune/grow decision. With the ``network``
+        baseline, a change anywhere re-measures every layer's ``phi*`` on the changed network."""
         layers = masked_layers_of(strategy.model)
         changed = [self.update_layer(strategy, layers, layer) for layer in layers]
-        if any(changed):
-            self._log_width(strategy.model, strategy.experience.current_experience)
+        if not any(changed):
+            return
+        if self.baseline == "network":
+            for layer in layers:
+                if self.buffers[layer.index].full:
+                    self.phi_star[layer.index] = self.measure(layer, self.layer_inputs(layers, layer.index))
+            for event in self.events[len(self.events) - sum(changed) :]:
+                event["phi_star_after"] = self.phi_star[event["layer"]]
+        self._log_width(strategy.model, strategy.experience.current_experience)
 
     def layer_inputs(self, layers: list[MaskedLayer], index: int) -> Tensor:
         """Buffered inputs of layer ``index`` ``(n, fan_in)``, with the previous layer's current mask."""
@@ -429,9 +449,13 @@ RESCALE_OPTION = Option(
     "DYNO: rescale the active units' fan-out to the nominal width at setup",
     ours=True,
 )
+BASELINE_OPTION = Option(
+    "dyno_baseline", "str", "network",
+    "DYNO: phi* re-measured at any change of the network, or per layer at its own changes", BASELINES,
+)  # fmt: skip
 DYNO_OPTIONS = (
     RESERVE_OPTION, TRIGGER_OPTION, EPS_OPTION, DELTA_OPTION, BUFFER_OPTION, CANDIDATES_OPTION,
-    RESCALE_OPTION,
+    RESCALE_OPTION, BASELINE_OPTION,
 )  # fmt: skip
 
 
@@ -447,6 +471,7 @@ def dyno_plugin(config: StrategyConfig) -> DynoPlugin:
         buffer_factor=BUFFER_OPTION.get(options),
         candidates_per_unit=CANDIDATES_OPTION.get(options),
         rescale_init=RESCALE_OPTION.get(options),
+        baseline=BASELINE_OPTION.get(options),
     )
 
 

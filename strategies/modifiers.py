@@ -35,7 +35,14 @@ from plasticity_bench.activations import SMOOTH_LEAKY_DEFAULTS, CReLU, SmoothLea
 from plasticity_bench.options import Option
 from strategies.avalanche_cl import AVALANCHE_STRATEGIES
 from strategies.base import StrategyConfig
-from strategies.cbp import CBP_DECAY, CBP_MATURITY, CBP_OPTIONS, CBP_RATE, ContinualBackpropPlugin
+from strategies.cbp import (
+    CBP_BIAS,
+    CBP_DECAY,
+    CBP_MATURITY,
+    CBP_OPTIONS,
+    CBP_RATE,
+    ContinualBackpropPlugin,
+)
 from strategies.grow import BirthIntervention, GrowPlugin
 from strategies.interventions import (
     NET2WIDER_NOISE_OPTION,
@@ -52,6 +59,9 @@ from strategies.shrink_perturb import (
     PERTURB_NOISE,
     SHRINK,
     SHRINK_PERTURB_OPTIONS,
+    SP_FORM,
+    STEP_PERTURB,
+    STEP_SHRINK,
     ShrinkPerturbPlugin,
 )
 
@@ -143,21 +153,28 @@ def _l2_init(config: StrategyConfig) -> L2InitPlugin:
 
 def _shrink_perturb(config: StrategyConfig) -> ShrinkPerturbPlugin:
     o = config.options
-    return ShrinkPerturbPlugin(SHRINK.get(o), PERTURB.get(o), PERTURB_NOISE.get(o), config.seed)
+    if SP_FORM.get(o) == "per_step":
+        shrink, perturb = 1.0 - STEP_SHRINK.get(o), STEP_PERTURB.get(o)
+    else:
+        shrink, perturb = SHRINK.get(o), PERTURB.get(o)
+    return ShrinkPerturbPlugin(SP_FORM.get(o), shrink, perturb, PERTURB_NOISE.get(o), config.seed)
 
 
 def _redo(config: StrategyConfig) -> ReDoPlugin:
-    return ReDoPlugin(config.seed, REDO_TAU.get(config.options), REDO_EVERY.get(config.options))
+    every = REDO_EVERY.get(config.options) or config.steps_per_task or 1000
+    return ReDoPlugin(config.seed, REDO_TAU.get(config.options), every)
 
 
 def _cbp(config: StrategyConfig) -> ContinualBackpropPlugin:
     o = config.options
-    return ContinualBackpropPlugin(config.seed, CBP_RATE.get(o), CBP_DECAY.get(o), CBP_MATURITY.get(o))
+    return ContinualBackpropPlugin(
+        config.seed, CBP_RATE.get(o), CBP_DECAY.get(o), CBP_MATURITY.get(o), bias_correction=CBP_BIAS.get(o)
+    )
 
 
 def _avalanche(name: str) -> Modifier:
     strategy = AVALANCHE_STRATEGIES[name]
-    return _remedy(lambda config: strategy.make(config.options), strategy.options)
+    return _remedy(lambda config: strategy.make(config.options, config.seed), strategy.options)
 
 
 #: Model options (docs/protocol.md §14): the runner reads them through :func:`model_options`.

@@ -16,14 +16,36 @@ REWINDS = ("imp", "none")
 REWIND = Option(
     "rewind", "str", "imp", "IMP rewind to the initial weights after each prune, or none", REWINDS
 )
+#: Which parameters an IMP rewind touches (LC26 A.6.2 "surviving parameter slices ... rows, filters, and
+#: input columns"): ``readers`` every parameter of the masked layers and of the layers reading them, the
+#: head included (its input columns are a masked layer's); ``hidden`` the masked layers' producers only,
+#: the head keeps its trained weights and optimizer state.
+REWIND_SCOPES = ("readers", "hidden")
+REWIND_SCOPE = Option(
+    "rewind_scope", "str", "readers",
+    "IMP rewind: masked layers and every layer reading them (head included), or the masked layers only",
+    REWIND_SCOPES,
+)  # fmt: skip
+#: Where an IMP rewind goes back to (LC26 A.6.2 "to their initialization (or stored rewind snapshot)"):
+#: ``init`` theta_0; ``first_edit`` the weights stored just before the first prune (late rewinding,
+#: Frankle et al. 2019, at the end of the first cycle).
+REWIND_POINTS = ("init", "first_edit")
+REWIND_POINT = Option(
+    "rewind_point", "str", "init",
+    "IMP rewind target: the initial weights, or the weights stored at the first prune (late rewinding)",
+    REWIND_POINTS,
+)  # fmt: skip
+PRUNE_OPTIONS = (REWIND, REWIND_SCOPE, REWIND_POINT)
 
 
 class PrunePlugin(StructuralPlugin):
     """Prune (docs/protocol.md §4.2): at each cycle switch off the k active units of lowest magnitude score.
 
-    ``rewind="imp"`` (default): after the mask update every parameter of the masked layers and of the
-    layers reading them is reset to its value at initialisation (snapshot before the first update) and
-    its optimizer state is zeroed [ours: state reset]. ``rewind="none"`` keeps the current weights.
+    ``rewind="imp"`` (default): after the mask update the rewound parameters (``scope``: ``readers``,
+    every parameter of the masked layers and of the layers reading them, head included; ``hidden``, the
+    masked layers' producers only) go back to their snapshot (``point``: ``init``, the values before the
+    first update; ``first_edit``, the values just before the first prune) and their optimizer state is
+    zeroed [ours: state reset]. ``rewind="none"`` keeps the current weights.
     ``score``: the unit score (an :class:`~plasticity_bench.importance.Importance` or a built-in's name;
     default ``magnitude``, mean ``|fan-in weight|``); scores needing a probe are taken on the task's first
     mini-batch.
@@ -35,24 +57,43 @@ class PrunePlugin(StructuralPlugin):
     grows = False
 
     def __init__(
-        self, config: StrategyConfig, rewind: str = "imp", score: str | Importance = "magnitude"
+        self,
+        config: StrategyConfig,
+        rewind: str = "imp",
+        score: str | Importance = "magnitude",
+        scope: str = "readers",
+        point: str = "init",
     ) -> None:
         super().__init__(config)
-        if rewind not in REWINDS:
-            raise ValueError(f"unknown rewind {rewind!r}; choose one of {REWINDS}")
-        self.rewind = rewind
+        for value, allowed, name in ((rewind, REWINDS, "rewind"), (scope, REWIND_SCOPES, "rewind_scope"),
+                                     (point, REWIND_POINTS, "rewind_point")):  # fmt: skip
+            if value not in allowed:
+                raise ValueError(f"unknown {name} {value!r}; choose one of {allowed}")
+        self.rewind, self.scope, self.point = rewind, scope, point
         self.score = importance(score, "prune score") if isinstance(score, str) else score
         self.initial: dict[nn.Parameter, Tensor] = {}
 
     def rewound_parameters(self, strategy: object) -> tuple[nn.Parameter, ...]:
-        """Producer and consumer parameters of every masked layer, each once."""
-        params = {id(p): p for layer in self.layers(strategy) for p in layer.parameters()}
-        return tuple(params.values())
+        """The parameters a rewind touches, each once: producer and consumer parameters of every masked
+        layer (``readers``), or the producers only (``hidden``)."""
+        layers = self.layers(strategy)
+        if self.scope == "hidden":
+            found = [p for layer in layers for p in layer.producer.parameters()]
+        else:
+            found = [p for layer in layers for p in layer.parameters()]
+        return tuple({id(p): p for p in found}.values())
 
     def setup(self, strategy: object) -> None:
+        if self.point == "init":
+            self.snapshot(strategy)
+
+    def snapshot(self, strategy: object) -> None:
+        """Store the rewind target: the rewound parameters' current values."""
         self.initial = {p: p.detach().clone() for p in self.rewound_parameters(strategy)}
 
     def edit(self, strategy: object, cycle: int) -> None:
+        if not self.initial:
+            self.snapshot(strategy)  # first_edit: late rewinding to the weights before the first prune
         p = None
         if self.score.needs_probe:
             x, y = probe_batch(strategy)
@@ -69,7 +110,7 @@ class PrunePlugin(StructuralPlugin):
             self.rewind_to_init(strategy)
 
     def rewind_to_init(self, strategy: object) -> None:
-        """IMP rewind: initial values back into the rewound parameters, their optimizer state zeroed."""
+        """IMP rewind: the stored values back into the rewound parameters, their optimizer state zeroed."""
         params = self.rewound_parameters(strategy)
         for param in params:
             param.data.copy_(self.initial[param])

@@ -9,21 +9,30 @@ from plasticity_bench.importance import Dormancy, Importance
 from plasticity_bench.masks import masked_layers_of
 from plasticity_bench.options import Option
 from plasticity_bench.probes import probe
-from strategies.resets import UnitResetPlugin
+from strategies.resets import RESET_STATE, UnitResetPlugin
 
 REDO_TAU = Option("redo_tau", "float", 0.1, "ReDo: a unit is dormant when its score s_j <= tau", minimum=0.0)
-REDO_EVERY = Option("redo_every", "int", 1000, "ReDo: updates between dormant-unit recycling", minimum=1)
-REDO_OPTIONS = (REDO_TAU, REDO_EVERY)
+REDO_EVERY = Option(
+    "redo_every", "int", None, "ReDo: updates between dormant-unit recycling (default: the task length)",
+    minimum=1,
+)  # fmt: skip
+REDO_OPTIONS = (REDO_TAU, REDO_EVERY, RESET_STATE)
 
 
 class ReDoPlugin(UnitResetPlugin):
     """Every ``every`` updates, score the active units of every masked layer on the mini-batch just
     trained on with ``score`` (default :class:`~plasticity_bench.importance.Dormancy`, Sokar et al.
     Eq. 1) and reset those with score ``<= tau``: fan-in redrawn from the init distribution, fan-out zero,
-    their optimizer moments zero (Sokar et al. Sec. 4). Units masked off are never reset.
+    their optimizer state zero (Sokar et al. Sec. 4; with
+    :class:`~plasticity_bench.element_adam.ElementStepAdam` their Adam step count too). Units masked off are
+    never reset.
 
-    Defaults: ``tau = 0.1`` (the threshold Sokar et al. use with ReDo and LoP's ReDo configuration),
-    ``every = 1000`` updates (Sokar et al.'s recycling period).
+    Defaults: ``tau = 0.1`` (the threshold Sokar et al. use with ReDo and LoP's ReDo configuration); the
+    period ``every`` is the task length where the run gives it (``redo_every`` unset: Kumar23 recycles once
+    per task, 625 / 120 / 780 updates on Permuted MNIST / Continual ImageNet / 5+1 CIFAR).
+
+    Raises:
+        ValueError: for ``every < 1``.
     """
 
     name = "redo"
@@ -32,6 +41,8 @@ class ReDoPlugin(UnitResetPlugin):
         self, seed: int, tau: float = 0.1, every: int = 1000, score: Importance | None = None
     ) -> None:
         super().__init__(seed)
+        if every < 1:
+            raise ValueError(f"ReDo needs a recycling period of at least 1 update (got {every})")
         self.tau, self.every = tau, every
         self.score = score or Dormancy()
 

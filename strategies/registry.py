@@ -24,7 +24,7 @@ from strategies.base import STRUCTURAL_OPTIONS, StrategyConfig, StructuralPlugin
 from strategies.dyno import DYNO_OPTIONS, dyno_plugin, reserve_factor
 from strategies.grow import SELECTOR, GrowPlugin
 from strategies.modifiers import BASELINES, MODIFIERS, check_modifiers
-from strategies.prune import REWIND, PrunePlugin
+from strategies.prune import PRUNE_OPTIONS, REWIND, REWIND_POINT, REWIND_SCOPE, PrunePlugin
 
 PluginFactory = Callable[[StrategyConfig], BasePlugin | list[BasePlugin]]
 ENTRY_POINT_GROUP = "plasticity_bench.strategies"
@@ -58,7 +58,8 @@ def _grow(config: StrategyConfig) -> list[BasePlugin]:
 
 
 def _prune(config: StrategyConfig) -> list[BasePlugin]:
-    return [PrunePlugin(config, rewind=REWIND.get(config.options))]
+    o = config.options
+    return [PrunePlugin(config, REWIND.get(o), scope=REWIND_SCOPE.get(o), point=REWIND_POINT.get(o))]
 
 
 def _baseline(name: str) -> StrategyEntry:
@@ -73,7 +74,7 @@ def _baseline(name: str) -> StrategyEntry:
 STRATEGIES: dict[str, StrategyEntry] = {
     "dense": StrategyEntry(_dense, structural=False, fixed_lr=True),
     "grow": StrategyEntry(_grow, options=(*STRUCTURAL_OPTIONS, SELECTOR)),
-    "prune": StrategyEntry(_prune, options=(*STRUCTURAL_OPTIONS, REWIND)),
+    "prune": StrategyEntry(_prune, options=(*STRUCTURAL_OPTIONS, *PRUNE_OPTIONS)),
     # DYNO sizes itself by effective dimension: no compactness budget, so a sweep runs it once (c = 1.0).
     "dyno": StrategyEntry(dyno_plugin, structural=False, width_factor=reserve_factor, options=DYNO_OPTIONS),
     **{name: _baseline(name) for name in BASELINES},

@@ -7,7 +7,22 @@ from avalanche.core import SupervisedPlugin
 from torch import Tensor
 
 from plasticity_bench.masks import MaskedLayer, reinitialize_units
+from plasticity_bench.options import Option
 from plasticity_bench.seeding import generator
+
+RESET_STATES = ("per_element", "moments")
+RESET_STATE = Option(
+    "reset_state", "str", "per_element",
+    "reset units: zero moments and Adam step count per element (LoP's AdamGnT), or the moments only",
+    RESET_STATES,
+)  # fmt: skip
+
+
+def element_steps(options: dict[str, object]) -> bool:
+    """True when a run's resets need Adam's step count per element (a reset strategy with
+    ``reset_state=per_element``): the runner then builds
+    :class:`~plasticity_bench.element_adam.ElementStepAdam` instead of torch's Adam."""
+    return options.get(RESET_STATE.name) == "per_element"
 
 
 class UnitResetPlugin(SupervisedPlugin):

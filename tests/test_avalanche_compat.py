@@ -45,17 +45,18 @@ def test_grow_redo_metrics_and_diagnostics_run_under_naive() -> None:
     )
     for experience in benchmark.train_stream:
         strategy.train(experience)
-    # Grow seeded 10 units, then 10 + ceil(40 / 2) = 30 and 50 (its target) in one edit per task
-    assert model.active_units() == [50, 50] and [e["task"] for e in grow.edit_log] == [0, 0, 1, 1]
+    # Grow seeded 10 units trains through task 0; the edit closing cycle 1 (t = 1 of T = 2, eq. 23: k = q)
+    # switches on the other 40 at the start of task 1, so cycle 2 trains at the target
+    assert model.active_units() == [50, 50] and [e["task"] for e in grow.edit_log] == [1, 1]
     steps = -(-5000 // 64)  # one epoch of the 5,000 digits
     results = metrics.results()
     assert [len(a) for a in metrics.log.per_task] == [steps, steps]
-    assert 0.2 < results.summary["taoa"] <= 1.0 and results.per_task["active_units"] == [[30, 30], [50, 50]]
+    assert 0.2 < results.summary["taoa"] <= 1.0 and results.per_task["active_units"] == [[10, 10], [50, 50]]
     assert {row["snapshot"] for row in plugins[1].report()["diagnostics"]} >= {"post", "curve"}
     rows = plugins[3].report()["plasticity"]
     assert [(r["task"], r["layer"], r["active"]) for r in rows] == [
-        (0, 0, 30),
-        (0, 1, 30),
+        (0, 0, 10),
+        (0, 1, 10),
         (1, 0, 50),
         (1, 1, 50),
     ]

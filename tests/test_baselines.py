@@ -77,9 +77,10 @@ def test_l2_init_adds_lambda_times_distance_to_init_and_spares_masked_units() ->
 def test_shrink_perturb_scales_and_adds_noise_at_task_boundaries_only() -> None:
     model = tiny_net()
     model.units[1].mask[2] = 0.0
-    plugin = ShrinkPerturbPlugin(shrink=0.4, perturb=0.1, noise="gaussian", seed=3)
+    plugin = ShrinkPerturbPlugin("per_task", shrink=0.4, perturb=0.1, noise="gaussian", seed=3)
     before = [p.detach().clone() for p in model.parameters()]
     plugin.before_training_exp(strategy_of(model, task=0))
+    plugin.after_update(strategy_of(model, task=0))  # the per-task form does nothing per update
     assert all(torch.equal(p, b) for p, b in zip(model.parameters(), before))
     noise = plugin.draw_noise(model, 1)
     plugin.before_training_exp(strategy_of(model, task=1))
@@ -99,12 +100,29 @@ def test_shrink_perturb_scales_and_adds_noise_at_task_boundaries_only() -> None:
 
 def test_shrink_perturb_init_noise_is_a_fresh_draw_of_the_init() -> None:
     model = build_model("kumar_mlp", (1, 28, 28), 10)
-    plugin = ShrinkPerturbPlugin(0.5, 1.0, "init", seed=0)
+    plugin = ShrinkPerturbPlugin("per_task", 0.5, 1.0, "init", seed=0)
     first, again = plugin.draw_noise(model, 1), plugin.draw_noise(model, 1)
     assert all(torch.equal(a, b) for a, b in zip(first, again))
     bound = 1 / math.sqrt(784)  # torch's default Linear init for the first layer
     assert first[0].abs().max() <= bound and first[0].std() > bound / 3
     assert not torch.equal(first[0], model.hidden[0].weight)
+
+
+def test_shrink_perturb_per_step_is_kumar23s_decrement_after_every_update() -> None:
+    """Kumar23's ShrinkAndPerturbAgent: after every step theta <- (1 - s) theta + p theta_fresh."""
+    model = build_model("kumar_mlp", (1, 28, 28), 10)
+    config = StrategyConfig("shrink_perturb", options={"step_shrink": 1e-2, "step_perturb": 1e-3})
+    (plugin,) = build_plugins(config)
+    assert (plugin.form, plugin.shrink, plugin.perturb) == ("per_step", 0.99, 1e-3)
+    before = [p.detach().clone() for p in model.parameters()]
+    plugin.before_training_exp(strategy_of(model, task=1))  # no per-task shrink in this form
+    assert all(torch.equal(p, b) for p, b in zip(model.parameters(), before))
+    fresh = plugin.draw_noise(model, 1)
+    plugin.after_update(strategy_of(model, task=1))
+    for p, b, f in zip(model.parameters(), before, fresh):
+        assert torch.allclose(p, 0.99 * b + 1e-3 * f, atol=1e-7)
+    second = plugin.draw_noise(model, 2)
+    assert not torch.equal(second[0], fresh[0])  # a new draw of the init at every update
 
 
 # ---------------------------------------------------------------------------------- unit resets (core)

@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from plasticity_bench.budget import check_compactness, edit_count, edit_tasks, unit_targets
+from plasticity_bench.budget import check_compactness, edit_count, edit_schedule, unit_targets
 
 # ------------------------------------------------------------------------------------------------ targets
 
@@ -115,34 +115,64 @@ def test_edit_count_respects_available_and_last_cycle() -> None:
 @pytest.mark.parametrize(
     ("tasks", "cycles", "expected"),
     [
-        (20, 5, [0, 4, 8, 12, 16]),
-        (10, 10, list(range(10))),  # split_cifar100: one edit per task boundary
-        (3, 5, [0, 0, 1, 1, 2]),  # fewer tasks than cycles: several edits share a task
-        (500, 5, [0, 100, 200, 300, 400]),
-        (1, 3, [0, 0, 0]),
-        (7, 2, [0, 3]),
+        (20, 5, [4, 8, 12, 16]),  # edits close cycles 1..4; cycle 5 (tasks 16..19) trains at target
+        (5, 5, [1, 2, 3, 4]),  # Split-MNIST/Fashion: no edit before task 1 has trained
+        (10, 10, list(range(1, 10))),  # split_cifar100: one edit per task boundary
+        (3, 5, [1, 1, 1, 2]),  # fewer tasks than cycles: never before the first task has trained
+        (500, 5, [100, 200, 300, 400]),
+        (7, 2, [3]),
     ],
 )
-def test_edit_tasks_spread_evenly(tasks: int, cycles: int, expected: list[int]) -> None:
-    points = edit_tasks(tasks, cycles)
-    assert points == expected
-    assert len(points) == cycles and all(0 <= p < tasks for p in points)
+def test_exit_placement_edits_after_training(tasks: int, cycles: int, expected: list[int]) -> None:
+    points = edit_schedule(tasks, cycles)
+    assert [task for task, _ in points] == expected
+    assert [t for _, t in points] == list(range(1, cycles))  # LC26 eq. 23 counts t = 1..T
+    assert all(1 <= task < tasks for task, _ in points)
 
 
-def test_edit_tasks_every_override() -> None:
-    assert edit_tasks(20, 5, edit_every_tasks=2) == [0, 2, 4, 6, 8]
-    assert edit_tasks(20, 3, edit_every_tasks=1) == [0, 1, 2]
+def test_exit_placement_reaches_target_before_the_last_cycle() -> None:
+    """Eq. 23 with t = 1..T-1 takes everything by t = T - 1: the last cycle trains at target."""
+    for q, cycles in [(102, 5), (128, 5), (7, 3), (3, 5), (230, 10)]:
+        left = q
+        for _, t in edit_schedule(cycles * 2, cycles):
+            left -= edit_count(left, t, cycles, 10**6)
+        assert left == 0
+    # 102 units over T = 5 under eq. 23: ceil(102/4), ceil(76/3), ceil(50/2), 25
+    left, ks = 102, []
+    for _, t in edit_schedule(5, 5):
+        ks.append(edit_count(left, t, 5, 10**6))
+        left -= ks[-1]
+    assert ks == [26, 26, 25, 25]
+
+
+def test_exit_placement_refuses_streams_without_room() -> None:
+    with pytest.raises(ValueError, match="edit_placement=step0"):
+        edit_schedule(1, 5)
+    with pytest.raises(ValueError, match="at least 2 tasks and 2 cycles"):
+        edit_schedule(10, 1)
+
+
+@pytest.mark.parametrize(
+    ("tasks", "cycles", "expected"),
+    [
+        (20, 5, [0, 4, 8, 12, 16]),
+        (10, 10, list(range(10))),
+        (3, 5, [0, 0, 1, 1, 2]),
+        (1, 3, [0, 0, 0]),
+    ],
+)
+def test_step0_placement_is_protocol_2(tasks: int, cycles: int, expected: list[int]) -> None:
+    points = edit_schedule(tasks, cycles, placement="step0")
+    assert points == list(zip(expected, range(cycles)))
+
+
+def test_edit_every_override() -> None:
+    assert [a for a, _ in edit_schedule(20, 5, edit_every_tasks=2)] == [2, 4, 6, 8]
+    assert [a for a, _ in edit_schedule(20, 3, edit_every_tasks=1, placement="step0")] == [0, 1, 2]
+    assert [a for a, _ in edit_schedule(4, 5, edit_every_tasks=3)] == [3, 3, 3, 3]
     with pytest.raises(ValueError, match="edit_every_tasks"):
-        edit_tasks(10, 5, edit_every_tasks=0)
+        edit_schedule(10, 5, edit_every_tasks=0)
     with pytest.raises(ValueError, match="at least one task"):
-        edit_tasks(0, 5)
-    with pytest.raises(ValueError, match="at least one task"):
-        edit_tasks(5, 0)
-
-
-def test_edit_every_override_still_reaches_target() -> None:
-    points = edit_tasks(10, 5, edit_every_tasks=3)
-    q = 128
-    for cycle in range(len(points)):
-        q -= edit_count(q, cycle, 5, 10**6)
-    assert q == 0
+        edit_schedule(0, 5)
+    with pytest.raises(ValueError, match="edit_placement"):
+        edit_schedule(5, 5, placement="middle")

@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 from plasticity_bench.cli import app
 from plasticity_bench.records import PROTOCOL_VERSION, ResultStore
 
-QUICK = ["run", "--strategy", "dense", "--tasks", "1", "--steps", "5", "--seeds", "1"]
+QUICK = ["run", "--strategy", "dense", "--tasks", "2", "--steps", "5", "--seeds", "1"]
 
 
 def invoke(*args: str):
@@ -228,7 +228,9 @@ class Slow(SupervisedPlugin):
         super().__init__()
         self.config = config
 
-    def before_training(self, strategy, **kwargs):
+    def before_training_exp(self, strategy, **kwargs):
+        if strategy.experience.current_experience:  # once per run, not per task
+            return
         with Path(__file__).with_name("runs.log").open("a") as f:
             f.write(f"{os.getpid()} {self.config.seed}\\n")
         time.sleep(0.6)
@@ -239,7 +241,7 @@ def test_two_sweeps_on_one_folder_never_compute_a_run_twice(tmp_path: Path) -> N
     (tmp_path / "slow.py").write_text(textwrap.dedent(SLOW_PLUGIN))
     command = [
         sys.executable, "-m", "plasticity_bench.cli", "run", "--strategy", f"{tmp_path / 'slow.py'}:Slow",
-        "--tasks", "1", "--steps", "2", "--seeds", "6", "--out", str(tmp_path / "out"),
+        "--tasks", "2", "--steps", "2", "--seeds", "6", "--out", str(tmp_path / "out"),
     ]  # fmt: skip
     env = {**os.environ, "COLUMNS": "300"}
     procs = [

@@ -111,9 +111,10 @@ def test_split_cifar100_edits_at_every_task_boundary(data_root: Path, tmp_path: 
     (path,) = (tmp_path / "records").rglob("*.json")
     record = json.loads(path.read_text())
     assert record["config"]["cycles"] == 3
-    assert sorted({row["task"] for row in record["diagnostics"] if row["snapshot"] == "post"}) == [0, 1, 2]
+    # T = K = 3: no edit before task 0 has trained; the edits close cycles 1 and 2 at the two boundaries
+    assert sorted({row["task"] for row in record["diagnostics"] if row["snapshot"] == "post"}) == [1, 2]
     widths = [counts[0] for counts in record["per_task"]["active_units"]]
-    assert widths[0] < widths[1] < widths[2] == 256  # grows at each boundary, at target after the last
+    assert widths[0] < widths[1] < widths[2] == 256  # grows at each boundary, the last task at target
 
 
 def test_split_batch_size_momentum_and_cosine_are_run_settings(data_root: Path, tmp_path: Path) -> None:
@@ -125,7 +126,9 @@ def test_split_batch_size_momentum_and_cosine_are_run_settings(data_root: Path, 
     (path,) = (tmp_path / "records").rglob("*.json")
     record = json.loads(path.read_text())
     assert record["config"]["batch_size"] == 32
-    assert record["config"]["options"] == {"momentum": 0.9, "replay_mix": "concat"}
+    assert record["config"]["options"] == {
+        "momentum": 0.9, "replay_mix": "concat", "online_rows": "current", "val_fraction": 0.1
+    }  # fmt: skip
     assert record["data"]["lr_schedule"] == "cosine"
     base = runner.sweep_base(SCENARIOS["split_fashion"], 5, batch_size=32)
     assert base["steps_per_task"] == 20 * (12_000 // 32) and base["cycles"] == 5  # "20 epochs" at batch 32

@@ -100,13 +100,19 @@ def test_grow_seed_capped_at_target() -> None:
 
 
 def test_grow_through_execute_reaches_targets_on_schedule() -> None:
-    # mlp 256 units: seed 26, target 128, q = 102 -> edits 21, 21, 20, 20, 20 at tasks 0..4
+    # mlp 256 units: seed 26, target 128, q = 102. Edits close cycles t = 1..4 (LC26 eq. 23) at the starts
+    # of tasks 1..4: ceil(102/4) = 26, ceil(76/3) = 26, ceil(50/2) = 25, 25; task 0 trains on the seed and
+    # task 4 (cycle 5) at target
     record = tiny_run("grow", tasks=5)
-    assert record["per_task"]["active_units"] == [[47, 47], [68, 68], [88, 88], [108, 108], [128, 128]]
+    assert record["per_task"]["active_units"] == [[26, 26], [52, 52], [78, 78], [103, 103], [128, 128]]
     assert record["per_task"]["final_active_units"] == [128, 128]
-    # K=3 tasks, T=5 cycles: edit points [0, 0, 1, 1, 2], two edits at tasks 0 and 1
+    assert [e["cycle"] for e in record["edits"][::2]] == [1, 2, 3, 4]
+    # K=3 tasks, T=5 cycles: edits t = 1, 2, 3 at task 1 (never before task 0 trained), t = 4 at task 2
     record = tiny_run("grow", tasks=3)
-    assert record["per_task"]["active_units"] == [[68, 68], [108, 108], [128, 128]]
+    assert record["per_task"]["active_units"] == [[26, 26], [103, 103], [128, 128]]
+    # the protocol-2 placement, as an option: edit 0 before the first update, t from 0
+    record = tiny_run("grow", tasks=5, options={"edit_placement": "step0"})
+    assert record["per_task"]["active_units"] == [[47, 47], [68, 68], [88, 88], [108, 108], [128, 128]]
     # compact export holds only the active units: 784*128+128 + 128*128+128 + 128*10+10
     assert record["summary"]["params"] == 784 * 128 + 128 + 128 * 128 + 128 + 128 * 10 + 10
 
@@ -125,7 +131,7 @@ def firing_net() -> tuple[MaskedNet, torch.Tensor, list[int]]:
 def test_grow_newborns_chosen_by_activation_frequency() -> None:
     model, x, _ = firing_net()
     y = torch.zeros(16, dtype=torch.long)
-    config = StrategyConfig("grow", compactness=0.5, cycles=2, n_tasks=2, seed=0)
+    config = StrategyConfig("grow", compactness=0.5, cycles=2, n_tasks=2, seed=0, edit_placement="step0")
     plugin = GrowPlugin(config)
     strategy = fake_strategy(model, x, y)
     plugin.before_training(strategy)
@@ -148,7 +154,9 @@ def test_grow_newborns_chosen_by_activation_frequency() -> None:
 
 def test_grow_no_edit_between_edit_points() -> None:
     model, x, _ = firing_net()
-    plugin = GrowPlugin(StrategyConfig("grow", compactness=0.5, cycles=2, n_tasks=4))  # edits at tasks 0, 2
+    plugin = GrowPlugin(
+        StrategyConfig("grow", compactness=0.5, cycles=2, n_tasks=4, edit_placement="step0")
+    )  # edits at tasks 0, 2
     strategy = fake_strategy(model, x, torch.zeros(16, dtype=torch.long))
     plugin.before_training(strategy)
     counts = []
@@ -173,7 +181,9 @@ def magnitude_net() -> MaskedNet:
 
 def test_prune_removes_lowest_magnitude_units() -> None:
     model = magnitude_net()
-    plugin = PrunePlugin(StrategyConfig("prune", compactness=0.5, cycles=2, n_tasks=2), rewind="none")
+    plugin = PrunePlugin(
+        StrategyConfig("prune", compactness=0.5, cycles=2, n_tasks=2, edit_placement="step0"), rewind="none"
+    )
     strategy = fake_strategy(model, torch.zeros(4, 4), torch.zeros(4, dtype=torch.long))
     plugin.before_training(strategy)
     assert plugin.targets == [4] and model.active_units() == [8]  # Prune starts dense
@@ -188,7 +198,9 @@ def test_prune_removes_lowest_magnitude_units() -> None:
 
 def test_prune_keeps_at_least_one_unit() -> None:
     model = magnitude_net()
-    plugin = PrunePlugin(StrategyConfig("prune", compactness=0.01, cycles=1, n_tasks=1))
+    plugin = PrunePlugin(
+        StrategyConfig("prune", compactness=0.01, cycles=1, n_tasks=1, edit_placement="step0")
+    )
     strategy = fake_strategy(model, torch.zeros(4, 4), torch.zeros(4, dtype=torch.long))
     plugin.before_training(strategy)
     plugin.before_training_exp(strategy)
@@ -208,7 +220,9 @@ def test_prune_rewind_touches_only_masked_layers_and_readers(rewind: str) -> Non
     model = build_model("convnet", shape, 10)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     strategy = fake_strategy(model, torch.zeros(2, *shape), torch.zeros(2, dtype=torch.long), opt)
-    plugin = PrunePlugin(StrategyConfig("prune", compactness=0.5, cycles=2, n_tasks=4), rewind=rewind)
+    plugin = PrunePlugin(
+        StrategyConfig("prune", compactness=0.5, cycles=2, n_tasks=4, edit_placement="step0"), rewind=rewind
+    )
     plugin.before_training(strategy)
     initial = {n: p.detach().clone() for n, p in model.named_parameters()}
     adam_steps(model, opt, shape)
@@ -234,17 +248,17 @@ def test_prune_rewind_touches_only_masked_layers_and_readers(rewind: str) -> Non
 
 
 def test_prune_through_execute_reaches_targets_on_schedule() -> None:
-    # 256 -> 128 units, q = 128: edits 26, 26, 26, 25, 25
+    # 256 -> 128 units, q = 128: no prune of the untrained net at task 0, then 32 at each of tasks 1..4
     record = tiny_run("prune", tasks=5)
-    assert record["per_task"]["active_units"] == [[230, 230], [204, 204], [178, 178], [153, 153], [128, 128]]
+    assert record["per_task"]["active_units"] == [[256, 256], [224, 224], [192, 192], [160, 160], [128, 128]]
     assert record["per_task"]["final_active_units"] == [128, 128]
 
 
 def test_unknown_plugin_options_raise() -> None:
-    config = StrategyConfig("grow", compactness=0.5)
+    config = StrategyConfig("grow", compactness=0.5, n_tasks=5)
     with pytest.raises(ValueError, match="selector"):
         GrowPlugin(config, selector="magic")
     with pytest.raises(ValueError, match="rewind"):
         PrunePlugin(config, rewind="sometimes")
     with pytest.raises(ValueError, match="out of range"):
-        GrowPlugin(StrategyConfig("grow", compactness=1.5))
+        GrowPlugin(StrategyConfig("grow", compactness=1.5, n_tasks=5))

@@ -156,7 +156,9 @@ PAPER = {"variant": None, "tasks": 500}
 def test_paper_figures_only_beside_runs_of_the_papers_protocol() -> None:
     records = [rec(s, 0.001, 0.75, **PAPER) for s in range(2)]
     records += [rec(s, 0.001, 0.75, **{**PAPER, "tasks": 20}, strategy="grow") for s in range(2)]
-    records += [rec(s, 0.001, 0.75, **PAPER, options={"subset": "fixed"}, strategy="prune") for s in range(2)]
+    records += [
+        rec(s, 0.001, 0.75, **PAPER, options={"subset": "per_task"}, strategy="prune") for s in range(2)
+    ]
     df = attach_reference(aggregate(records)).set_index("strategy")
     assert df.loc["grow+moment_transplant", "paper_comparable"]
     assert df.loc["grow+moment_transplant", "paper_protocol"] == "yes"
@@ -164,7 +166,7 @@ def test_paper_figures_only_beside_runs_of_the_papers_protocol() -> None:
         not df.loc["grow", "paper_comparable"] and "tasks=20 (paper: 500)" in df.loc["grow", "paper_protocol"]
     )
     assert not df.loc["prune", "paper_comparable"]
-    assert "subset=fixed (paper: per_task)" in df.loc["prune", "paper_protocol"]
+    assert "subset=per_task (paper: fixed)" in df.loc["prune", "paper_protocol"]
     console = Console(record=True, width=400)
     console.print(render(df.reset_index()))
     text = console.export_text()

@@ -39,7 +39,7 @@ def paper_record(seed: int) -> dict:
         "scenario": "permuted_mnist", "variant": None, "strategy": "dense", "compactness": 1.0, "seed": seed,
         "lr": spec.lr, "model": "mlp", "tasks": spec.tasks, "steps_per_task": spec.steps_per_task,
         "batch_size": spec.batch_size, "cycles": 5, "schedule": "neutral", "optimizer": "adam",
-        "winning_ticket": False, "options": {"subset": "per_task"},
+        "winning_ticket": False, "options": {"subset": "fixed"},
     }  # fmt: skip
     return make_record(config, {"taoa": 0.8 + seed / 100, "early_task_taa": 0.5}, {}, {}, 1.0)
 

@@ -65,7 +65,8 @@ def test_compare_per_cell_with_difference_and_verdict() -> None:
         ["method", "compactness_pct"]
     )
     dense = frame.loc[("dense", 100)]
-    assert dense["ours_taoa"] == pytest.approx(80.0) and dense["diff"] == pytest.approx(80.0 - 80.6)
+    assert dense["ours"] == pytest.approx(80.0) and dense["diff"] == pytest.approx(80.0 - 80.6)
+    assert dense["metric"] == "taoa"
     assert dense["verdict"] == "agrees" and dense["n"] == 3
     grow = frame.loc[("grow", 20)]
     assert grow["diff"] == pytest.approx(60.0 - 71.5) and grow["verdict"] == "differs"

@@ -44,9 +44,10 @@ def test_registry_holds_every_protocol_scenario_with_its_sizes() -> None:
         "split_cifar100": (10, 20 * (5_000 // 32), 32),
         "split_mnist": (5, 20 * (12_000 // 64), 64),
         "split_fashion": (5, 20 * (12_000 // 64), 64),
-        "mnist_iid": (5, 20 * (60_000 // 128), 128),
-        "cifar10_iid": (5, 40 * (50_000 // 128), 128),
-        "cifar100_iid": (5, 40 * (50_000 // 128), 128),
+        # batch 64: LC26 C.1's Two-Speed windows are multiples of ceil(50000 / 64)
+        "mnist_iid": (5, 20 * (60_000 // 64), 64),
+        "cifar10_iid": (5, 40 * (50_000 // 64), 64),
+        "cifar100_iid": (5, 40 * (50_000 // 64), 64),
     }
     models = {name: s.model for name, s in SCENARIOS.items()}
     assert {n for n, m in models.items() if m == "mlp"} == {
@@ -104,9 +105,15 @@ def test_split_is_class_incremental(data_root: Path, name: str, per_task: int, n
         assert classes == set(task.classes) == set(task.test_y.tolist()) and len(classes) == per_task
         assert not classes & seen  # no class repeats
         seen |= classes
+        # the validation rows are carved from the task's own training rows (10%, docs/protocol.md §7)
+        assert set(task.val_y.tolist()) <= classes and len(task.val_y) == round(
+            0.1 * (len(task.y) + len(task.val_y))
+        )
+        trained = {row.numpy().tobytes() for row in task.x.reshape(len(task.x), -1)}
+        assert not trained & {row.numpy().tobytes() for row in task.val_x.reshape(len(task.val_x), -1)}
     if n_classes == 10:
         assert seen == set(range(10))
-        assert all(len(t.y) == per_task * MNIST_TRAIN_PER_CLASS for t in tasks)
+        assert all(len(t.y) + len(t.val_y) == per_task * MNIST_TRAIN_PER_CLASS for t in tasks)
 
 
 def test_split_too_many_tasks_fails_before_training(data_root: Path) -> None:
@@ -156,8 +163,8 @@ def test_random_labels_are_uniform_per_image_by_default(data_root: Path) -> None
     assert build("random_label_mnist", data_root).info.options["label_mode"] == "uniform"
 
 
-def test_permuted_mnist_draws_a_fresh_subset_per_task_by_default(data_root: Path) -> None:
-    """Kumar23's code draws a new 10,000-image subset for every task; ``subset=fixed`` keeps one."""
+def test_permuted_mnist_keeps_one_subset_by_default(data_root: Path) -> None:
+    """LC26 A.1.3: one fixed subset for every task; ``subset=per_task`` (Kumar23's code) draws a new one."""
     from scenarios.mnist import permuted_mnist
 
     def image_sets(**options: object) -> list[set[bytes]]:
@@ -167,11 +174,11 @@ def test_permuted_mnist_draws_a_fresh_subset_per_task_by_default(data_root: Path
             out.append({row.sort().values.numpy().tobytes() for row in task.x.reshape(len(task.x), -1)})
         return out
 
-    per_task = image_sets()
+    per_task = image_sets(subset="per_task")
     assert per_task[0] != per_task[1] and len(per_task[0]) == 100
-    fixed = image_sets(subset="fixed")
-    assert fixed[0] == fixed[1] == fixed[2]
-    assert build("permuted_mnist", data_root).info.options["subset"] == "per_task"
+    fixed = image_sets()
+    assert fixed[0] == fixed[1] == fixed[2] and len(fixed[0]) == 100
+    assert build("permuted_mnist", data_root).info.options["subset"] == "fixed"
 
 
 def test_random_label_unknown_mode_fails_at_build(data_root: Path) -> None:
@@ -182,9 +189,13 @@ def test_random_label_unknown_mode_fails_at_build(data_root: Path) -> None:
 def test_iid_cycles_share_the_whole_dataset(data_root: Path) -> None:
     tasks = tasks_of(build("cifar10_iid", data_root, tasks=2))
     assert tasks[0] is tasks[1]
-    assert len(tasks[0].y) == 200 and len(tasks[0].test_y) == 20
+    assert len(tasks[0].y) == 180 and len(tasks[0].val_y) == 20 and len(tasks[0].test_y) == 20
     fashion = tasks_of(build("mnist_iid@fashion", data_root, tasks=1))[0]
-    assert len(fashion.y) == 10 * MNIST_TRAIN_PER_CLASS
+    assert len(fashion.y) + len(fashion.val_y) == 10 * MNIST_TRAIN_PER_CLASS
+    whole = tasks_of(build("cifar10_iid", data_root, tasks=1, val_fraction=0.0))[0]
+    assert len(whole.y) == 200 and whole.val_y is None  # val_fraction=0: no split (lr chosen on test)
+    other = tasks_of(build("cifar10_iid", data_root, seed=1, tasks=1))[0]
+    assert not torch.equal(other.val_y, tasks[0].val_y) or not torch.equal(other.val_x, tasks[0].val_x)
 
 
 def test_continual_imagenet_pairs(data_root: Path) -> None:

@@ -8,8 +8,10 @@ Every input is checked before the first run trains; a bad one ends the command w
 from __future__ import annotations
 
 import itertools
+import math
 import os
 import sys
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -19,8 +21,8 @@ from typing import Any
 import torch
 import typer
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from plasticity_bench.batched import parse_batch_runs
 from plasticity_bench.diagnostics import (
@@ -35,7 +37,7 @@ from plasticity_bench.loggers import Recording, parse_loggers
 from plasticity_bench.metrics import CURVE_BIN
 from plasticity_bench.options import OptionError, split_assignments
 from plasticity_bench.options_catalog import option_users
-from plasticity_bench.parallel import run_on_ray
+from plasticity_bench.parallel import check_reachable, run_on_ray
 from plasticity_bench.plasticity import (
     last_task_summary,
     plasticity_frame,
@@ -47,8 +49,8 @@ from plasticity_bench.progress import sweep_progress
 from plasticity_bench.records import LoadReport, ResultStore, run_key
 from plasticity_bench.report import write_report
 from plasticity_bench.reproduce import TABLES, reproduce_table
-from plasticity_bench.resume import DEFAULT_EVERY, CheckpointPolicy
-from plasticity_bench.runner import RunConfig, expand, sweep_base
+from plasticity_bench.resume import DEFAULT_EVERY, CheckpointPolicy, RunCheckpoint
+from plasticity_bench.runner import MAX_SEED, RunConfig, expand, sweep_base
 from plasticity_bench.sweep import SweepOutcome, SweepSettings, device_kind, preflight, run_sweep
 from plasticity_bench.sweepfile import SweepGrid, load_sweep
 from scenarios.readers import CorruptDatasetError, DatasetNotFoundError
@@ -61,7 +63,16 @@ app = typer.Typer(
     help="Structural-plasticity benchmark suite.",
 )  # fmt: skip
 #: Output to a file or pipe gets wide lines (rich would wrap tables at 80 columns); COLUMNS still wins.
-console = Console(width=None if sys.stdout.isatty() or "COLUMNS" in os.environ else NON_TERMINAL_WIDTH)
+#: No console markup: paths, strategy names and messages are printed as typed (``[bold]`` in a path stays).
+console = Console(
+    width=None if sys.stdout.isatty() or "COLUMNS" in os.environ else NON_TERMINAL_WIDTH, markup=False
+)
+
+
+def say(label: str, style: str, text: str) -> None:
+    """``label`` in ``style`` (``error:`` red, ``warning:`` yellow), then ``text`` verbatim, one line."""
+    console.print(Text.assemble((label, style), " ", text), highlight=False, soft_wrap=True)
+
 
 PRESETS = ("demo", "paper")
 DEMO_SCENARIO = "permuted_mnist@mnist5k"
@@ -81,6 +92,12 @@ OPTION_HELP = (
 def main(debug: bool = typer.Option(False, "--debug", help="show the traceback of an input error")) -> None:
     """Structural-plasticity benchmark suite."""
     _debug["on"] = debug
+    warnings.showwarning = show_warning
+
+
+def show_warning(message: Warning | str, *args: object, **kwargs: object) -> None:
+    """Python warnings (a refused checkpoint, a lock waited for) as one ``warning:`` line."""
+    say("warning:", "yellow", str(message))
 
 
 @contextmanager
@@ -91,9 +108,27 @@ def user_errors() -> Iterator[None]:
     except USER_ERRORS as err:
         if _debug["on"]:
             raise
-        message = str(err).strip() or type(err).__name__
-        console.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
+        say("error:", "red", str(err).strip() or type(err).__name__)
         raise typer.Exit(2) from err
+    except OSError as err:  # a folder that is read-only, a file where a folder should be, a full disk
+        if _debug["on"]:
+            raise
+        where = err.filename or "the output"
+        say(
+            "error:", "red", f"cannot write {where}: {err.strerror or err}; choose a writable place with room"
+        )
+        raise typer.Exit(2) from err
+
+
+def output_path(value: str | Path) -> Path:
+    """An ``--out`` value as a path; an empty one is refused (it would write into the current folder).
+
+    Raises:
+        typer.BadParameter: for an empty or blank value.
+    """
+    if not str(value).strip():
+        raise typer.BadParameter("is empty: give a folder, e.g. --out results")
+    return Path(value)
 
 
 def parse_list(text: str, kind: type, option: str) -> list:
@@ -123,12 +158,31 @@ def parse_seeds(value: int | list[int] | str, option: str = "--seeds", after: in
     else:
         values, count = ([value], True) if isinstance(value, int) else (list(value), False)
     if count:
-        if values[0] < 1:
-            raise ValueError(f"{option} {value}: give a positive count (e.g. 3) or a list (e.g. 0,1,2)")
+        if not 1 <= values[0] <= MAX_SEEDS:
+            raise ValueError(
+                f"{option} {value}: give a count from 1 to {MAX_SEEDS} (e.g. 3) or a list (0,1,2)"
+            )
         return list(range(after, after + values[0]))
     if not values or min(values) < 0 or len(set(values)) != len(values):
         raise ValueError(f"{option} {value}: seeds must be distinct and >= 0")
+    if len(values) > MAX_SEEDS or max(values) > MAX_SEED:
+        raise ValueError(f"{option} {value}: at most {MAX_SEEDS} seeds, each at most {MAX_SEED}")
     return values
+
+
+#: The most seeds one sweep takes (a count beyond is a typo, not a sweep).
+MAX_SEEDS = 10_000
+
+
+def check_threads(threads: int) -> None:
+    """Refuse a thread count below 1 or above 4x this machine's CPUs (torch then fails allocating them).
+
+    Raises:
+        ValueError: naming ``--threads`` and the range.
+    """
+    most = 4 * (os.cpu_count() or 1)
+    if not 1 <= threads <= most:
+        raise ValueError(f"--threads {threads}: give 1 to {most} (this machine has {os.cpu_count()} CPUs)")
 
 
 def check_counts(**counts: int | None) -> None:
@@ -187,8 +241,12 @@ class Workers:
     def check(self, device: str) -> None:
         """Raises ValueError for a count below 1, non-positive CPUs, negative GPUs, or GPUs on a CPU run."""
         check_counts(workers=self.count)
-        if self.cpus_per_run <= 0 or self.gpus_per_run < 0:
-            raise ValueError("--cpus-per-run must be > 0 and --gpus-per-run >= 0")
+        if self.count > 1 and self.address:
+            check_reachable(self.address)
+        if not (math.isfinite(self.cpus_per_run) and self.cpus_per_run > 0):
+            raise ValueError(f"--cpus-per-run {self.cpus_per_run}: must be a finite number > 0 (e.g. 1)")
+        if not (math.isfinite(self.gpus_per_run) and self.gpus_per_run >= 0):
+            raise ValueError(f"--gpus-per-run {self.gpus_per_run}: must be a finite number >= 0 (e.g. 0.25)")
         if self.gpus_per_run > 0 and device_kind(device) != "cuda":
             raise ValueError(f"--gpus-per-run {self.gpus_per_run:g} needs --device cuda (got {device})")
 
@@ -207,9 +265,18 @@ def execute_sweep(
     reused = {"current", "stale"} if settings.allow_stale else {"current"}
     todo = configs if settings.force else [c for c, s in zip(configs, status) if s not in reused]
     console.print(f"{len(configs)} runs, {len(configs) - len(todo)} already on disk under {out}")
-    resumed = sum(store.checkpoint_path(c.as_dict()).is_file() for c in todo)
-    if resumed:
-        console.print(f"{resumed} runs continue from their checkpoint")
+    found = [
+        RunCheckpoint(store.checkpoint_path(c.as_dict()), run_key(c.as_dict()), settings.policy)
+        for c in todo
+        if store.checkpoint_path(c.as_dict()).is_file()
+    ]
+    usable = sum(checkpoint.usable() for checkpoint in found)
+    if usable:
+        console.print(f"{usable} runs continue from their checkpoint")
+    if len(found) > usable:
+        unusable = len(found) - usable
+        say("warning:", "yellow", f"{unusable} checkpoints are not signed with this user's key (foreign, "
+            "tampered or cut short): those runs restart from scratch")  # fmt: skip
     if stale and not settings.allow_stale:
         console.print(
             f"{stale} records of an older protocol version will be rerun (--allow-stale reuses them)"
@@ -219,7 +286,7 @@ def execute_sweep(
     if outcome.by_others:
         console.print(f"{len(outcome.by_others)} runs were computed meanwhile by another sweep on {out}")
     for config, error in outcome.failed:
-        console.print(f"[red]run failed:[/red] {describe(config)}: {error}", highlight=False, soft_wrap=True)
+        say("run failed:", "red", f"{describe(config)}: {error}")
     for line in settings.recording.where() if todo else []:
         console.print(f"logs, {line}", highlight=False, soft_wrap=True)
     return outcome
@@ -280,7 +347,7 @@ def load_records(out: Path) -> LoadReport:
     """The store's records; every skipped file (corrupt, duplicate) is reported on one line each."""
     report = ResultStore(out).load()
     for line in report.problems():
-        console.print(f"[yellow]warning:[/yellow] {line}", highlight=False, soft_wrap=True)
+        say("warning:", "yellow", line)
     return report
 
 
@@ -292,9 +359,7 @@ def show_leaderboard(out: Path, select_seeds: list[int], keys: set[str] | None =
     """
     report = load_records(out)
     if not report.records:
-        console.print(
-            f"[yellow]no records under {out}[/yellow]: run `plasticity-bench run --out {out}` first"
-        )
+        say("warning:", "yellow", f"no records under {out}: run `plasticity-bench run --out {out}` first")
         raise typer.Exit(1)
     table = attach_reference(aggregate(report.records, select_seeds=select_seeds))
     csv_path, md_path = write_leaderboard(table, out)
@@ -328,15 +393,20 @@ def plan(grid: SweepGrid, device: str, threads: int) -> tuple[list[RunConfig], l
         "threads": threads,
     }
     configs: list[RunConfig] = []
-    for scenario in grid.scenarios:
+    strategies, levels = unique(grid.strategies), unique(grid.compactness)  # a value given twice runs once
+    lrs = unique(grid.lrs) if grid.lrs else None
+    for scenario in unique(grid.scenarios):
         spec, _ = parse_scenario(scenario)
         n_tasks = grid.tasks or (spec.demo_tasks if grid.preset == "demo" and spec.demo_tasks else spec.tasks)
         base = sweep_base(spec, n_tasks, grid.steps, grid.batch_size, grid.model, grid.cycles, **extra)
-        part = expand(
-            scenario, grid.strategies, grid.compactness, run_seeds, base, grid.options, grid.lrs, held
-        )
-        configs += part if grid.lrs else with_preferred_lr(part)
+        part = expand(scenario, strategies, levels, run_seeds, base, grid.options, lrs, held)
+        configs += part if lrs else with_preferred_lr(part)
     return configs, held
+
+
+def unique(values: list[Any]) -> list[Any]:
+    """``values`` without repeats, in first-seen order."""
+    return list(dict.fromkeys(values))
 
 
 def grid_from_flags(flags: dict[str, Any]) -> SweepGrid:
@@ -399,7 +469,9 @@ def run(
     data_root: Path = typer.Option(None, help="folder with datasets in torchvision layout"),
     device: str = typer.Option("cpu", help="torch device: cpu, cuda or cuda:N"),
     threads: int = typer.Option(1, help="torch CPU threads (part of the run key: it changes float rounding)"),
-    out: Path = typer.Option(Path("results"), help="results folder (records + leaderboard)"),
+    out: Path = typer.Option(
+        Path("results"), parser=output_path, help="results folder (records + leaderboard)"
+    ),
     force: bool = typer.Option(False, help="rerun configs whose record already exists"),
     allow_stale: bool = typer.Option(False, help="reuse records of an older protocol version"),
     checkpoint_every: str = typer.Option(
@@ -435,7 +507,7 @@ def run(
         "winning_ticket": winning_ticket, "option": option,
     }  # fmt: skip
     with user_errors():
-        check_counts(threads=threads)
+        check_threads(threads)
         policy = CheckpointPolicy.parse(checkpoint_every)
         pool = Workers(workers, ray_address, cpus_per_run, gpus_per_run)
         torch.set_num_threads(threads)
@@ -453,7 +525,7 @@ def run(
 
 @app.command()
 def leaderboard(
-    out: Path = typer.Option(Path("results"), help="results folder"),
+    out: Path = typer.Option(Path("results"), parser=output_path, help="results folder"),
     select_seeds: str = typer.Option(None, help="comma list of seeds used only to choose lrs (not reported)"),
 ) -> None:
     """Rebuild and print the leaderboard from the records under ``--out``."""
@@ -469,7 +541,9 @@ def reproduce(
     method: str = typer.Option(None, help="comma list of the table's methods (default: all)"),
     seeds: str = typer.Option("3", help="seed count or comma list"),
     select_seeds: str = typer.Option(None, help="seeds used only to choose each method's lr"),
-    out: Path = typer.Option(Path("results/lc26"), help="results folder (records, reproduction.md/.csv)"),
+    out: Path = typer.Option(
+        Path("results/lc26"), parser=output_path, help="results folder (records, reproduction.md/.csv)"
+    ),
     data_root: Path = typer.Option(None, help="folder with datasets in torchvision / LoP layout"),
     device: str = typer.Option("cpu", help="torch device: cpu, cuda or cuda:N"),
     threads: int = typer.Option(1, help="torch CPU threads"),
@@ -497,7 +571,7 @@ def reproduce(
     scenario's lr. Writes reproduction.md and reproduction.csv under --out.
     """
     with user_errors():
-        check_counts(threads=threads)
+        check_threads(threads)
         torch.set_num_threads(threads)
         run_seeds = parse_seeds(seeds)
         held = parse_seeds(select_seeds, "--select-seeds", max(run_seeds) + 1) if select_seeds else []
@@ -537,10 +611,16 @@ def diagnose(
     plasticity diagnostics of every record (§14: dormant fraction, effective rank, mean |weight|, feature
     norm at the last task) under RESULTS; write every row to RESULTS/diagnostics.csv and
     RESULTS/plasticity.csv."""
+    with user_errors():
+        show_diagnostics(results, per_seed, curves)
+
+
+def show_diagnostics(results: Path, per_seed: bool, curves: bool) -> None:
+    """What ``diagnose`` prints and writes (see there)."""
     records = load_records(results).records
     frame, plastic = diagnostics_frame(records), plasticity_frame(records)
     if frame.empty and plastic.empty:
-        console.print(f"[yellow]no diagnostics under {results}[/yellow]: run `plasticity-bench run` first")
+        say("warning:", "yellow", f"no diagnostics under {results}: run `plasticity-bench run` first")
         raise typer.Exit(1)
     written = []
     if not frame.empty:
@@ -557,9 +637,7 @@ def records_or_exit(results: Path) -> list[dict[str, Any]]:
     """The records under ``results``; exit code 1 with a hint when there are none."""
     records = load_records(results).records
     if not records:
-        console.print(
-            f"[yellow]no records under {results}[/yellow]: run `plasticity-bench run --out {results}`"
-        )
+        say("warning:", "yellow", f"no records under {results}: run `plasticity-bench run --out {results}`")
         raise typer.Exit(1)
     return records
 
@@ -567,11 +645,14 @@ def records_or_exit(results: Path) -> list[dict[str, Any]]:
 @app.command()
 def plot(
     results: Path = typer.Argument(Path("results"), help="results folder (the --out of `run`)"),
-    out: Path = typer.Option(None, help="folder for the figures (default RESULTS/figures)"),
+    out: Path = typer.Option(
+        None, parser=output_path, help="folder for the figures (default RESULTS/figures)"
+    ),
 ) -> None:
     """Write the figures of the records under RESULTS (PNG and SVG): online accuracy over the stream, per-task
     accuracy, active units, cohort log-parities, the leaderboard chart, Cycle vs winning ticket."""
-    written = write_figures(records_or_exit(results), out or results / "figures")
+    with user_errors():
+        written = write_figures(records_or_exit(results), out or results / "figures")
     for path in written:
         console.print(f"written: {path}", highlight=False)
 
@@ -579,11 +660,12 @@ def plot(
 @app.command()
 def report(
     results: Path = typer.Argument(Path("results"), help="results folder (the --out of `run`)"),
-    out: Path = typer.Option(None, help="the HTML file (default RESULTS/report.html)"),
+    out: Path = typer.Option(None, parser=output_path, help="the HTML file (default RESULTS/report.html)"),
 ) -> None:
     """Write one self-contained HTML report (leaderboard, embedded figures, code versions, data sources, run
     configs) that opens from disk."""
-    path = write_report(records_or_exit(results), out or results / "report.html")
+    with user_errors():
+        path = write_report(records_or_exit(results), out or results / "report.html")
     console.print(f"written: {path}", highlight=False)
 
 
@@ -600,7 +682,7 @@ def options(
     for header in OPTION_HEADERS:
         view.add_column(header, overflow="fold")
     for row in rows:
-        view.add_row(*(escape(cell) for cell in row))
+        view.add_row(*row)
     console.print(view)
 
 

@@ -27,6 +27,8 @@ from scenarios import readers
 from scenarios.standin import standin_streams
 
 CALIBRATION_STEPS = (20, 120)
+#: A dry run warns beyond these (a grid that large is more often a typo than a plan).
+LARGE_RUNS, LARGE_SECONDS = 10_000, 7 * 24 * 3600.0
 GROUP_FIELDS = ("scenario", "variant", "model", "batch_size", "strategy", "device", "threads")
 
 
@@ -134,4 +136,9 @@ def dry_run_report(
         f"estimated {hours(total)} of compute; {hours(total / max(1, workers))} on {workers} worker(s)",
     ]
     warnings = [f"warning: data absent for {name}: {why}" for name, why in missing.items()]
+    if len(pending) > LARGE_RUNS or total / max(1, workers) > LARGE_SECONDS:
+        warnings.append(
+            f"warning: {len(pending):,} runs and {hours(total / max(1, workers))} on {workers} worker(s): "
+            "check the grid (seeds, lrs, compactness multiply) before starting it"
+        )
     return "\n".join(head + lines + warnings)

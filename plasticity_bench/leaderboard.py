@@ -29,6 +29,7 @@ from plasticity_bench.options import resolve
 from plasticity_bench.records import atomic_write_text, canonical_json, record_protocol
 from plasticity_bench.runner import used_options
 from scenarios.registry import SCENARIOS
+from strategies.registry import is_user_plugin
 
 #: LC26 Table 14 (figures only, never used for tuning), shipped as package data of ``leaderboard``.
 DEFAULT_REFERENCE = resources.files("leaderboard") / "reference" / "lc2026_table14.csv"
@@ -227,7 +228,11 @@ def paper_protocol_gaps(config: dict[str, Any]) -> list[str]:
 
 
 def _option_gaps(spec: Any, config: dict[str, Any]) -> list[str]:
-    """``k=v (paper: default)`` for every option of ``config`` that is not at its default."""
+    """``k=v (paper: default)`` for every option of ``config`` that is not at its default. A user
+    strategy's code is never loaded here (a results folder may come from anyone): it is not in the paper."""
+    strategy = str(config.get("strategy"))
+    if is_user_plugin(strategy):
+        return [f"{strategy} is a user strategy, not in the paper"]
     try:
         defaults = resolve(
             {}, used_options(spec, str(config["strategy"]), bool(config.get("winning_ticket")))

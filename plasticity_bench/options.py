@@ -11,6 +11,7 @@ every default, so a record's ``config.options`` states every option its run used
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -18,6 +19,17 @@ from typing import Any
 KINDS = ("bool", "int", "float", "str", "json")
 TRUE_WORDS = frozenset({"true", "1", "yes", "on"})
 FALSE_WORDS = frozenset({"false", "0", "no", "off"})
+
+
+def all_finite(value: Any) -> bool:
+    """True when every number inside ``value`` (nested dicts and lists) is finite."""
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, dict):
+        return all(all_finite(v) for v in value.values())
+    if isinstance(value, list):
+        return all(all_finite(v) for v in value)
+    return True
 
 
 class OptionError(ValueError):
@@ -92,6 +104,8 @@ class Option:
                 raise wrong from err
             if not isinstance(value, dict):
                 raise wrong
+            if not all_finite(value):
+                raise OptionError(f"--option {self.name}={raw}: every number must be finite (no NaN or inf)")
             return value
         if self.kind == "str":
             if not isinstance(text, str):
@@ -106,6 +120,8 @@ class Option:
             value = float(text)
         except (TypeError, ValueError) as err:
             raise wrong from err
+        if not math.isfinite(value):
+            raise OptionError(f"--option {self.name}={text}: must be a finite number (not NaN or inf)")
         if self.kind == "float":
             return value
         if not value.is_integer():

@@ -11,6 +11,8 @@ On a cluster every node needs the package installed and the results folder on a 
 
 from __future__ import annotations
 
+import re
+import socket
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -31,6 +33,30 @@ def worker_run(batch: list[RunConfig], root: str, settings: SweepSettings) -> li
     return claim_and_run_batch(batch, ResultStore(Path(root)), settings, wait=True)
 
 
+#: Seconds a cluster address gets to answer before a sweep gives up on it (Ray itself retries for minutes).
+CONNECT_TIMEOUT_S = 5.0
+
+
+def check_reachable(address: str) -> None:
+    """Refuse a Ray address whose host does not accept a TCP connection within :data:`CONNECT_TIMEOUT_S`
+    (``host:port`` and ``ray://host:port`` forms; ``auto`` and other forms are left to Ray).
+
+    Raises:
+        ValueError: naming the address and what the connection attempt said.
+    """
+    match = re.fullmatch(r"(?:ray://)?\[?([^\]/]+?)\]?:(\d+)", address.strip())
+    if match is None:
+        return
+    host, port = match.group(1), int(match.group(2))
+    try:
+        socket.create_connection((host, port), timeout=CONNECT_TIMEOUT_S).close()
+    except OSError as err:
+        raise ValueError(
+            f"--ray-address {address}: no Ray cluster answers there within {CONNECT_TIMEOUT_S:g} s "
+            f"({err.strerror or err}); start one with `ray start --head` or fix the address"
+        ) from err
+
+
 def start_ray(workers: int, cpus_per_run: float, address: str | None) -> bool:
     """Join ``address`` or start a local instance sized for ``workers`` runs; True when started here.
 
@@ -43,6 +69,8 @@ def start_ray(workers: int, cpus_per_run: float, address: str | None) -> bool:
         raise ValueError("--workers > 1 needs Ray: pip install 'ray>=2.9'") from err
     if ray.is_initialized():
         return False
+    if address:
+        check_reachable(address)
     local = (
         {}
         if address
@@ -81,7 +109,7 @@ def run_on_ray(
 
     started = start_ray(workers, cpus_per_run, address)
     remote = ray.remote(worker_run).options(num_cpus=cpus_per_run, num_gpus=gpus_per_run, max_retries=0)
-    outcome, queue, running = SweepOutcome(), list(reversed(settings.batches(todo))), {}
+    outcome, queue, running = SweepOutcome(), list(reversed(settings.batches(todo, store))), {}
     try:
         while queue or running:
             while queue and len(running) < workers:

@@ -84,7 +84,12 @@ class ProgressBar:
     """The ``rich`` bar with :class:`ProgressLines`' interface (for terminals)."""
 
     def __init__(self, console: Console, total: float, unit: str) -> None:
-        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+        columns = (
+            TextColumn("{task.description}", markup=False),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+        )
         self.progress = Progress(*columns, TextColumn(unit), console=console, transient=False)
         self.bar = self.progress.add_task("", total=total)
 

@@ -189,13 +189,17 @@ def atomic_write(path: Path, write: Callable[[BinaryIO], object]) -> Path:
 
     The bytes go to a temporary file in the same directory, are flushed and fsynced, and are then moved onto
     ``path`` with ``os.replace``. Readers see either the old file or the complete new one; if anything fails
-    the temporary file is removed, nothing appears under ``path``, and the error is re-raised. Missing
+    the temporary file is removed, nothing appears under ``path``, and the error is re-raised (an
+    ``OSError`` naming ``path``, e.g. a folder in its place or a full disk). Missing
     parent directories are created. The file gets mode ``0o666`` minus the umask, like any file the user
     creates (``mkstemp`` alone would leave ``0o600``).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as err:
+        raise OSError(err.errno, err.strerror, str(path)) from err
     try:
         os.fchmod(fd, 0o666 & ~current_umask())
         with os.fdopen(fd, "wb") as handle:
@@ -203,6 +207,11 @@ def atomic_write(path: Path, write: Callable[[BinaryIO], object]) -> Path:
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp_name, path)
+    except OSError as err:  # name the file the caller asked for, not the temporary one
+        Path(tmp_name).unlink(missing_ok=True)
+        if err.errno is None:
+            raise
+        raise OSError(err.errno, err.strerror, str(path)) from err
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)
         raise
@@ -219,23 +228,67 @@ def _corrupt(path: Path, reason: str) -> CorruptRecordError:
     return CorruptRecordError(f"{reason} (delete the file, or rerun that config to replace it)", path)
 
 
-def read_record(path: Path) -> dict[str, Any]:
-    """Parse and check one record file.
+#: Config fields every record has, with their JSON types (what the views read).
+CONFIG_FIELDS: dict[str, tuple[type, ...]] = {
+    "scenario": (str,), "strategy": (str,), "seed": (int,), "lr": (int, float), "model": (str,),
+    "tasks": (int,), "steps_per_task": (int,), "batch_size": (int,), "compactness": (int, float),
+}  # fmt: skip
+#: Optional top-level parts and their JSON type; lists hold objects where ``ROWS`` says so.
+PARTS: dict[str, type] = {
+    "per_task": dict, "data": dict, "curves": dict, "edits": list, "diagnostics": list, "plasticity": list,
+    "final_masks": list, "dyno": dict, "resets": list, "versions": dict, "code": dict,
+}  # fmt: skip
+ROWS = ("edits", "diagnostics", "plasticity", "resets")
 
-    Raises :class:`CorruptRecordError` (naming the file and the fix) if it is not valid JSON, not an object,
-    lacks a dict ``config`` or ``summary``, or its ``key`` is not ``run_key(config)``.
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def record_problem(record: Any) -> str | None:
+    """What makes ``record`` (parsed JSON) not a record of this schema, or None when it is one: the schema
+    number, the config fields the views read and their types, summary values (numbers or null), the types
+    of the optional parts, and ``key`` = ``run_key(config)``."""
+    if not isinstance(record, dict):
+        return "top level is not a JSON object"
+    if record.get("schema") != SCHEMA_VERSION:
+        return f"schema {record.get('schema')!r} is not {SCHEMA_VERSION} (made by another plasticity_bench)"
+    for name in ("config", "summary"):
+        if not isinstance(record.get(name), dict):
+            return f"missing or non-object '{name}'"
+    config = record["config"]
+    for name, kinds in CONFIG_FIELDS.items():
+        value = config.get(name)
+        if not isinstance(value, kinds) or isinstance(value, bool):
+            return f"config.{name} is {value!r}, not a {' or '.join(k.__name__ for k in kinds)}"
+    if not isinstance(config.get("options", {}), dict):
+        return "config.options is not an object"
+    bad = [k for k, v in record["summary"].items() if v is not None and not _is_number(v)]
+    if bad:
+        return f"summary.{bad[0]} is {record['summary'][bad[0]]!r}, not a number"
+    for name, kind in PARTS.items():
+        if name in record and not isinstance(record[name], kind):
+            return f"'{name}' is not a JSON {'object' if kind is dict else 'array'}"
+        if name in ROWS and name in record and not all(isinstance(r, dict) for r in record[name]):
+            return f"'{name}' holds entries that are not objects"
+    if record.get("key") != run_key(config):
+        return "'key' does not match the hash of 'config'"
+    return None
+
+
+def read_record(path: Path) -> dict[str, Any]:
+    """Parse and check one record file (:func:`record_problem`).
+
+    Raises :class:`CorruptRecordError` (naming the file, what is wrong and the fix) if it is not valid JSON
+    or not a record of this schema.
     """
     try:
         record = json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
         raise _corrupt(path, f"cannot be read as JSON ({err})") from err
-    if not isinstance(record, dict):
-        raise _corrupt(path, "top level is not a JSON object")
-    for name in ("config", "summary"):
-        if not isinstance(record.get(name), dict):
-            raise _corrupt(path, f"missing or non-object '{name}'")
-    if record.get("key") != run_key(record["config"]):
-        raise _corrupt(path, "'key' does not match the hash of 'config'")
+    problem = record_problem(record)
+    if problem is not None:
+        raise _corrupt(path, problem)
     return record
 
 

@@ -6,6 +6,7 @@ into :class:`RunConfig` objects, validating every name, value and option before 
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -16,7 +17,7 @@ import torch
 from avalanche.core import SupervisedPlugin
 from avalanche.training.plugins import EvaluationPlugin
 
-from plasticity_bench.budget import check_compactness, edit_schedule
+from plasticity_bench.budget import SCHEDULES, check_compactness, edit_schedule
 from plasticity_bench.checkpoint import CheckpointAccuracy
 from plasticity_bench.element_adam import ElementStepAdam
 from plasticity_bench.loggers import Recording
@@ -637,6 +638,7 @@ def expand(
     spec, variant = parse_scenario(scenario)
     for c in compactness:
         check_compactness(c)
+    check_fields(base, lrs or [base["lr"]], seeds + list(select_seeds or []))
     given = dict(options or {})
     wt = bool(base.get("winning_ticket", False))
     used = {name: used_options(spec, name, wt) for name in strategies}
@@ -665,6 +667,29 @@ def expand(
                         )
                     )  # fmt: skip
     return configs
+
+
+#: Seeds are drawn into 64-bit generators through ``derive_seed``; keep them in a range every RNG takes.
+MAX_SEED = 2**32 - 1
+
+
+def check_fields(base: dict[str, Any], lrs: list[float], seeds: list[int]) -> None:
+    """Refuse sweep values that would fail only once a run trains, or train nothing.
+
+    Raises:
+        ValueError: an lr that is not a finite number > 0, a seed outside ``0 .. 2**32 - 1``, an unknown
+            model or budget schedule, naming the flag and the valid values.
+    """
+    for lr in lrs:
+        if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
+            raise ValueError(f"--lr {lr}: a learning rate must be a finite number > 0 (e.g. 0.001)")
+    for seed in seeds:
+        if not 0 <= seed <= MAX_SEED:
+            raise ValueError(f"--seeds: seed {seed} is outside 0..{MAX_SEED}")
+    if base.get("model") not in NETWORKS:
+        raise ValueError(f"--model {base.get('model')}: choose one of {', '.join(sorted(NETWORKS))}")
+    if base.get("schedule", "neutral") not in SCHEDULES:
+        raise ValueError(f"--schedule {base.get('schedule')}: choose one of {', '.join(SCHEDULES)}")
 
 
 def check_fits(

@@ -10,12 +10,13 @@ only computed here if that process left no record.
 from __future__ import annotations
 
 import tempfile
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from filelock import Timeout
+from filelock import FileLock, Timeout
 
 from plasticity_bench.batched import auto_batch_runs, batch_groups, execute_batch, plan_batches
 from plasticity_bench.loggers import Recording
@@ -69,8 +70,8 @@ def preflight(configs: list[RunConfig], out: Path, data_root: Path | None, devic
     """Check everything a sweep needs before its first run trains.
 
     The device exists, ``out`` is writable, every scenario's data is present and well formed (its stream is
-    built for the first seed, which reads and validates the files), and every strategy builds real Avalanche
-    plugins.
+    built for the first seed, which reads and validates the files, and its first task holds a full batch),
+    and every strategy builds real Avalanche plugins.
 
     Raises:
         ValueError: as :func:`device_kind`, :func:`check_writable`, or a strategy that builds no plugins.
@@ -79,8 +80,18 @@ def preflight(configs: list[RunConfig], out: Path, data_root: Path | None, devic
     device_kind(device)
     check_writable(out)
     streams = {(c.scenario, c.variant, c.tasks, canonical_json(scenario_of(c)[2])): c for c in configs}
-    for config in streams.values():
-        build_benchmark(config, data_root)
+    largest = {}
+    for config in configs:
+        stream = (config.scenario, config.variant, config.tasks, canonical_json(scenario_of(config)[2]))
+        largest[stream] = max(largest.get(stream, 0), config.batch_size)
+    for stream, config in streams.items():
+        _, benchmark = build_benchmark(config, data_root)
+        rows = len(benchmark.train_stream[0].task.y)
+        if rows < largest[stream]:
+            raise ValueError(
+                f"--batch-size {largest[stream]}: a task of {config.scenario} has {rows} training rows; "
+                f"use at most {rows}"
+            )
     strategies = {(c.strategy, c.compactness, canonical_json(c.options)): c for c in configs}
     for config in strategies.values():
         build_plugins(config.strategy_config())
@@ -100,16 +111,21 @@ class SweepSettings:
     batch_runs: int | None = 1  # runs trained together (docs/protocol.md §12); None: auto
     recording: Recording = field(default_factory=Recording)
 
-    def batches(self, todo: list[RunConfig]) -> list[list[RunConfig]]:
+    def batches(self, todo: list[RunConfig], store: ResultStore | None = None) -> list[list[RunConfig]]:
         """``todo`` cut into run-batches (:func:`~plasticity_bench.batched.plan_batches`); with ``auto``, each
-        group's size fits the device memory (:func:`~plasticity_bench.batched.auto_batch_runs`)."""
+        group's size fits the device memory (:func:`~plasticity_bench.batched.auto_batch_runs`). Runs with a
+        checkpoint under ``store`` run alone, so they continue from it (batched runs do not resume)."""
+        lone = [c for c in todo if store is not None and store.checkpoint_path(c.as_dict()).is_file()]
+        rest = [c for c in todo if c not in lone]
         if self.batch_runs is not None:
-            return plan_batches(todo, self.batch_runs)
-        return [
-            batch
-            for group in batch_groups(todo)
-            for batch in plan_batches(group, auto_batch_runs(group[0], self.data_root, self.device))
-        ]
+            planned = plan_batches(rest, self.batch_runs)
+        else:
+            planned = [
+                batch
+                for group in batch_groups(rest)
+                for batch in plan_batches(group, auto_batch_runs(group[0], self.data_root, self.device))
+            ]
+        return [[c] for c in lone] + planned
 
 
 @dataclass
@@ -124,6 +140,24 @@ class SweepOutcome:
     def add(self, config: RunConfig, status: str) -> None:
         """Count ``config`` as ``ran`` or ``done`` (by another process)."""
         (self.ran if status == "ran" else self.by_others).append(config)
+
+
+def acquire(lock: FileLock, wait: bool) -> bool:
+    """Take ``lock``: at once (False when another process holds it), or with ``wait`` until it is free,
+    saying once which lock file it waits for (a stopped process keeps its lock)."""
+    try:
+        lock.acquire(timeout=0)
+        return True
+    except Timeout:
+        if not wait:
+            return False
+    warnings.warn(
+        f"waiting for another process to finish the run locked by {lock.lock_file} (if no sweep is running"
+        " it, stop the process that holds it)",
+        stacklevel=2,
+    )
+    lock.acquire(timeout=-1)
+    return True
 
 
 def claim_and_run(
@@ -142,9 +176,7 @@ def claim_and_run(
     """
     key = config.as_dict()
     lock = store.lock(key)
-    try:
-        lock.acquire(timeout=-1 if wait else 0)
-    except Timeout:
+    if not acquire(lock, wait):
         return "busy"
     try:
         if (wait or not settings.force) and store.has(key, settings.allow_stale):
@@ -194,9 +226,7 @@ def claim_and_run_batch(
     try:
         for config in batch:
             key, lock = config.as_dict(), store.lock(config.as_dict())
-            try:
-                lock.acquire(timeout=-1 if wait else 0)
-            except Timeout:
+            if not acquire(lock, wait):
                 status.append("busy")
                 continue
             held.append(lock)
@@ -230,13 +260,16 @@ def run_sweep(
     """
     outcome = SweepOutcome()
     deferred: list[list[RunConfig]] = []
-    for wait, queue in ((False, settings.batches(todo)), (True, deferred)):
+    for wait, queue in ((False, settings.batches(todo, store)), (True, deferred)):
         for batch in queue:
             for config in batch if on_run is not None else ():
                 on_run(config)
             try:
                 statuses = claim_and_run_batch(batch, store, settings, wait, on_task)
-            except Exception as err:  # one failed run (or batch) must not stop the others
+            except (
+                Exception,
+                SystemExit,
+            ) as err:  # one failed run (or a plugin's exit) must not stop the others
                 if reraise:
                     raise
                 outcome.failed += [(config, f"{type(err).__name__}: {err}") for config in batch]

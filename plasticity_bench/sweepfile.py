@@ -71,20 +71,45 @@ ELEMENT_TYPES = {
 }  # fmt: skip
 
 
+class UniqueKeyLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` (no Python tags) that refuses a mapping with a key given twice: with the plain
+    loader the later value silently wins."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key!r} appears twice (keep one)", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def yaml_problem(err: yaml.YAMLError) -> str:
+    """A YAML error on one line: the problem and where (``line 3, column 1``)."""
+    mark = getattr(err, "problem_mark", None)
+    problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+    return f"{problem} at line {mark.line + 1}, column {mark.column + 1}" if mark else problem
+
+
 def load_sweep(path: Path) -> SweepGrid:
     """Read and check a sweep file.
 
     Raises:
-        ValueError: the file is missing or not YAML, not a mapping, has unknown keys (the valid ones are
-            listed), a value of the wrong type, or no ``scenarios``.
+        ValueError: the file is missing, not UTF-8 text or not YAML, repeats a key, is not a mapping, has
+            unknown keys (the valid ones are listed), a value of the wrong type, or no ``scenarios``.
     """
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=UniqueKeyLoader)  # safe: no tags
     except OSError as err:
         raise ValueError(f"sweep file {path}: cannot read it ({err.strerror or err})") from err
+    except UnicodeDecodeError as err:
+        raise ValueError(f"sweep file {path}: not a YAML text file (byte {err.start} is not UTF-8)") from err
     except yaml.YAMLError as err:
-        raise ValueError(f"sweep file {path}: not valid YAML ({err})") from err
+        raise ValueError(f"sweep file {path}: not valid YAML ({yaml_problem(err)})") from err
     if not isinstance(data, dict):
         raise ValueError(f"sweep file {path}: expected a mapping of keys ({', '.join(KEY_TYPES)})")
     unknown = sorted(set(data) - set(KEY_TYPES))

@@ -35,7 +35,15 @@ REWIND_POINT = Option(
     "IMP rewind target: the initial weights, or the weights stored at the first prune (late rewinding)",
     REWIND_POINTS,
 )  # fmt: skip
-PRUNE_OPTIONS = (REWIND, REWIND_SCOPE, REWIND_POINT)
+#: What an IMP rewind does to the lr schedule (LC26 A.2: "cosine annealing over the full training
+#: horizon"): ``keep`` one schedule over the whole run; ``restart`` the schedule returns to its first step at
+#: every rewind, as an IMP round retrains with the original schedule (Frankle & Carbin 2019).
+REWIND_LRS = ("keep", "restart")
+REWIND_LR = Option(
+    "rewind_lr", "str", "keep",
+    "IMP rewind: the lr schedule runs on over the whole run, or restarts at every rewind", REWIND_LRS,
+)  # fmt: skip
+PRUNE_OPTIONS = (REWIND, REWIND_SCOPE, REWIND_POINT, REWIND_LR)
 
 
 class PrunePlugin(StructuralPlugin):
@@ -45,7 +53,8 @@ class PrunePlugin(StructuralPlugin):
     every parameter of the masked layers and of the layers reading them, head included; ``hidden``, the
     masked layers' producers only) go back to their snapshot (``point``: ``init``, the values before the
     first update; ``first_edit``, the values just before the first prune) and their optimizer state is
-    zeroed [ours: state reset]. ``rewind="none"`` keeps the current weights.
+    zeroed [ours: state reset]; ``lr``: ``keep`` the lr schedule running over the whole run, or
+    ``restart`` it at every rewind. ``rewind="none"`` keeps the current weights.
     ``score``: the unit score (an :class:`~plasticity_bench.importance.Importance` or a built-in's name;
     default ``magnitude``, mean ``|fan-in weight|``); scores needing a probe are taken on the task's first
     mini-batch.
@@ -63,13 +72,17 @@ class PrunePlugin(StructuralPlugin):
         score: str | Importance = "magnitude",
         scope: str = "readers",
         point: str = "init",
+        lr: str = "keep",
     ) -> None:
         super().__init__(config)
-        for value, allowed, name in ((rewind, REWINDS, "rewind"), (scope, REWIND_SCOPES, "rewind_scope"),
-                                     (point, REWIND_POINTS, "rewind_point")):  # fmt: skip
+        checks = (
+            (rewind, REWINDS, "rewind"), (scope, REWIND_SCOPES, "rewind_scope"),
+            (point, REWIND_POINTS, "rewind_point"), (lr, REWIND_LRS, "rewind_lr"),
+        )  # fmt: skip
+        for value, allowed, name in checks:
             if value not in allowed:
                 raise ValueError(f"unknown {name} {value!r}; choose one of {allowed}")
-        self.rewind, self.scope, self.point = rewind, scope, point
+        self.rewind, self.scope, self.point, self.lr = rewind, scope, point, lr
         self.score = importance(score, "prune score") if isinstance(score, str) else score
         self.initial: dict[nn.Parameter, Tensor] = {}
 
@@ -115,3 +128,22 @@ class PrunePlugin(StructuralPlugin):
         for param in params:
             param.data.copy_(self.initial[param])
         reset_optimizer_state(strategy.optimizer, params)
+        if self.lr == "restart":
+            restart_schedule(strategy)
+
+
+def restart_schedule(strategy: object) -> None:
+    """Put the strategy's lr schedule back to its first step (``rewind_lr=restart``); a constant lr has
+    nothing to restart.
+
+    Raises:
+        ValueError: for a host without its own scheduler (a run-batch steps every run's schedule itself).
+    """
+    if not hasattr(strategy, "lr_scheduler"):
+        raise ValueError("rewind_lr=restart needs a run of its own: use --batch-runs 1")
+    scheduler = strategy.lr_scheduler
+    if scheduler is None:
+        return
+    scheduler.last_epoch = 0
+    for group, base in zip(scheduler.optimizer.param_groups, scheduler.base_lrs):
+        group["lr"] = base

@@ -24,7 +24,7 @@ from strategies.base import STRUCTURAL_OPTIONS, StrategyConfig, StructuralPlugin
 from strategies.dyno import DYNO_OPTIONS, dyno_plugin, reserve_factor
 from strategies.grow import SELECTOR, GrowPlugin
 from strategies.modifiers import BASELINES, MODIFIERS, check_modifiers
-from strategies.prune import PRUNE_OPTIONS, REWIND, REWIND_POINT, REWIND_SCOPE, PrunePlugin
+from strategies.prune import PRUNE_OPTIONS, REWIND, REWIND_LR, REWIND_POINT, REWIND_SCOPE, PrunePlugin
 
 PluginFactory = Callable[[StrategyConfig], BasePlugin | list[BasePlugin]]
 ENTRY_POINT_GROUP = "plasticity_bench.strategies"
@@ -59,7 +59,8 @@ def _grow(config: StrategyConfig) -> list[BasePlugin]:
 
 def _prune(config: StrategyConfig) -> list[BasePlugin]:
     o = config.options
-    return [PrunePlugin(config, REWIND.get(o), scope=REWIND_SCOPE.get(o), point=REWIND_POINT.get(o))]
+    scope, point, lr = REWIND_SCOPE.get(o), REWIND_POINT.get(o), REWIND_LR.get(o)
+    return [PrunePlugin(config, REWIND.get(o), scope=scope, point=point, lr=lr)]
 
 
 def _baseline(name: str) -> StrategyEntry:
@@ -104,6 +105,8 @@ def load_user_factory(name: str) -> PluginFactory:
         (ep,) = [ep for ep in entry_points(group=ENTRY_POINT_GROUP) if ep.name == name]
         return ep.load()
     target, _, attr = name.rpartition(":")
+    if not target.strip() or not attr.strip():
+        raise ValueError(f"--strategy {name!r}: a user strategy is path/file.py:Class or module:Class")
     if target.endswith(".py"):
         path = Path(target)
         if not path.is_file():

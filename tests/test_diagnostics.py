@@ -125,6 +125,10 @@ def fake_record(seed: int, strategy: str = "grow", parity: float = 0.5) -> dict:
         "compactness": 0.5,
         "seed": seed,
         "lr": 1e-3,
+        "model": "mlp",
+        "tasks": 2,
+        "steps_per_task": 10,
+        "batch_size": 16,
     }
     base = {
         "cycle": 0,

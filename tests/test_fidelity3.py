@@ -27,6 +27,7 @@ from scenarios.registry import SCENARIOS
 from strategies.base import StrategyConfig
 from strategies.cbp import LayerUtility, correct_consumer_bias
 from strategies.dyno import DynoPlugin
+from strategies.prune import PrunePlugin
 from strategies.registry import build_plugins, options_for
 from strategies.replay import ExperienceReplayPlugin, TinyERPlugin
 
@@ -270,3 +271,71 @@ def test_headline_cells_are_grow_moment_transplant_at_its_best_compactness() -> 
     }  # fmt: skip  (PROTOCOL §10's six headline figures)
     assert sorted(cells[cells["benchmark"] == "split_cifar100"]["compactness_pct"]) == [30, 50]  # a tie
     assert (select_cells("lc26-leaderboard", None, None)["method"] == "grow+moment_transplant").all()
+
+
+# ------------------------------------------------------------------ Prune: the readings of the IMP rewind
+
+
+def prune_setup(**kw: object) -> tuple:
+    model = tiny_net(hidden=(8, 6))
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    strategy = fake_strategy(model, torch.rand(16, 8), torch.randint(0, 3, (16,)), opt)
+    config = StrategyConfig("prune", compactness=0.5, cycles=2, n_tasks=2)
+    plugin = PrunePlugin(config, **kw)
+    plugin.before_training(strategy)
+    return model, strategy, plugin
+
+
+def shift(model: nn.Module) -> dict[str, torch.Tensor]:
+    """Move every weight (as training would) and return the values after the move."""
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(1.0)
+    return {n: p.detach().clone() for n, p in model.named_parameters()}
+
+
+@pytest.mark.parametrize("scope", ["readers", "hidden"])
+def test_rewind_scope_decides_whether_the_head_is_rewound(scope: str) -> None:
+    model, strategy, plugin = prune_setup(scope=scope)
+    initial = {n: p.detach().clone() for n, p in model.named_parameters()}
+    trained = shift(model)
+    plugin.before_training_exp(
+        SimpleNamespace(**{**vars(strategy), "experience": SimpleNamespace(current_experience=1)})
+    )
+    for name, param in model.named_parameters():
+        head = name.startswith("head.")
+        expected = trained[name] if head and scope == "hidden" else initial[name]
+        torch.testing.assert_close(param, expected, msg=name)
+
+
+def test_rewind_point_first_edit_is_late_rewinding() -> None:
+    model, strategy, plugin = prune_setup(point="first_edit")
+    at_first_edit = shift(model)
+    at_task = SimpleNamespace(**{**vars(strategy), "experience": SimpleNamespace(current_experience=1)})
+    plugin.before_training_exp(at_task)  # the first (and only) edit: the snapshot is taken before it
+    for name, param in model.named_parameters():
+        torch.testing.assert_close(param, at_first_edit[name], msg=name)
+
+
+def test_rewind_lr_restart_puts_the_schedule_back_to_its_start() -> None:
+    _, strategy, plugin = prune_setup(lr="restart")
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(strategy.optimizer, T_max=10)
+    for _ in range(6):
+        strategy.optimizer.step()
+        scheduler.step()
+    assert strategy.optimizer.param_groups[0]["lr"] < 0.05
+    host = SimpleNamespace(
+        **{**vars(strategy), "experience": SimpleNamespace(current_experience=1), "lr_scheduler": scheduler}
+    )
+    plugin.before_training_exp(host)
+    assert strategy.optimizer.param_groups[0]["lr"] == 0.1 and scheduler.last_epoch == 0
+    fresh = torch.optim.lr_scheduler.CosineAnnealingLR(
+        torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=0.1), 10
+    )
+    scheduler.step(), fresh.step()
+    assert scheduler.get_last_lr() == pytest.approx(fresh.get_last_lr())
+    _, batched, plugin = prune_setup(lr="restart")  # a run-batch's view has no scheduler of its own
+    with pytest.raises(ValueError, match="--batch-runs 1"):
+        plugin.before_training_exp(
+            SimpleNamespace(**{**vars(batched), "experience": SimpleNamespace(current_experience=1)})
+        )

@@ -3,6 +3,7 @@ writes the record an uninterrupted run writes, bit for bit (but for ``created`` 
 
 from __future__ import annotations
 
+import io
 import json
 import multiprocessing
 import os
@@ -13,7 +14,7 @@ import pytest
 import torch
 
 from plasticity_bench.records import run_key
-from plasticity_bench.resume import CheckpointPolicy, RunCheckpoint
+from plasticity_bench.resume import CheckpointPolicy, RunCheckpoint, checkpoint_key, verified
 from plasticity_bench.runner import execute, expand, sweep_base
 from scenarios.registry import SCENARIOS
 
@@ -48,6 +49,13 @@ def run_variant(name: str, mode: str, out: Path, data_root: Path) -> dict:
     return json.loads(json.dumps(record, sort_keys=True))
 
 
+def unpickled(path: Path) -> dict:
+    """A checkpoint's payload, read the way :class:`RunCheckpoint` reads it (signature first)."""
+    data = verified(path.read_bytes(), checkpoint_key())
+    assert data is not None, f"{path} is not signed with the session's key"
+    return torch.load(io.BytesIO(data), weights_only=False)
+
+
 def test_killed_runs_resume_to_the_uninterrupted_record(data_root: Path, tmp_path: Path) -> None:
     """Kill each run with SIGKILL after task 3 (the ticket variant: task 3 of its retraining; the
     checkpoint is then task 2's), restart it, compare its record with an uninterrupted run's."""
@@ -58,7 +66,7 @@ def test_killed_runs_resume_to_the_uninterrupted_record(data_root: Path, tmp_pat
         killed.start()
         killed.join(300)
         assert killed.exitcode == -signal.SIGKILL, name  # killed: no cleanup ran
-        saved = torch.load(tmp_path / f"{name}.pt", weights_only=False)
+        saved = unpickled(tmp_path / f"{name}.pt")
         assert saved["next_task"] == 3 and saved["phase"] == ("ticket" if name == "ticket" else "cycle")
         resumed = run_variant(name, "resume", tmp_path, data_root)
         assert json.dumps(resumed, sort_keys=True) == json.dumps(plain, sort_keys=True), name
@@ -87,8 +95,54 @@ def test_a_checkpoint_of_another_run_or_a_corrupt_one_is_ignored(tmp_path: Path)
         assert RunCheckpoint(path, "key-b", CheckpointPolicy()).load() is None
     assert not path.exists()
     path.write_bytes(b"not a checkpoint")
-    with pytest.warns(UserWarning, match="unreadable"):
+    with pytest.warns(UserWarning, match="not signed.*restarting the run from scratch"):
         assert RunCheckpoint(path, "key-a", CheckpointPolicy()).load() is None
+    assert not path.exists()
+
+
+class Planted:
+    """A pickle that runs code when loaded: what a hostile results folder could hold."""
+
+    def __reduce__(self) -> tuple:
+        return (Path.touch, (Path(os.environ["PLANTED_MARK"]),))
+
+
+def test_a_planted_or_tampered_checkpoint_is_refused_without_unpickling(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    mark = tmp_path / "code-ran"
+    monkeypatch.setenv("PLANTED_MARK", str(mark))
+    path = tmp_path / "run.pt"
+    torch.save({"key": "key-a", "schema": 2, "x": Planted()}, path)  # planted: a plain, unsigned pickle
+    with pytest.warns(UserWarning, match="foreign or tampered"):
+        assert RunCheckpoint(path, "key-a", CheckpointPolicy()).load() is None
+    assert not mark.exists() and not path.exists()
+    RunCheckpoint(path, "key-a", CheckpointPolicy(tasks=1)).save({"next_task": 2})
+    blob = bytearray(path.read_bytes())
+    blob[-5] ^= 0xFF  # one flipped byte in the signed pickle
+    path.write_bytes(bytes(blob))
+    assert not RunCheckpoint(path, "key-a", CheckpointPolicy()).usable()
+    with pytest.warns(UserWarning, match="foreign or tampered"):
+        assert RunCheckpoint(path, "key-a", CheckpointPolicy()).load() is None
+    other = RunCheckpoint(path, "key-a", CheckpointPolicy(), signing_key=b"k" * 32)  # another user's key
+    other.save({"next_task": 1})
+    with pytest.warns(UserWarning, match="foreign"):
+        assert RunCheckpoint(path, "key-a", CheckpointPolicy()).load() is None
+
+
+def test_checkpoint_faults_warn_and_the_run_goes_on(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "run.pt"
+    leftover = tmp_path / ".run.pt.abc123.tmp"  # what a kill during a save leaves
+    leftover.write_bytes(b"half")
+    checkpoint = RunCheckpoint(path, "key-a", CheckpointPolicy(tasks=1))
+    assert checkpoint.load() is None and not leftover.exists()
+
+    def full_disk(path: Path, write: object) -> Path:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("plasticity_bench.resume.atomic_write", full_disk)
+    with pytest.warns(UserWarning, match="No space left on device.*continuing without it"):
+        checkpoint.save({"next_task": 1})
     assert not path.exists()
 
 

@@ -16,6 +16,8 @@ from strategies.grow import GrowPlugin
 class RandomGrow(GrowPlugin):
     """Grow (10% seed, same budget and edit points), but newborns are drawn uniformly at random."""
 
+    BATCHABLE = True  # may share a run-batch: it edits one run's units through the masked-unit core
+
     def edit(self, strategy: object, cycle: int) -> None:
         for layer in self.layers(strategy):
             inactive = layer.units.inactive()

@@ -48,6 +48,7 @@ from plasticity_bench.runner import (
     scenario_plugins,
     ticket_init_key,
     ticket_model,
+    use_config_resources,
 )
 from plasticity_bench.seeding import derive_seed
 from plasticity_bench.stacked import StackedNet
@@ -453,6 +454,7 @@ def execute_batch(
     if not configs or len({batch_key(c) for c in configs}) != 1:
         raise ValueError("a batch needs runs that differ only in seed, compactness and lr")
     start = time.perf_counter()
+    use_config_resources(configs[0], device)
     recording = recording or Recording()
     runs = []
     with ExitStack() as open_loggers:

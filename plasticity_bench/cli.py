@@ -54,8 +54,9 @@ from plasticity_bench.runner import MAX_SEED, RunConfig, expand, sweep_base
 from plasticity_bench.sweep import SweepOutcome, SweepSettings, device_kind, preflight, run_sweep
 from plasticity_bench.sweepfile import SweepGrid, load_sweep
 from scenarios.readers import CorruptDatasetError, DatasetNotFoundError
-from scenarios.registry import parse_scenario
-from strategies.modifiers import preferred_lr
+from scenarios.registry import SCENARIOS, parse_scenario
+from strategies.modifiers import MODIFIERS, preferred_lr
+from strategies.registry import STRATEGIES
 
 NON_TERMINAL_WIDTH = 200
 app = typer.Typer(
@@ -687,6 +688,66 @@ def options(
 
 
 OPTION_HEADERS = ("option", "used by", "values", "default", "meaning")
+LISTS = ("scenarios", "strategies", "options")
+
+
+@app.command("list")
+def list_(what: str = typer.Argument(..., help="scenarios, strategies or options")) -> None:
+    """List the scenarios (sizes and defaults), the strategies and modifiers, or the run options."""
+    with user_errors():
+        if what not in LISTS:
+            raise ValueError(f"list {what}: choose one of {', '.join(LISTS)}")
+        headers, rows = {"scenarios": scenario_rows, "strategies": strategy_rows, "options": option_table}[
+            what
+        ]()
+    view = Table(title=what)
+    for header in headers:
+        view.add_column(header, overflow="fold")
+    for row in rows:
+        view.add_row(*row)
+    console.print(view)
+
+
+def scenario_rows() -> tuple[tuple[str, ...], list[tuple[str, ...]]]:
+    """Every scenario with its docs/protocol.md §7 sizes and defaults."""
+    headers = (
+        "scenario",
+        "variants",
+        "tasks",
+        "steps/task",
+        "batch",
+        "optimizer",
+        "lr",
+        "model",
+        "ranked by",
+    )
+    rows = [
+        (
+            name, ", ".join(f"@{v}" for v in spec.variants if v) or "—", str(spec.tasks),
+            f"{spec.steps_per_task:,}", str(spec.batch_size), spec.optimizer, f"{spec.lr:g}", spec.model,
+            spec.metric,
+        )
+        for name, spec in SCENARIOS.items()
+    ]  # fmt: skip
+    return headers, rows
+
+
+def strategy_rows() -> tuple[tuple[str, ...], list[tuple[str, ...]]]:
+    """Every base strategy (``name``) and modifier (``+name``), what it combines with, and its options."""
+    headers = ("strategy", "kind", "combines with", "options")
+    rows = []
+    for name, entry in STRATEGIES.items():
+        kind = "structural" if entry.structural else "fixed width"
+        rows.append((name, kind, "—", ", ".join(o.name for o in entry.options) or "—"))
+    for name, modifier in MODIFIERS.items():
+        bases = "any strategy" if modifier.bases is None else ", ".join(sorted(modifier.bases))
+        rows.append((f"+{name}", "modifier", bases, ", ".join(o.name for o in modifier.options) or "—"))
+    return headers, rows
+
+
+def option_table() -> tuple[tuple[str, ...], list[tuple[str, ...]]]:
+    """The run options, as ``options`` prints them."""
+    return OPTION_HEADERS, option_rows()
 
 
 def option_rows() -> list[tuple[str, ...]]:
@@ -706,5 +767,13 @@ def options_markdown(rows: list[tuple[str, ...]]) -> str:
     return "\n".join(lines)
 
 
+def run_cli(argv: list[str] | None = None) -> None:
+    """The ``plasticity-bench`` command: ``--debug`` may stand anywhere on the line (it is a flag of the
+    command group, so it is moved before the command)."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = [a for a in args if a == "--debug"]
+    app(args=[*debug[:1], *(a for a in args if a != "--debug")], prog_name="plasticity-bench")
+
+
 if __name__ == "__main__":
-    app()
+    run_cli()

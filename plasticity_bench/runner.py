@@ -462,6 +462,7 @@ def execute(
         scenarios.readers.CorruptDatasetError: when a data file is malformed (before training).
     """
     start = time.perf_counter()
+    use_config_resources(config, device)
     recording = recording or Recording()
     saved = checkpoint.load(device) if checkpoint is not None else None
     before = saved["elapsed"] if saved else 0.0
@@ -503,6 +504,22 @@ def execute(
             config, spec, benchmark, ticket_state, device, on_task, boundary("ticket", cycle)
         )
     return run_record(config, cycle, wt, before + time.perf_counter() - start)
+
+
+def use_config_resources(config: RunConfig, device: str) -> None:
+    """Make the run use what its record will say: ``device`` must be of ``config.device``'s kind, and torch
+    runs on ``config.threads`` CPU threads (both change float rounding, so both are in the run key).
+
+    Raises:
+        ValueError: for a device of another kind than the config's.
+    """
+    if torch.device(device).type != config.device:
+        raise ValueError(
+            f"device {device} for a run configured for {config.device}: its record would say "
+            f"{config.device}; build the config with device={torch.device(device).type!r}"
+        )
+    if torch.get_num_threads() != config.threads:
+        torch.set_num_threads(config.threads)
 
 
 def run_record(

@@ -16,6 +16,8 @@ from collections.abc import Iterator, MutableMapping
 
 import torch
 from torch import Tensor, nn
+from torch.optim.adam import adam
+from torch.optim.sgd import sgd
 
 from plasticity_bench.runner import make_lr_schedule
 from plasticity_bench.stacked import StackedNet
@@ -35,10 +37,10 @@ class StackedOptimizer:
     ``step`` (float32 ``(R,)``); SGD with momentum ``momentum_buffer``. Zero-initialised state reproduces
     torch's lazily created state exactly (``0 * beta + g`` is ``g``).
 
-    The update is torch's own: runs that share a learning rate are updated by one call of torch's fused
-    Adam kernel (``torch._fused_adam_``, what ``torch.optim.Adam(fused=True)`` runs) or of the ``_foreach``
-    SGD ops on the runs' rows of every parameter, gradient and buffer, so a run gets the arithmetic its own
-    optimizer would do.
+    The update is torch's own: runs that share a learning rate are updated by one call of torch's public
+    functional optimizers (``torch.optim.adam.adam`` with ``fused=True``, what
+    ``torch.optim.Adam(fused=True)`` runs; ``torch.optim.sgd.sgd`` with ``foreach=True``) on the runs' rows
+    of every parameter, gradient and buffer, so a run gets the arithmetic its own optimizer would do.
 
     Raises:
         ValueError: for an unknown kind or a learning-rate count other than the number of runs.
@@ -88,19 +90,18 @@ class StackedOptimizer:
             rows = {name: tensors[g] for name, tensors in self._rows.items()}
             rows["grads"] = grads[g]
             lr = lrs[runs[0]]
-            if self.kind == "adam":
-                torch._foreach_add_(rows["step"], 1)
-                torch._fused_adam_(
+            if self.kind == "adam":  # counts the steps up itself, then the fused kernel
+                adam(
                     rows["params"], rows["grads"], rows["exp_avg"], rows["exp_avg_sq"], [], rows["step"],
-                    amsgrad=False, lr=lr, beta1=BETAS[0], beta2=BETAS[1], weight_decay=0.0, eps=EPS,
-                    maximize=False, grad_scale=None, found_inf=None,
+                    fused=True, amsgrad=False, lr=lr, beta1=BETAS[0], beta2=BETAS[1], weight_decay=0.0,
+                    eps=EPS, maximize=False,
                 )  # fmt: skip
-            elif self.momentum:
-                torch._foreach_mul_(rows["momentum_buffer"], self.momentum)
-                torch._foreach_add_(rows["momentum_buffer"], rows["grads"])
-                torch._foreach_add_(rows["params"], rows["momentum_buffer"], alpha=-lr)
             else:
-                torch._foreach_add_(rows["params"], rows["grads"], alpha=-lr)
+                buffers = rows["momentum_buffer"] if self.momentum else [None] * len(rows["params"])
+                sgd(
+                    rows["params"], rows["grads"], buffers, foreach=True, weight_decay=0.0,
+                    momentum=self.momentum, lr=lr, dampening=0.0, nesterov=False, maximize=False,
+                )  # fmt: skip
 
     def run(self, r: int, lr: float) -> RunOptimizer:
         """Run ``r``'s view (see :class:`RunOptimizer`); ``lr``: that run's base learning rate."""

@@ -8,12 +8,14 @@ A name is ``base[+modifier...]`` (``grow+moment_transplant+two_speed``), or a us
 
 from __future__ import annotations
 
+import functools
 import importlib
 import importlib.util
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib.metadata import entry_points
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from avalanche.core import BasePlugin
@@ -111,9 +113,7 @@ def load_user_factory(name: str) -> PluginFactory:
         path = Path(target)
         if not path.is_file():
             raise ValueError(f"strategy file {path} not found (from --strategy {name})")
-        spec = importlib.util.spec_from_file_location(f"user_strategy_{path.stem}", path)
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
+        module = _file_module(str(path.resolve()))
     else:
         try:
             module = importlib.import_module(target)
@@ -122,6 +122,16 @@ def load_user_factory(name: str) -> PluginFactory:
     if not hasattr(module, attr):
         raise ValueError(f"{target} has no attribute {attr!r} (from --strategy {name})")
     return getattr(module, attr)
+
+
+@functools.cache
+def _file_module(path: str) -> ModuleType:
+    """The module of a user strategy file, executed once per process: every config of a sweep gets the same
+    class objects (``path``: absolute)."""
+    spec = importlib.util.spec_from_file_location(f"user_strategy_{Path(path).stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def split_name(name: str) -> tuple[str, tuple[str, ...]]:
@@ -141,7 +151,8 @@ def entry_for(name: str) -> StrategyEntry:
     """
     if is_user_plugin(name):
         factory = load_user_factory(name)
-        return StrategyEntry(factory, options=(*STRUCTURAL_OPTIONS, *getattr(factory, "OPTIONS", ())))
+        options = (*STRUCTURAL_OPTIONS, *getattr(factory, "OPTIONS", ()))
+        return StrategyEntry(factory, options=options, batchable=getattr(factory, "BATCHABLE", False) is True)
     base, mods = split_name(name)
     if base not in STRATEGIES:
         raise ValueError(
@@ -158,7 +169,8 @@ def entry_for(name: str) -> StrategyEntry:
 
 def batchable(name: str) -> bool:
     """True when runs of strategy ``name`` may share a run-batch: its base entry and every modifier allow it
-    (user plugins: yes, as before).
+    (a user plugin opts in with the class attribute ``BATCHABLE = True``: it has been written for the
+    per-run stand-in of docs/protocol.md §12).
 
     Raises:
         ValueError: as :func:`entry_for`.

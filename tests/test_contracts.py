@@ -1,0 +1,86 @@
+"""What a run and a plugin author can rely on: a user strategy file runs once per process and joins
+run-batches only when it says so, a record's device and threads are what the run used, and the command
+line takes ``--debug`` anywhere and lists what it offers."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from plasticity_bench.cli import app, run_cli
+from plasticity_bench.runner import RunConfig, execute
+from strategies.registry import batchable, entry_for
+
+PLUGIN = """
+from pathlib import Path
+
+with Path(__file__).with_name("loads.log").open("a") as log:
+    log.write("loaded\\n")
+
+from strategies.grow import GrowPlugin
+
+
+class Mine(GrowPlugin):
+    {attribute}
+"""
+
+
+def plugin_file(tmp_path: Path, attribute: str = "pass") -> Path:
+    path = tmp_path / "mine.py"
+    path.write_text(textwrap.dedent(PLUGIN.format(attribute=attribute)))
+    return path
+
+
+def test_a_user_strategy_file_runs_once_per_process(tmp_path: Path) -> None:
+    name = f"{plugin_file(tmp_path)}:Mine"
+    first, second = entry_for(name).factory, entry_for(name).factory
+    assert first is second
+    assert (tmp_path / "loads.log").read_text().count("loaded") == 1
+
+
+@pytest.mark.parametrize(("attribute", "expected"), [("pass", False), ("BATCHABLE = True", True)])
+def test_user_strategies_opt_in_to_run_batches(tmp_path: Path, attribute: str, expected: bool) -> None:
+    folder = tmp_path / attribute.split()[0]
+    folder.mkdir()
+    assert batchable(f"{plugin_file(folder, attribute)}:Mine") is expected
+
+
+def test_a_run_uses_the_device_and_threads_its_record_names() -> None:
+    config = RunConfig(
+        scenario="permuted_mnist", variant="mnist5k", strategy="dense", compactness=1.0, seed=0, lr=1e-3,
+        model="mlp", tasks=1, steps_per_task=2, batch_size=16, device="cuda", threads=1,
+    )  # fmt: skip
+    with pytest.raises(ValueError, match="configured for cuda"):
+        execute(config, device="cpu")
+    torch.set_num_threads(2)
+    try:
+        record = execute(RunConfig(**{**config.as_dict(), "device": "cpu"}), device="cpu")
+        assert torch.get_num_threads() == 1 and record["config"]["threads"] == 1
+    finally:
+        torch.set_num_threads(1)
+
+
+def test_debug_may_stand_after_the_command(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(ValueError, match="finite number > 0"):  # --debug: the traceback, not one line
+        run_cli(["run", "--lr", "0", "--tasks", "2", "--debug"])
+    with pytest.raises(SystemExit) as stop:
+        run_cli(["run", "--lr", "0", "--tasks", "2"])
+    assert stop.value.code == 2 and "error: --lr 0.0" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("what", "expected"),
+    [("scenarios", ["split_cifar100", "taa", "18,740"]), ("strategies", ["+moment_transplant", "dyno"]),
+     ("options", ["edit_placement", "val_fraction"])],
+)  # fmt: skip
+def test_list_shows_scenarios_strategies_and_options(what: str, expected: list[str]) -> None:
+    result = CliRunner().invoke(app, ["list", what], env={"COLUMNS": "300"})
+    assert result.exit_code == 0, result.output
+    for text in expected:
+        assert text in result.output, text
+    wrong = CliRunner().invoke(app, ["list", "everything"])
+    assert wrong.exit_code == 2 and "choose one of scenarios, strategies, options" in wrong.output

@@ -73,13 +73,12 @@ def test_an_empty_out_is_refused(tmp_path: Path) -> None:
 
 def test_markup_in_a_path_is_printed_as_typed(tmp_path: Path) -> None:
     """``--out .../[bold]x`` showed ``.../x`` (rich markup swallowed)."""
-    out = tmp_path / "[bold]x"
-    result = invoke(*QUICK, "--out", str(out), "--lr", "0")
-    assert_one_error(result)
-    sweep = tmp_path / "[red]sweep.yaml"
-    sweep.write_text("scenarios: [permuted_mnist@mnist5k]\nlr: [0]\n")
-    result = invoke("run", str(sweep), "--out", str(out))
-    assert "[red]sweep.yaml" in result.output or "--lr" in result.output
+    missing = tmp_path / "[bold]x" / "[red]sweep.yaml"
+    result = invoke("run", str(missing), "--out", str(tmp_path / "out"))
+    assert_one_error(result, "[bold]x/[red]sweep.yaml", "cannot read it")
+    plugin = tmp_path / "[bold]plugin.py"
+    result = invoke(*QUICK[:2], f"{plugin}:X", *QUICK[3:], "--out", str(tmp_path / "out"))
+    assert_one_error(result, "[bold]plugin.py", "not found")
 
 
 def test_grids_are_deduplicated(tmp_path: Path) -> None:
@@ -223,7 +222,7 @@ def test_malformed_records_are_named_and_skipped_by_every_view(results: Path, tm
     planted = plant_record(out, change)
     with pytest.raises(CorruptRecordError):
         read_record(planted)
-    for view in (["leaderboard", "--out"], ["plot"], ["report"]):
+    for view in (["leaderboard", "--out"], ["plot"], ["report"], ["diagnose"]):
         result = invoke(*view, str(out))
         assert result.exit_code == 0, (view, result.output)
         assert f"skipped corrupt record {planted}" in result.text, (view, result.output)
@@ -333,3 +332,26 @@ def test_waiting_for_a_held_lock_says_so(tmp_path: Path) -> None:
     with pytest.warns(UserWarning, match=f"waiting for another process.*{path.name}"):
         assert acquire(waiter, wait=True)
     waiter.release()
+
+
+def test_a_dry_run_estimates_without_the_data(tmp_path: Path) -> None:
+    """``--dry-run`` counts runs and estimates time with no data present, every absent dataset named at
+    once (the fidelity issue's outcome 4), for ``run`` and ``reproduce`` alike."""
+    empty = tmp_path / "no-data"
+    empty.mkdir()
+    result = invoke(
+        "run", "--scenario", "split_cifar100", "--strategy", "dense,grow", "--seeds", "1", "--tasks", "2",
+        "--steps", "4", "--data-root", str(empty), "--out", str(tmp_path / "out"), "--dry-run",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "2 runs, 2 pending" in result.text and "calibrated on a stand-in: data absent" in result.text
+    assert result.text.count("warning: data absent for split_cifar100") == 1 and str(empty) in result.text
+    result = invoke(
+        "reproduce", "lc26-leaderboard", "--scenario", "permuted_mnist,random_label_mnist", "--seeds", "2",
+        "--data-root", str(empty), "--out", str(tmp_path / "lc26"), "--dry-run", "--smoke",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "12 runs, 12 pending" in result.text  # 2 headline cells x 3 lrs x 2 seeds
+    for name in ("permuted_mnist", "random_label_mnist"):
+        assert f"warning: data absent for {name}" in result.text
+    assert not (tmp_path / "lc26" / "records").exists()

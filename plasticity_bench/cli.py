@@ -48,7 +48,7 @@ from plasticity_bench.plots import write_figures
 from plasticity_bench.progress import sweep_progress
 from plasticity_bench.records import LoadReport, ResultStore, run_key
 from plasticity_bench.report import write_report
-from plasticity_bench.reproduce import TABLES, reproduce_table
+from plasticity_bench.reproduce import TABLES, Finish, reproduce_table
 from plasticity_bench.resume import DEFAULT_EVERY, CheckpointPolicy, RunCheckpoint
 from plasticity_bench.runner import MAX_SEED, RunConfig, expand, sweep_base
 from plasticity_bench.sweep import SweepOutcome, SweepSettings, device_kind, preflight, run_sweep
@@ -593,13 +593,18 @@ def reproduce(
             console.print(dry_run_report(configs, ResultStore(out), settings, pool.count), highlight=False)
             return
         outcome = execute_sweep(configs, out, settings, pool)
-        report = load_records(out)
-        mine = [r for r in report.records if r["key"] in {run_key(c.as_dict()) for c in configs}]
-        view, paths = finish(mine, out)
-        console.print(view)
-        console.print(f"written: {'  '.join(map(str, paths))}")
+        show_reproduction(configs, out, finish)
     if outcome.failed:
         raise typer.Exit(1)
+
+
+def show_reproduction(configs: list[RunConfig], out: Path, finish: Finish) -> None:
+    """Compare the records of ``configs`` under ``out`` with the paper (``finish``), print and write it."""
+    report = load_records(out)
+    mine = [r for r in report.records if r["key"] in {run_key(c.as_dict()) for c in configs}]
+    view, paths = finish(mine, out)
+    console.print(view)
+    console.print(f"written: {'  '.join(map(str, paths))}")
 
 
 @app.command()

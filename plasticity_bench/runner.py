@@ -674,15 +674,13 @@ def expand(
         name_seeds = (
             seeds + [s for s in (select_seeds or []) if s not in seeds] if len(name_lrs) > 1 else seeds
         )
-        for c in compactness if entry.structural else [1.0]:
-            for lr in name_lrs:
-                for seed in name_seeds:
-                    configs.append(
-                        RunConfig(
-                            scenario=spec.name, variant=variant, strategy=name, compactness=c, seed=seed,
-                            lr=lr, options=resolved, **fields,
-                        )
-                    )  # fmt: skip
+        common = {"scenario": spec.name, "variant": variant, "strategy": name, "options": resolved, **fields}
+        configs += [
+            RunConfig(compactness=c, seed=seed, lr=lr, **common)
+            for c in (compactness if entry.structural else [1.0])
+            for lr in name_lrs
+            for seed in name_seeds
+        ]
     return configs
 
 

@@ -5,8 +5,8 @@ For each network (the Permuted-MNIST MLP on ``permuted_mnist@mnist5k``, real dig
 temporary folder, since speed does not depend on pixel values) and each ``R`` in ``--runs``, ``R`` Dense runs
 (seeds 0..R-1, ``--tasks`` x ``--steps`` updates at the scenario's batch size) are trained
 
-- one after another through the single-run path (``plasticity_bench.runner.execute``), and
-- as one batch (``plasticity_bench.batched.execute_batch``),
+- one after another through the single-run path (``plasticity_bench.run.execute.execute``), and
+- as one batch (``plasticity_bench.batch.trainer.execute_batch``),
 
 and the bench prints run-steps per second of both and their ratio. Stream building, model init and record
 assembly are inside both timings. The sequential rate is measured on ``min(R, --seq-cap)`` runs (it is
@@ -33,12 +33,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from plasticity_bench.batched import execute_batch, plan_batches
+from plasticity_bench.batch.trainer import execute_batch, plan_batches
 from plasticity_bench.cli import plan
-from plasticity_bench.estimate import updates
-from plasticity_bench.runner import RunConfig, execute, expand, sweep_base
-from plasticity_bench.sweepfile import load_sweep
-from scenarios.registry import SCENARIOS
+from plasticity_bench.run.config import RunConfig
+from plasticity_bench.run.execute import execute
+from plasticity_bench.scenarios.registry import SCENARIOS
+from plasticity_bench.sweep.estimate import updates
+from plasticity_bench.sweep.file import load_sweep
+from plasticity_bench.sweep.plan import expand, sweep_base
 
 NETS = {"mlp": "permuted_mnist@mnist5k", "convnet": "random_label_cifar"}
 GRID = Path(__file__).resolve().parents[1] / "sweeps" / "lc26_table14.yaml"

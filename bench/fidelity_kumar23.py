@@ -55,7 +55,7 @@ import json, sys, types
 repo = sys.argv[1]
 sys.path.insert(0, repo)
 import os; os.chdir(repo)
-from scenarios.readers import load_mnist5k, normalize_mnist
+from plasticity_bench.scenarios.readers import load_mnist5k, normalize_mnist
 import torch
 images = load_mnist5k()
 x = normalize_mnist(images.images)

@@ -35,13 +35,13 @@ from avalanche.training import Naive
 from avalanche.training.plugins import EvaluationPlugin
 from torch import nn
 
-from plasticity_bench.loggers import MetricCSVLogger, close_loggers
-from plasticity_bench.models import build_model
-from plasticity_bench.runner import OnlineMetrics, make_optimizer
-from plasticity_bench.training import OnlineStrategy
-from scenarios.stream import StreamInfo, TaskBenchmark, TaskData, TaskStream
-from strategies.base import StrategyConfig
-from strategies.grow import GrowPlugin
+from plasticity_bench.core.models import build_model
+from plasticity_bench.run.execute import OnlineMetrics, make_optimizer
+from plasticity_bench.run.loggers import MetricCSVLogger, close_loggers
+from plasticity_bench.run.loop import OnlineStrategy
+from plasticity_bench.scenarios.stream import StreamInfo, TaskBenchmark, TaskData, TaskStream
+from plasticity_bench.strategies.base import StrategyConfig
+from plasticity_bench.strategies.grow import GrowPlugin
 
 BATCH = 16
 

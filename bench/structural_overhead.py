@@ -1,7 +1,7 @@
 """Per-step cost of the interventions, cohort diagnostics and DYNO, against plain Grow / Dense.
 
 Runs ``OnlineStrategy`` on one synthetic task (MLP, batch 16, Adam) with the plugins that
-``strategies.registry.build_plugins`` makes for each variant, interleaved, best of N:
+``plasticity_bench.strategies.registry.build_plugins`` makes for each variant, interleaved, best of N:
 
 - ``grow``: Grow without diagnostics (the reference of the Grow variants);
 - ``grow+diag(no snapshot)``: diagnostics attached, no curve points (ordinary steps only);
@@ -23,12 +23,12 @@ import torch
 from avalanche.training.plugins import EvaluationPlugin
 from overhead import BATCH, benchmark, make_data
 
-from plasticity_bench.models import build_model
-from plasticity_bench.runner import make_optimizer
-from plasticity_bench.training import OnlineStrategy
-from scenarios.stream import TaskData
-from strategies.base import StrategyConfig
-from strategies.registry import build_plugins, entry_for, split_name
+from plasticity_bench.core.models import build_model
+from plasticity_bench.run.execute import make_optimizer
+from plasticity_bench.run.loop import OnlineStrategy
+from plasticity_bench.scenarios.stream import TaskData
+from plasticity_bench.strategies.base import StrategyConfig
+from plasticity_bench.strategies.registry import build_plugins, entry_for, split_name
 
 VARIANTS: dict[str, tuple[str, dict[str, object]]] = {
     "grow": ("grow", {"diagnostics": False}),

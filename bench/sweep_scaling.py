@@ -20,12 +20,13 @@ from pathlib import Path
 import ray
 import torch
 
-from plasticity_bench.parallel import run_on_ray, start_ray
-from plasticity_bench.records import ResultStore
-from plasticity_bench.runner import RunConfig, expand, sweep_base
-from plasticity_bench.sweep import SweepSettings, run_sweep
-from scenarios.readers import load_mnist5k
-from scenarios.registry import SCENARIOS
+from plasticity_bench.run.config import RunConfig
+from plasticity_bench.run.records import ResultStore
+from plasticity_bench.scenarios.readers import load_mnist5k
+from plasticity_bench.scenarios.registry import SCENARIOS
+from plasticity_bench.sweep.claims import SweepSettings, run_sweep
+from plasticity_bench.sweep.cluster import run_on_ray, start_ray
+from plasticity_bench.sweep.plan import expand, sweep_base
 
 
 def sweep(runs: int, tasks: int, steps: int) -> list[RunConfig]:
@@ -47,7 +48,7 @@ def timed(run) -> float:
 def warm_worker() -> int:
     """Import what a run imports (torch, Avalanche, the package) in a Ray worker; hold it a moment so
     every worker gets one."""
-    import plasticity_bench.sweep  # noqa: F401
+    import plasticity_bench.sweep.claims  # noqa: F401
 
     time.sleep(1.0)
     return 0

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import torch
 
-from plasticity_bench.seeding import generator
-from strategies.grow import GrowPlugin
+from plasticity_bench.core.seeding import generator
+from plasticity_bench.strategies.grow import GrowPlugin
 
 
 class RandomGrow(GrowPlugin):

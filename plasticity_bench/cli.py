@@ -24,39 +24,42 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from plasticity_bench.batched import parse_batch_runs
-from plasticity_bench.diagnostics import (
+from plasticity_bench.batch.trainer import parse_batch_runs
+from plasticity_bench.core.options import OptionError, split_assignments
+from plasticity_bench.leaderboard.aggregate import aggregate
+from plasticity_bench.leaderboard.paper import attach_reference
+from plasticity_bench.leaderboard.reproduce import TABLES, Finish, reproduce_table
+from plasticity_bench.leaderboard.tables import render, write_leaderboard
+from plasticity_bench.measure.cohorts import (
     diagnostics_frame,
     render_diagnostics,
     summarize,
     write_diagnostics_csv,
 )
-from plasticity_bench.estimate import dry_run_report, updates
-from plasticity_bench.leaderboard import aggregate, attach_reference, render, write_leaderboard
-from plasticity_bench.loggers import Recording, parse_loggers
-from plasticity_bench.metrics import CURVE_BIN
-from plasticity_bench.options import OptionError, split_assignments
-from plasticity_bench.options_catalog import option_users
-from plasticity_bench.parallel import check_reachable, run_on_ray
-from plasticity_bench.plasticity import (
+from plasticity_bench.measure.metrics import CURVE_BIN
+from plasticity_bench.measure.plasticity import (
     last_task_summary,
     plasticity_frame,
     render_plasticity,
     write_plasticity_csv,
 )
-from plasticity_bench.plots import write_figures
-from plasticity_bench.progress import sweep_progress
-from plasticity_bench.records import LoadReport, ResultStore, run_key
-from plasticity_bench.report import write_report
-from plasticity_bench.reproduce import TABLES, Finish, reproduce_table
-from plasticity_bench.resume import DEFAULT_EVERY, CheckpointPolicy, RunCheckpoint
-from plasticity_bench.runner import MAX_SEED, RunConfig, expand, sweep_base
-from plasticity_bench.sweep import SweepOutcome, SweepSettings, device_kind, preflight, run_sweep
-from plasticity_bench.sweepfile import SweepGrid, load_sweep
-from scenarios.readers import CorruptDatasetError, DatasetNotFoundError
-from scenarios.registry import SCENARIOS, parse_scenario
-from strategies.modifiers import MODIFIERS, preferred_lr
-from strategies.registry import STRATEGIES
+from plasticity_bench.run.config import RunConfig
+from plasticity_bench.run.loggers import Recording, parse_loggers
+from plasticity_bench.run.records import LoadReport, ResultStore, run_key
+from plasticity_bench.run.resume import DEFAULT_EVERY, CheckpointPolicy, RunCheckpoint
+from plasticity_bench.scenarios.readers import CorruptDatasetError, DatasetNotFoundError
+from plasticity_bench.scenarios.registry import SCENARIOS, parse_scenario
+from plasticity_bench.strategies.modifiers import MODIFIERS, preferred_lr
+from plasticity_bench.strategies.registry import STRATEGIES
+from plasticity_bench.sweep.catalog import option_users
+from plasticity_bench.sweep.claims import SweepOutcome, SweepSettings, device_kind, preflight, run_sweep
+from plasticity_bench.sweep.cluster import check_reachable, run_on_ray
+from plasticity_bench.sweep.estimate import dry_run_report, updates
+from plasticity_bench.sweep.file import SweepGrid, load_sweep
+from plasticity_bench.sweep.plan import MAX_SEED, expand, sweep_base
+from plasticity_bench.sweep.progress import sweep_progress
+from plasticity_bench.views.plots import write_figures
+from plasticity_bench.views.report import write_report
 
 NON_TERMINAL_WIDTH = 200
 app = typer.Typer(

@@ -1,16 +1,17 @@
 """CIFAR continual scenarios: Random-Label CIFAR and 5+1 CIFAR (docs/protocol.md §7).
 
-Split-CIFAR100 is in :mod:`scenarios.split`, the IID CIFAR scenarios in :mod:`scenarios.iid`.
+Split-CIFAR100 is in :mod:`plasticity_bench.scenarios.split`, the IID CIFAR scenarios in
+:mod:`plasticity_bench.scenarios.iid`.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from scenarios import mnist
-from scenarios.datasets import CIFAR10, CIFAR100
-from scenarios.split import class_group_benchmark, class_order, consecutive_groups
-from scenarios.stream import TaskBenchmark
+from plasticity_bench.scenarios import mnist
+from plasticity_bench.scenarios.datasets import CIFAR10, CIFAR100
+from plasticity_bench.scenarios.split import class_group_benchmark, class_order, consecutive_groups
+from plasticity_bench.scenarios.stream import TaskBenchmark
 
 HARD_CLASSES = 5
 EASY_CLASSES = 1
@@ -30,7 +31,8 @@ def random_label_cifar(
     Inputs ``float32`` ``(3, 32, 32)`` normalised per channel; 10 classes; no test split (online metric).
 
     Raises:
-        scenarios.readers.DatasetNotFoundError, scenarios.readers.CorruptDatasetError: missing or
+        plasticity_bench.scenarios.readers.DatasetNotFoundError,
+        plasticity_bench.scenarios.readers.CorruptDatasetError: missing or
             malformed CIFAR-10 files.
         ValueError: unknown ``label_mode``.
     """
@@ -56,7 +58,8 @@ def cifar_5plus1(seed: int, tasks: int, variant: str | None, data_root: Path | N
 
     Raises:
         ValueError: more tasks than 100 classes allow (at most 33 tasks).
-        scenarios.readers.DatasetNotFoundError, scenarios.readers.CorruptDatasetError: missing or
+        plasticity_bench.scenarios.readers.DatasetNotFoundError,
+        plasticity_bench.scenarios.readers.CorruptDatasetError: missing or
             malformed CIFAR-100 files.
     """
     sizes = five_plus_one_sizes(tasks)

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from scenarios import readers
+from plasticity_bench.scenarios import readers
 
 
 @dataclass(frozen=True)

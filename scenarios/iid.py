@@ -14,9 +14,9 @@ from pathlib import Path
 
 import torch
 
-from plasticity_bench.seeding import generator
-from scenarios.datasets import CIFAR10, CIFAR100, FASHION_MNIST, MNIST, Dataset
-from scenarios.stream import (
+from plasticity_bench.core.seeding import generator
+from plasticity_bench.scenarios.datasets import CIFAR10, CIFAR100, FASHION_MNIST, MNIST, Dataset
+from plasticity_bench.scenarios.stream import (
     VAL_FRACTION,
     StreamInfo,
     TaskBenchmark,
@@ -36,7 +36,7 @@ def iid_benchmark(
     """``cycles`` identical tasks holding the train set (less its validation rows) and the whole test set.
 
     ``validation``: ``(fraction, seed)``; one validation split for the run, carved with
-    ``generator(seed, "validation")`` (:func:`~scenarios.stream.carve_validation`).
+    ``generator(seed, "validation")`` (:func:`~plasticity_bench.scenarios.stream.carve_validation`).
 
     Raises:
         readers.DatasetNotFoundError, readers.CorruptDatasetError: missing or malformed files.

@@ -16,10 +16,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from plasticity_bench.options import Option
-from plasticity_bench.seeding import generator
-from scenarios import readers
-from scenarios.stream import StreamInfo, TaskBenchmark, TaskData, TaskStream
+from plasticity_bench.core.options import Option
+from plasticity_bench.core.seeding import generator
+from plasticity_bench.scenarios import readers
+from plasticity_bench.scenarios.stream import StreamInfo, TaskBenchmark, TaskData, TaskStream
 
 MNIST_VARIANTS = (None, "mnist5k", "fashion")
 LABEL_MODES = ("uniform", "permute")

@@ -34,7 +34,7 @@ from typing import Literal
 import numpy as np
 import torch
 
-from plasticity_bench.records import atomic_write
+from plasticity_bench.core.io import atomic_write
 
 Split = Literal["train", "test"]
 PathLike = str | os.PathLike[str]

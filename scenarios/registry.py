@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from plasticity_bench.options import Option
-from scenarios import cifar, iid, imagenet, mnist, split
-from scenarios.stream import VAL_FRACTION, TaskBenchmark
+from plasticity_bench.core.options import Option
+from plasticity_bench.scenarios import cifar, iid, imagenet, mnist, split
+from plasticity_bench.scenarios.stream import VAL_FRACTION, TaskBenchmark
 
 
 @dataclass(frozen=True)
@@ -21,9 +21,9 @@ class ScenarioSpec:
     ``metric`` is the leaderboard's primary metric (``taoa`` online, ``acc`` checkpoint).
     ``options``: the run options passed on to ``build`` (declared :class:`Option` objects).
     ``lr_schedule``: ``constant`` or ``cosine`` (cosine annealing over the whole run).
-    ``replay``: Tiny ER (:class:`strategies.replay.TinyERPlugin`) runs with every strategy.
+    ``replay``: Tiny ER (:class:`plasticity_bench.strategies.replay.TinyERPlugin`) runs with every strategy.
     ``checkpoint``: the checkpoint rule of ACC/TAA (``none``, ``seen``, ``current``; see
-    :mod:`plasticity_bench.checkpoint`).
+    :mod:`plasticity_bench.measure.accuracy`).
     ``edit_every_task``: one structural edit at every task boundary, so the default cycle count ``T`` is
     the number of tasks (Split-*, §3); otherwise ``T = DEFAULT_CYCLES``.
     ``table14``: one of the six continual benchmarks of LC26 Table 14 (Sec. 6), where Dense keeps the

@@ -18,10 +18,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from plasticity_bench.seeding import generator
-from scenarios import readers
-from scenarios.datasets import CIFAR100, FASHION_MNIST, MNIST, Dataset
-from scenarios.stream import (
+from plasticity_bench.core.seeding import generator
+from plasticity_bench.scenarios import readers
+from plasticity_bench.scenarios.datasets import CIFAR100, FASHION_MNIST, MNIST, Dataset
+from plasticity_bench.scenarios.stream import (
     VAL_FRACTION,
     StreamInfo,
     TaskBenchmark,
@@ -80,7 +80,8 @@ def class_group_benchmark(
         groups: the classes of each task (disjoint).
         hard: per-task flag (5+1 CIFAR's easy tasks are ``False``); default all ``True``.
         validation: ``(fraction, seed)``: task ``i``'s validation rows are carved from its training rows
-            with ``generator(seed, "validation", i)`` (:func:`~scenarios.stream.carve_validation`).
+            with ``generator(seed, "validation", i)``
+            (:func:`~plasticity_bench.scenarios.stream.carve_validation`).
 
     Raises:
         readers.DatasetNotFoundError, readers.CorruptDatasetError: from reading the dataset.

@@ -16,7 +16,7 @@ from contextvars import ContextVar
 
 import torch
 
-from scenarios.stream import StreamInfo, TaskBenchmark, TaskData, TaskStream
+from plasticity_bench.scenarios.stream import StreamInfo, TaskBenchmark, TaskData, TaskStream
 
 #: Per scenario: one sample's shape, the head's classes, the classes one task holds (docs/protocol.md §7).
 SHAPES: dict[str, tuple[tuple[int, ...], int, int]] = {

@@ -19,7 +19,7 @@ from avalanche.benchmarks.utils.flat_data import ConstantSequence
 from torch import Tensor
 from torch.utils.data import TensorDataset
 
-from plasticity_bench.options import Option
+from plasticity_bench.core.options import Option
 
 VAL_FRACTION = Option(
     "val_fraction", "float", 0.1,

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from avalanche.core import BasePlugin
 from avalanche.training.plugins import AGEMPlugin, EWCPlugin, LwFPlugin, SynapticIntelligencePlugin
 
-from plasticity_bench.options import Option
-from strategies.replay import ONLINE_ROWS, ExperienceReplayPlugin
+from plasticity_bench.core.options import Option
+from plasticity_bench.strategies.replay import ONLINE_ROWS, ExperienceReplayPlugin
 
 EWC_LAMBDA = Option(
     "ewc_lambda", "float", 1.0, "EWC: penalty strength (Kirkpatrick et al. 2017)", minimum=0.0, ours=True

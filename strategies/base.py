@@ -7,16 +7,16 @@ from typing import Protocol
 
 from avalanche.core import SupervisedPlugin
 
-from plasticity_bench.budget import (
+from plasticity_bench.core.budget import (
     EDIT_PLACEMENTS,
     check_compactness,
     edit_count,
     edit_schedule,
     unit_targets,
 )
-from plasticity_bench.diagnostics import DIAGNOSTIC_OPTIONS
-from plasticity_bench.masks import MaskedLayer, masked_layers_of
-from plasticity_bench.options import Option
+from plasticity_bench.core.masks import MaskedLayer, masked_layers_of
+from plasticity_bench.core.options import Option
+from plasticity_bench.measure.cohorts import DIAGNOSTIC_OPTIONS
 
 EDIT_EVERY_TASKS = Option(
     "edit_every_tasks", "int", None, "tasks between structural edits (default: spread evenly)", minimum=1
@@ -78,7 +78,7 @@ class EditObserver(Protocol):
 class StructuralPlugin(SupervisedPlugin):
     """Base Avalanche plugin: applies :meth:`edit` at the docs/protocol.md §3 edit points.
 
-    At the start of task ``i`` it applies the edits :func:`~plasticity_bench.budget.edit_schedule` puts
+    At the start of task ``i`` it applies the edits :func:`~plasticity_bench.core.budget.edit_schedule` puts
     there, in order, each with its cycle number ``t`` (from 1 under the default ``exit`` placement).
     Subclasses implement :meth:`setup` (called once before the first update) and :meth:`edit`.
 

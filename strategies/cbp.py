@@ -9,11 +9,11 @@ import torch
 from torch import Tensor, nn
 from torch.utils.hooks import RemovableHandle
 
-from plasticity_bench.importance import Contribution, Importance
-from plasticity_bench.masks import MaskedActivation, MaskedLayer, masked_layers_of
-from plasticity_bench.options import Option
-from plasticity_bench.probes import Probe, eval_mode
-from strategies.resets import RESET_STATE, UnitResetPlugin
+from plasticity_bench.core.masks import MaskedActivation, MaskedLayer, masked_layers_of
+from plasticity_bench.core.options import Option
+from plasticity_bench.measure.importance import Contribution, Importance
+from plasticity_bench.measure.probes import Probe, eval_mode
+from plasticity_bench.strategies.resets import RESET_STATE, UnitResetPlugin
 
 CBP_RATE = Option(
     "cbp_replacement_rate", "float", 1e-4, "CBP: units replaced per eligible unit per update", minimum=0.0
@@ -71,7 +71,7 @@ def replacement_count(state: LayerUtility, eligible: int, rate: float) -> int:
 
 class ContinualBackpropPlugin(UnitResetPlugin):
     """Continual backprop (Dohare et al. 2024): after every update, for each masked layer, update every unit's
-    running utility with ``score`` (default :class:`~plasticity_bench.importance.Contribution`,
+    running utility with ``score`` (default :class:`~plasticity_bench.measure.importance.Contribution`,
     ``E|h_j| * mean_k |w_kj|`` on the update's batch), then replace the ``replacement_count`` active units
     older than ``maturity`` with the lowest bias-corrected utility: fan-in redrawn from the init
     distribution, fan-out zero, optimizer state zero, utility and age zero.

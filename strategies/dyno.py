@@ -34,12 +34,12 @@ import torch
 from avalanche.core import SupervisedPlugin
 from torch import Tensor, nn
 
-from plasticity_bench.masks import MaskedLayer, masked_layers_of, zero_optimizer_state
-from plasticity_bench.options import Option
-from plasticity_bench.probes import eval_mode
-from plasticity_bench.seeding import generator
-from strategies.base import StrategyConfig
-from strategies.grow import top_units
+from plasticity_bench.core.masks import MaskedLayer, masked_layers_of, zero_optimizer_state
+from plasticity_bench.core.options import Option
+from plasticity_bench.core.seeding import generator
+from plasticity_bench.measure.probes import eval_mode
+from plasticity_bench.strategies.base import StrategyConfig
+from plasticity_bench.strategies.grow import top_units
 
 RESERVE_FACTOR = 2.0  # [ours]
 TRIGGER_EVERY = 50

@@ -8,17 +8,17 @@ from typing import Protocol
 import torch
 from torch import Tensor
 
-from plasticity_bench.importance import IMPORTANCES, Importance, importance
-from plasticity_bench.masks import MaskedLayer
-from plasticity_bench.options import Option
-from plasticity_bench.probes import Probe, probe, probe_batch
-from plasticity_bench.seeding import generator
-from strategies.base import StrategyConfig, StructuralPlugin
+from plasticity_bench.core.masks import MaskedLayer
+from plasticity_bench.core.options import Option
+from plasticity_bench.core.seeding import generator
+from plasticity_bench.measure.importance import IMPORTANCES, Importance, importance
+from plasticity_bench.measure.probes import Probe, probe, probe_batch
+from plasticity_bench.strategies.base import StrategyConfig, StructuralPlugin
 
 SEED_FRACTION = 0.1
 
 SELECTOR = Option(
-    "selector", "str", "activation", "which unit score picks newborn units (plasticity_bench.importance)",
+    "selector", "str", "activation", "which unit score picks newborn units (measure.importance)",
     tuple(IMPORTANCES),
 )  # fmt: skip
 
@@ -48,7 +48,7 @@ class GrowPlugin(StructuralPlugin):
 
     Newborn units keep their weights (the initial draw, since inactive units get no gradient) and their
     optimizer state (zero if never active); no rewind. Options: ``selector``, the unit score that ranks
-    the inactive units (an :class:`~plasticity_bench.importance.Importance` or a built-in's name:
+    the inactive units (an :class:`~plasticity_bench.measure.importance.Importance` or a built-in's name:
     ``activation`` default, ``gradient`` for GradMax), ``interventions`` (objects called at birth,
     docs/protocol.md §5).
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 from avalanche.core import SupervisedPlugin
 
-from plasticity_bench.models import init_weights
-from plasticity_bench.seeding import derive_seed
+from plasticity_bench.core.models import init_weights
+from plasticity_bench.core.seeding import derive_seed
 
 
 class ResetHeadPlugin(SupervisedPlugin):

@@ -1,15 +1,16 @@
 """Integration-time interventions on Grow (LC26 Sec. 5, App. C; docs/protocol.md §5).
 
-Each intervention is a :class:`~strategies.grow.BirthIntervention`: the Grow plugin calls
+Each intervention is a :class:`~plasticity_bench.strategies.grow.BirthIntervention`: the Grow plugin calls
 ``on_birth(strategy, layer, newborn, incumbents, probe)`` right after switching ``newborn`` units on.
 All of them act only on *newborn-associated parameters* (fan-in row, bias entry and fan-out column of
-each newborn unit) and only through the masked-unit core's :class:`~plasticity_bench.masks.UnitSlices`.
+each newborn unit) and only through the masked-unit core's :class:`~plasticity_bench.core.masks.UnitSlices`.
 
 - :class:`TwoSpeed` (§5.1) is also an Avalanche plugin (``before_update`` / ``after_update``), so the
   training loop only calls it when a run asks for it.
 - :class:`MomentTransplant` (§5.2) copies a donor's optimizer buffers into the newborns' slices.
 - :class:`Net2Wider` (§5.3) duplicates incumbents and splits their fan-out (function-preserving).
-- The GradMax-style selector (§5.4) is the Grow plugin's ``gradient`` selector (``strategies.grow``).
+- The GradMax-style selector (§5.4) is the Grow plugin's ``gradient`` selector
+(``plasticity_bench.strategies.grow``).
 """
 
 from __future__ import annotations
@@ -21,11 +22,11 @@ import torch
 from avalanche.core import SupervisedPlugin
 from torch import Tensor, nn
 
-from plasticity_bench.masks import MaskedLayer, UnitSlices, copy_optimizer_state
-from plasticity_bench.options import Option
-from plasticity_bench.probes import Probe, activation_frequency
-from plasticity_bench.seeding import generator
-from strategies.grow import top_units
+from plasticity_bench.core.masks import MaskedLayer, UnitSlices, copy_optimizer_state
+from plasticity_bench.core.options import Option
+from plasticity_bench.core.seeding import generator
+from plasticity_bench.measure.probes import Probe, activation_frequency
+from plasticity_bench.strategies.grow import top_units
 
 TWO_SPEED_R = 5.0
 TWO_SPEED_WINDOW = 1955
@@ -188,7 +189,7 @@ class MomentTransplant:
 
     At birth, the optimizer buffers shaped like their parameter (Adam ``exp_avg``/``exp_avg_sq``, SGD
     ``momentum_buffer``) of one donor are copied into every newborn's fan-in row, bias entry and fan-out
-    column, via :func:`~plasticity_bench.masks.copy_optimizer_state`; step counters stay as they are.
+    column, via :func:`~plasticity_bench.core.masks.copy_optimizer_state`; step counters stay as they are.
     Donor: the incumbent of the same layer with the highest activation frequency on the birth mini-batch,
     one donor for all newborns of that layer and edit [ours; LC26 does not say]. Nothing happens when
     the layer has no incumbent or the optimizer has no state yet (before the first step).

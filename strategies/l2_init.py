@@ -7,8 +7,8 @@ import torch
 from avalanche.core import SupervisedPlugin
 from torch import Tensor, nn
 
-from plasticity_bench.masks import masked_layers_of
-from plasticity_bench.options import Option
+from plasticity_bench.core.masks import masked_layers_of
+from plasticity_bench.core.options import Option
 
 L2_INIT_WEIGHT = Option(
     "l2_init_weight",

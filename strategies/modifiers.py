@@ -15,7 +15,7 @@ the modified one (docs/protocol.md §5). Options read from ``StrategyConfig.opti
 - the plasticity remedies ``l2_init``, ``shrink_perturb``, ``redo``, ``cbp`` (plugins added to the base's) and
   ``crelu``, ``layernorm`` (model options, read by :func:`model_options`) — docs/protocol.md §14;
 - Avalanche's classic CL strategies ``ewc``, ``si``, ``lwf``, ``replay``, ``agem``
-  (:mod:`strategies.avalanche_cl`).
+  (:mod:`plasticity_bench.strategies.avalanche_cl`).
 
 Those and ``rand_smooth_leaky`` combine with any base (``grow+redo``, ``prune+ewc``); the others apply to
 ``grow`` only. Each remedy and CL strategy is also a base strategy of its own (``redo`` = Dense + ReDo).
@@ -31,11 +31,16 @@ from functools import partial
 from avalanche.core import BasePlugin
 from torch import nn
 
-from plasticity_bench.activations import SMOOTH_LEAKY_DEFAULTS, CReLU, SmoothLeakySettings, make_activation
-from plasticity_bench.options import Option
-from strategies.avalanche_cl import AVALANCHE_STRATEGIES
-from strategies.base import StrategyConfig
-from strategies.cbp import (
+from plasticity_bench.core.activations import (
+    SMOOTH_LEAKY_DEFAULTS,
+    CReLU,
+    SmoothLeakySettings,
+    make_activation,
+)
+from plasticity_bench.core.options import Option
+from plasticity_bench.strategies.avalanche_cl import AVALANCHE_STRATEGIES
+from plasticity_bench.strategies.base import StrategyConfig
+from plasticity_bench.strategies.cbp import (
     CBP_BIAS,
     CBP_DECAY,
     CBP_MATURITY,
@@ -43,8 +48,8 @@ from strategies.cbp import (
     CBP_RATE,
     ContinualBackpropPlugin,
 )
-from strategies.grow import BirthIntervention, GrowPlugin
-from strategies.interventions import (
+from plasticity_bench.strategies.grow import BirthIntervention, GrowPlugin
+from plasticity_bench.strategies.interventions import (
     NET2WIDER_NOISE_OPTION,
     TWO_SPEED_R_OPTION,
     TWO_SPEED_WINDOW_OPTION,
@@ -52,9 +57,9 @@ from strategies.interventions import (
     Net2Wider,
     TwoSpeed,
 )
-from strategies.l2_init import L2_INIT_WEIGHT, L2InitPlugin
-from strategies.redo import REDO_EVERY, REDO_OPTIONS, REDO_TAU, ReDoPlugin
-from strategies.shrink_perturb import (
+from plasticity_bench.strategies.l2_init import L2_INIT_WEIGHT, L2InitPlugin
+from plasticity_bench.strategies.redo import REDO_EVERY, REDO_OPTIONS, REDO_TAU, ReDoPlugin
+from plasticity_bench.strategies.shrink_perturb import (
     PERTURB,
     PERTURB_NOISE,
     SHRINK,
@@ -80,7 +85,8 @@ class Modifier:
     """A named modifier: ``apply(config, plugins) -> plugins`` for the base strategies in ``bases``.
 
     ``bases`` is ``None`` when the modifier combines with any base strategy; ``options`` are the run options
-    it reads (:mod:`plasticity_bench.options`); ``batchable`` is False when its runs cannot share a run-batch
+    it reads (:mod:`plasticity_bench.core.options`); ``batchable`` is False when its runs cannot share a
+    run-batch
     (plugins that change the loss or the weights of one run in ways a stacked network does not replay).
     Calling the object applies it.
     """
@@ -255,7 +261,7 @@ def uses(config: StrategyConfig, part: str) -> bool:
 
 
 def model_options(config: StrategyConfig) -> dict[str, object]:
-    """Keyword arguments of :func:`~plasticity_bench.models.build_model` set by the strategy name:
+    """Keyword arguments of :func:`~plasticity_bench.core.models.build_model` set by the strategy name:
     ``hidden_activation=CReLU`` for ``crelu`` (the masked layers only; a conv trunk keeps its activation
     [ours]) and ``layer_norm=True`` for ``layernorm`` (Kumar23 Sec. 5)."""
     found: dict[str, object] = {}

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from plasticity_bench.importance import Importance, importance
-from plasticity_bench.masks import reset_optimizer_state
-from plasticity_bench.options import Option
-from plasticity_bench.probes import probe, probe_batch
-from strategies.base import StrategyConfig, StructuralPlugin
-from strategies.grow import top_units
+from plasticity_bench.core.masks import reset_optimizer_state
+from plasticity_bench.core.options import Option
+from plasticity_bench.measure.importance import Importance, importance
+from plasticity_bench.measure.probes import probe, probe_batch
+from plasticity_bench.strategies.base import StrategyConfig, StructuralPlugin
+from plasticity_bench.strategies.grow import top_units
 
 REWINDS = ("imp", "none")
 REWIND = Option(
@@ -55,7 +55,8 @@ class PrunePlugin(StructuralPlugin):
     first update; ``first_edit``, the values just before the first prune) and their optimizer state is
     zeroed [ours: state reset]; ``lr``: ``keep`` the lr schedule running over the whole run, or
     ``restart`` it at every rewind. ``rewind="none"`` keeps the current weights.
-    ``score``: the unit score (an :class:`~plasticity_bench.importance.Importance` or a built-in's name;
+    ``score``: the unit score (an :class:`~plasticity_bench.measure.importance.Importance` or a built-in's
+    name;
     default ``magnitude``, mean ``|fan-in weight|``); scores needing a probe are taken on the task's first
     mini-batch.
 

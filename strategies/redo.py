@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from plasticity_bench.importance import Dormancy, Importance
-from plasticity_bench.masks import masked_layers_of
-from plasticity_bench.options import Option
-from plasticity_bench.probes import probe
-from strategies.resets import RESET_STATE, UnitResetPlugin
+from plasticity_bench.core.masks import masked_layers_of
+from plasticity_bench.core.options import Option
+from plasticity_bench.measure.importance import Dormancy, Importance
+from plasticity_bench.measure.probes import probe
+from plasticity_bench.strategies.resets import RESET_STATE, UnitResetPlugin
 
 REDO_TAU = Option("redo_tau", "float", 0.1, "ReDo: a unit is dormant when its score s_j <= tau", minimum=0.0)
 REDO_EVERY = Option(
@@ -21,10 +21,11 @@ REDO_OPTIONS = (REDO_TAU, REDO_EVERY, RESET_STATE)
 
 class ReDoPlugin(UnitResetPlugin):
     """Every ``every`` updates, score the active units of every masked layer on the mini-batch just
-    trained on with ``score`` (default :class:`~plasticity_bench.importance.Dormancy`, Sokar et al.
+    trained on with ``score`` (default :class:`~plasticity_bench.measure.importance.Dormancy`, Sokar et al.
     Eq. 1) and reset those with score ``<= tau``: fan-in redrawn from the init distribution, fan-out zero,
     their optimizer state zero (Sokar et al. Sec. 4; with
-    :class:`~plasticity_bench.element_adam.ElementStepAdam` their Adam step count too). Units masked off are
+    :class:`~plasticity_bench.core.element_adam.ElementStepAdam` their Adam step count too). Units masked off
+    are
     never reset.
 
     Defaults: ``tau = 0.1`` (the threshold Sokar et al. use with ReDo and LoP's ReDo configuration); the

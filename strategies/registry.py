@@ -3,7 +3,7 @@
 A name is ``base[+modifier...]`` (``grow+moment_transplant+two_speed``), or a user plugin given as
 ``path/to/file.py:ClassName``, ``package.module:ClassName``, or the name of an entry point in the group
 ``plasticity_bench.strategies``. A user plugin (class or function) is called with one
-:class:`~strategies.base.StrategyConfig` and returns an Avalanche plugin or a list of them.
+:class:`~plasticity_bench.strategies.base.StrategyConfig` and returns an Avalanche plugin or a list of them.
 """
 
 from __future__ import annotations
@@ -20,13 +20,20 @@ from typing import Any
 
 from avalanche.core import BasePlugin
 
-from plasticity_bench.diagnostics import DIAG_EVERY, DIAG_HORIZON, DIAGNOSTICS, CohortDiagnostics
-from plasticity_bench.options import Option
-from strategies.base import STRUCTURAL_OPTIONS, StrategyConfig, StructuralPlugin
-from strategies.dyno import DYNO_OPTIONS, dyno_plugin, reserve_factor
-from strategies.grow import SELECTOR, GrowPlugin
-from strategies.modifiers import BASELINES, MODIFIERS, check_modifiers
-from strategies.prune import PRUNE_OPTIONS, REWIND, REWIND_LR, REWIND_POINT, REWIND_SCOPE, PrunePlugin
+from plasticity_bench.core.options import Option
+from plasticity_bench.measure.cohorts import DIAG_EVERY, DIAG_HORIZON, DIAGNOSTICS, CohortDiagnostics
+from plasticity_bench.strategies.base import STRUCTURAL_OPTIONS, StrategyConfig, StructuralPlugin
+from plasticity_bench.strategies.dyno import DYNO_OPTIONS, dyno_plugin, reserve_factor
+from plasticity_bench.strategies.grow import SELECTOR, GrowPlugin
+from plasticity_bench.strategies.modifiers import BASELINES, MODIFIERS, check_modifiers
+from plasticity_bench.strategies.prune import (
+    PRUNE_OPTIONS,
+    REWIND,
+    REWIND_LR,
+    REWIND_POINT,
+    REWIND_SCOPE,
+    PrunePlugin,
+)
 
 PluginFactory = Callable[[StrategyConfig], BasePlugin | list[BasePlugin]]
 ENTRY_POINT_GROUP = "plasticity_bench.strategies"
@@ -38,7 +45,7 @@ class StrategyEntry:
 
     ``factory`` builds the plugins; ``structural`` is False for Dense (compactness does not apply);
     ``width_factor`` scales the model's hidden widths (DYNO's reserve); ``options`` are the run options the
-    strategy reads (:mod:`plasticity_bench.options`); ``fixed_lr``: the strategy runs at the scenario's
+    strategy reads (:mod:`plasticity_bench.core.options`); ``fixed_lr``: the strategy runs at the scenario's
     learning rate only, even in an lr sweep (Dense in LC26 Table 14, docs/protocol.md §7); ``batchable``:
     its runs may share a run-batch (docs/protocol.md §12).
     """
@@ -144,7 +151,7 @@ def entry_for(name: str) -> StrategyEntry:
     """The registry entry of a strategy name.
 
     A user plugin gets a structural entry whose options are the structural ones plus those its factory
-    declares in an ``OPTIONS`` attribute (a tuple of :class:`~plasticity_bench.options.Option`).
+    declares in an ``OPTIONS`` attribute (a tuple of :class:`~plasticity_bench.core.options.Option`).
 
     Raises:
         ValueError: for an unknown base name or modifier, listing the valid choices.
@@ -197,7 +204,7 @@ def build_plugins(config: StrategyConfig) -> list[BasePlugin]:
     """The Avalanche plugins of ``config.name`` (modifiers applied in the order given).
 
     Every structural plugin (Grow, Prune and their variants, structural user plugins) gets a
-    :class:`~plasticity_bench.diagnostics.CohortDiagnostics` (docs/protocol.md §9) unless
+    :class:`~plasticity_bench.measure.cohorts.CohortDiagnostics` (docs/protocol.md §9) unless
     ``options["diagnostics"]`` is false; ``diag_every`` / ``diag_horizon`` set its curve spacing/length.
 
     Raises:

@@ -23,7 +23,7 @@ Our choices [ours]:
 
 Avalanche's ``ReplayPlugin`` + ``ClassBalancedBuffer`` concatenate a replay dataloader to the task's
 dataloader, which does not give "half of every mini-batch" with the tensor-sliced loop of
-:class:`~plasticity_bench.training.OnlineStrategy`; this plugin edits ``strategy.mbatch`` instead.
+:class:`~plasticity_bench.run.loop.OnlineStrategy`; this plugin edits ``strategy.mbatch`` instead.
 """
 
 from __future__ import annotations
@@ -35,8 +35,8 @@ from avalanche.core import SupervisedPlugin
 from avalanche.training.storage_policy import ExperienceBalancedBuffer
 from torch import Tensor
 
-from plasticity_bench.options import Option
-from plasticity_bench.seeding import derive_seed, generator
+from plasticity_bench.core.options import Option
+from plasticity_bench.core.seeding import derive_seed, generator
 
 ONLINE_ROWS = Option(
     "online_rows", "str", "current",

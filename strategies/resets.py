@@ -1,14 +1,14 @@
 """What ReDo and continual backprop share: resetting units during training through the masked-unit core
-(:func:`~plasticity_bench.masks.reinitialize_units`) and counting the resets for the run record."""
+(:func:`~plasticity_bench.core.masks.reinitialize_units`) and counting the resets for the run record."""
 
 from __future__ import annotations
 
 from avalanche.core import SupervisedPlugin
 from torch import Tensor
 
-from plasticity_bench.masks import MaskedLayer, reinitialize_units
-from plasticity_bench.options import Option
-from plasticity_bench.seeding import generator
+from plasticity_bench.core.masks import MaskedLayer, reinitialize_units
+from plasticity_bench.core.options import Option
+from plasticity_bench.core.seeding import generator
 
 RESET_STATES = ("per_element", "moments")
 RESET_STATE = Option(
@@ -21,7 +21,7 @@ RESET_STATE = Option(
 def element_steps(options: dict[str, object]) -> bool:
     """True when a run's resets need Adam's step count per element (a reset strategy with
     ``reset_state=per_element``): the runner then builds
-    :class:`~plasticity_bench.element_adam.ElementStepAdam` instead of torch's Adam."""
+    :class:`~plasticity_bench.core.element_adam.ElementStepAdam` instead of torch's Adam."""
     return options.get(RESET_STATE.name) == "per_element"
 
 

@@ -15,10 +15,10 @@ import torch
 from avalanche.core import SupervisedPlugin
 from torch import Tensor, nn
 
-from plasticity_bench.masks import masked_layers_of
-from plasticity_bench.models import fresh_parameters
-from plasticity_bench.options import Option
-from plasticity_bench.seeding import generator
+from plasticity_bench.core.masks import masked_layers_of
+from plasticity_bench.core.models import fresh_parameters
+from plasticity_bench.core.options import Option
+from plasticity_bench.core.seeding import generator
 
 SHRINK = Option(
     "shrink",
@@ -70,7 +70,8 @@ class ShrinkPerturbPlugin(SupervisedPlugin):
     (``per_task``: ``shrink = lambda``).
 
     ``noise="init"`` (default): ``eps`` is a fresh draw of the network's own initialisation
-    (:func:`~plasticity_bench.models.fresh_parameters`, as Kumar23's code); ``gaussian``: ``eps ~ N(0, 1)``
+    (:func:`~plasticity_bench.core.models.fresh_parameters`, as Kumar23's code); ``gaussian``: ``eps ~ N(0,
+    1)``
     per weight. Units masked off are left exactly as they are (their weights are what Grow would switch
     on). Optimizer state is kept. The per-task defaults ``lambda = 0.4``, ``sigma = 0.1`` are ours (not
     tuned; sweep them).

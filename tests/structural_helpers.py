@@ -7,7 +7,7 @@ from types import SimpleNamespace
 import torch
 from torch import Tensor, nn
 
-from plasticity_bench.models import MaskedNet
+from plasticity_bench.core.models import MaskedNet
 
 
 def tiny_net(

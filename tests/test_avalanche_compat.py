@@ -7,15 +7,16 @@ import pytest
 import torch
 from avalanche.training import Naive
 
-from plasticity_bench.diagnostics import CohortDiagnostics
-from plasticity_bench.models import build_model
-from plasticity_bench.plasticity import PlasticityDiagnostics
-from plasticity_bench.runner import OnlineMetrics, RunConfig, execute
-from scenarios.registry import parse_scenario
-from scenarios.stream import TaskBenchmark
-from strategies.base import StrategyConfig
-from strategies.grow import GrowPlugin
-from strategies.redo import ReDoPlugin
+from plasticity_bench.core.models import build_model
+from plasticity_bench.measure.cohorts import CohortDiagnostics
+from plasticity_bench.measure.plasticity import PlasticityDiagnostics
+from plasticity_bench.run.config import RunConfig
+from plasticity_bench.run.execute import OnlineMetrics, execute
+from plasticity_bench.scenarios.registry import parse_scenario
+from plasticity_bench.scenarios.stream import TaskBenchmark
+from plasticity_bench.strategies.base import StrategyConfig
+from plasticity_bench.strategies.grow import GrowPlugin
+from plasticity_bench.strategies.redo import ReDoPlugin
 
 
 def stream(tasks: int) -> TaskBenchmark:

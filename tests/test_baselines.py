@@ -10,21 +10,21 @@ import pytest
 import torch
 from torch import nn
 
-from plasticity_bench.activations import CReLU
-from plasticity_bench.batched import plan_batches
-from plasticity_bench.importance import Contribution, Dormancy, FanInMagnitude
-from plasticity_bench.masks import MaskedLayerNorm, fan_in_bounds, reinitialize_units
-from plasticity_bench.models import MaskedNet, build_model
-from plasticity_bench.plasticity import dormant_fraction, effective_rank, layer_diagnostics
-from plasticity_bench.probes import probe
-from plasticity_bench.runner import RunConfig
-from strategies.base import StrategyConfig
-from strategies.cbp import ContinualBackpropPlugin, LayerUtility, replacement_count
-from strategies.grow import GrowPlugin
-from strategies.l2_init import L2InitPlugin
-from strategies.redo import ReDoPlugin
-from strategies.registry import batchable, build_plugins
-from strategies.shrink_perturb import ShrinkPerturbPlugin
+from plasticity_bench.batch.trainer import plan_batches
+from plasticity_bench.core.activations import CReLU
+from plasticity_bench.core.masks import MaskedLayerNorm, fan_in_bounds, reinitialize_units
+from plasticity_bench.core.models import MaskedNet, build_model
+from plasticity_bench.measure.importance import Contribution, Dormancy, FanInMagnitude
+from plasticity_bench.measure.plasticity import dormant_fraction, effective_rank, layer_diagnostics
+from plasticity_bench.measure.probes import probe
+from plasticity_bench.run.config import RunConfig
+from plasticity_bench.strategies.base import StrategyConfig
+from plasticity_bench.strategies.cbp import ContinualBackpropPlugin, LayerUtility, replacement_count
+from plasticity_bench.strategies.grow import GrowPlugin
+from plasticity_bench.strategies.l2_init import L2InitPlugin
+from plasticity_bench.strategies.redo import ReDoPlugin
+from plasticity_bench.strategies.registry import batchable, build_plugins
+from plasticity_bench.strategies.shrink_perturb import ShrinkPerturbPlugin
 
 
 def tiny_net(hidden: tuple[int, ...] = (4, 3), **kw: object) -> MaskedNet:

@@ -1,4 +1,4 @@
-"""Run-batched training (plasticity_bench.batched, .stacked, .stacked_optim): run r of a batch makes the
+"""Run-batched training (plasticity_bench.batch.trainer, .stacked, .stacked_optim): run r of a batch makes the
 record the same run makes alone, to float tolerance, for every strategy family; the per-run views edit one
 run only; the sweep and the CLI run batches."""
 
@@ -14,16 +14,17 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from plasticity_bench.batched import execute_batch, parse_batch_runs, plan_batches
+from plasticity_bench.batch.optim import StackedOptimizer
+from plasticity_bench.batch.stacked import StackedNet
+from plasticity_bench.batch.trainer import execute_batch, parse_batch_runs, plan_batches
 from plasticity_bench.cli import app
-from plasticity_bench.diagnostics import CohortDiagnostics
-from plasticity_bench.masks import masked_layers_of, zero_optimizer_state
-from plasticity_bench.models import build_model
-from plasticity_bench.runner import execute, expand, sweep_base
-from plasticity_bench.stacked import StackedNet
-from plasticity_bench.stacked_optim import StackedOptimizer
-from scenarios.registry import SCENARIOS
-from strategies.interventions import TwoSpeed
+from plasticity_bench.core.masks import masked_layers_of, zero_optimizer_state
+from plasticity_bench.core.models import build_model
+from plasticity_bench.measure.cohorts import CohortDiagnostics
+from plasticity_bench.run.execute import execute
+from plasticity_bench.scenarios.registry import SCENARIOS
+from plasticity_bench.strategies.interventions import TwoSpeed
+from plasticity_bench.sweep.plan import expand, sweep_base
 
 TOLERANCE = 1e-5
 EXAMPLE = str(Path(__file__).resolve().parents[1] / "examples" / "random_grow.py") + ":RandomGrow"
@@ -236,8 +237,8 @@ def test_cli_batch_runs_writes_every_record_of_the_sweep(data_root: Path, tmp_pa
 
 
 def test_auto_batch_runs_fits_memory_and_caps(data_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import plasticity_bench.batched as batched
-    from plasticity_bench.sweep import SweepSettings
+    import plasticity_bench.batch.trainer as batched
+    from plasticity_bench.sweep.claims import SweepSettings
 
     base = sweep_base(SCENARIOS["permuted_mnist"], 2, 4)
     configs = expand("permuted_mnist", ["grow"], [0.5, 0.25], list(range(12)), base)

@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from plasticity_bench.budget import check_compactness, edit_count, edit_schedule, unit_targets
+from plasticity_bench.core.budget import check_compactness, edit_count, edit_schedule, unit_targets
 
 # ------------------------------------------------------------------------------------------------ targets
 

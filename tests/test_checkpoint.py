@@ -9,10 +9,10 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from plasticity_bench.checkpoint import CheckpointAccuracy, acc_and_taa, cumulative_accuracy
-from plasticity_bench.models import build_model
-from plasticity_bench.runner import make_lr_schedule
-from strategies.head import ResetHeadPlugin
+from plasticity_bench.core.models import build_model
+from plasticity_bench.measure.accuracy import CheckpointAccuracy, acc_and_taa, cumulative_accuracy
+from plasticity_bench.run.execute import make_lr_schedule
+from plasticity_bench.strategies.head import ResetHeadPlugin
 
 
 def test_cumulative_accuracy_acc_and_taa() -> None:

@@ -13,8 +13,8 @@ import pandas as pd
 from typer.testing import CliRunner
 
 from plasticity_bench.cli import app
-from plasticity_bench.runner import expand, sweep_base
-from scenarios.registry import SCENARIOS
+from plasticity_bench.scenarios.registry import SCENARIOS
+from plasticity_bench.sweep.plan import expand, sweep_base
 
 QUICK = ["run", "--tasks", "2", "--steps", "50", "--seeds", "1"]
 
@@ -99,7 +99,7 @@ from pathlib import Path
 
 from avalanche.core import SupervisedPlugin
 
-from strategies.base import StructuralPlugin
+from plasticity_bench.strategies.base import StructuralPlugin
 
 CALLS = Path(__file__).with_name("calls.txt")
 

@@ -17,7 +17,7 @@ from test_readers import write_idx
 from typer.testing import CliRunner
 
 from plasticity_bench.cli import app
-from plasticity_bench.records import PROTOCOL_VERSION, ResultStore
+from plasticity_bench.run.records import PROTOCOL_VERSION, ResultStore
 
 QUICK = ["run", "--strategy", "dense", "--tasks", "2", "--steps", "5", "--seeds", "1"]
 

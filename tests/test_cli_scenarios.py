@@ -11,11 +11,13 @@ import torch
 from rich.console import Console
 from typer.testing import CliRunner
 
-from plasticity_bench import cli, runner
+from plasticity_bench import cli
 from plasticity_bench.cli import app
-from plasticity_bench.leaderboard import METRIC_LABELS
-from scenarios.readers import DEBIAN_FASHION_MNIST_DIR
-from scenarios.registry import SCENARIOS
+from plasticity_bench.leaderboard.tables import METRIC_LABELS
+from plasticity_bench.run.execute import make_optimizer
+from plasticity_bench.scenarios.readers import DEBIAN_FASHION_MNIST_DIR
+from plasticity_bench.scenarios.registry import SCENARIOS
+from plasticity_bench.sweep.plan import sweep_base
 
 WT_FIELDS = ("acc", "taa", "wt_acc", "wt_taa", "delta_wt_c")
 
@@ -130,7 +132,7 @@ def test_split_batch_size_momentum_and_cosine_are_run_settings(data_root: Path, 
         "momentum": 0.9, "replay_mix": "concat", "online_rows": "current", "val_fraction": 0.1
     }  # fmt: skip
     assert record["data"]["lr_schedule"] == "cosine"
-    base = runner.sweep_base(SCENARIOS["split_fashion"], 5, batch_size=32)
+    base = sweep_base(SCENARIOS["split_fashion"], 5, batch_size=32)
     assert base["steps_per_task"] == 20 * (12_000 // 32) and base["cycles"] == 5  # "20 epochs" at batch 32
-    optimizer = runner.make_optimizer("sgd", [torch.nn.Parameter(torch.zeros(2))], 0.01, 0.9)
+    optimizer = make_optimizer("sgd", [torch.nn.Parameter(torch.zeros(2))], 0.01, 0.9)
     assert optimizer.param_groups[0]["momentum"] == 0.9

@@ -12,8 +12,9 @@ import torch
 from typer.testing import CliRunner
 
 from plasticity_bench.cli import app, run_cli
-from plasticity_bench.runner import RunConfig, execute
-from strategies.registry import batchable, entry_for
+from plasticity_bench.run.config import RunConfig
+from plasticity_bench.run.execute import execute
+from plasticity_bench.strategies.registry import batchable, entry_for
 
 PLUGIN = """
 from pathlib import Path
@@ -21,7 +22,7 @@ from pathlib import Path
 with Path(__file__).with_name("loads.log").open("a") as log:
     log.write("loaded\\n")
 
-from strategies.grow import GrowPlugin
+from plasticity_bench.strategies.grow import GrowPlugin
 
 
 class Mine(GrowPlugin):

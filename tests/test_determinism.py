@@ -9,9 +9,10 @@ import pytest
 import torch
 from avalanche.core import SupervisedPlugin
 
-from plasticity_bench import runner
-from plasticity_bench.runner import RunConfig, execute
-from plasticity_bench.training import TensorBatches
+import plasticity_bench.run.execute as runner
+from plasticity_bench.run.config import RunConfig
+from plasticity_bench.run.execute import execute
+from plasticity_bench.run.loop import TensorBatches
 
 pytestmark = pytest.mark.filterwarnings("ignore:No loggers specified")
 

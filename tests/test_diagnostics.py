@@ -12,7 +12,7 @@ from structural_helpers import fake_strategy, forward_hook_count, set_mask, tiny
 from typer.testing import CliRunner
 
 from plasticity_bench.cli import app
-from plasticity_bench.diagnostics import (
+from plasticity_bench.measure.cohorts import (
     CSV_NAME,
     Cohort,
     CohortDiagnostics,
@@ -23,10 +23,10 @@ from plasticity_bench.diagnostics import (
     summarize,
     unit_statistics,
 )
-from plasticity_bench.records import ResultStore, make_record
-from strategies.base import StrategyConfig
-from strategies.grow import GrowPlugin
-from strategies.prune import PrunePlugin
+from plasticity_bench.run.records import ResultStore, make_record
+from plasticity_bench.strategies.base import StrategyConfig
+from plasticity_bench.strategies.grow import GrowPlugin
+from plasticity_bench.strategies.prune import PrunePlugin
 
 X = torch.rand(24, 8)
 Y = torch.randint(0, 3, (24,))

@@ -9,9 +9,8 @@ import pytest
 import torch
 from structural_helpers import fake_strategy, forward_hook_count, tiny_net
 
-from plasticity_bench.runner import expand
-from strategies.base import StrategyConfig
-from strategies.dyno import (
+from plasticity_bench.strategies.base import StrategyConfig
+from plasticity_bench.strategies.dyno import (
     DynoPlugin,
     RingBuffer,
     dyno_counts,
@@ -20,7 +19,8 @@ from strategies.dyno import (
     prune_order,
     residual_norms,
 )
-from strategies.registry import entry_for
+from plasticity_bench.strategies.registry import entry_for
+from plasticity_bench.sweep.plan import expand
 
 
 def rank_matrix(n: int, m: int, rank: int, seed: int = 0) -> torch.Tensor:

@@ -15,21 +15,23 @@ import torch
 from structural_helpers import fake_strategy, tiny_net
 from torch import nn
 
-from plasticity_bench.element_adam import ElementStepAdam
-from plasticity_bench.leaderboard import aggregate, attach_reference, choose_lr, selection_metric
-from plasticity_bench.masks import zero_optimizer_state
-from plasticity_bench.metrics import early_task_taa
-from plasticity_bench.records import make_record
-from plasticity_bench.reproduce import compare, headline_cells, read_reference, select_cells
-from plasticity_bench.runner import OnlineMetrics, expand, make_optimizer, sweep_base
-from plasticity_bench.training import online_accuracy
-from scenarios.registry import SCENARIOS
-from strategies.base import StrategyConfig
-from strategies.cbp import LayerUtility, correct_consumer_bias
-from strategies.dyno import DynoPlugin
-from strategies.prune import PrunePlugin
-from strategies.registry import build_plugins, options_for
-from strategies.replay import ExperienceReplayPlugin, TinyERPlugin
+from plasticity_bench.core.element_adam import ElementStepAdam
+from plasticity_bench.core.masks import zero_optimizer_state
+from plasticity_bench.leaderboard.aggregate import aggregate, choose_lr, selection_metric
+from plasticity_bench.leaderboard.paper import attach_reference
+from plasticity_bench.leaderboard.reproduce import compare, headline_cells, read_reference, select_cells
+from plasticity_bench.measure.metrics import early_task_taa
+from plasticity_bench.run.execute import OnlineMetrics, make_optimizer
+from plasticity_bench.run.loop import online_accuracy
+from plasticity_bench.run.records import make_record
+from plasticity_bench.scenarios.registry import SCENARIOS
+from plasticity_bench.strategies.base import StrategyConfig
+from plasticity_bench.strategies.cbp import LayerUtility, correct_consumer_bias
+from plasticity_bench.strategies.dyno import DynoPlugin
+from plasticity_bench.strategies.prune import PrunePlugin
+from plasticity_bench.strategies.registry import build_plugins, options_for
+from plasticity_bench.strategies.replay import ExperienceReplayPlugin, TinyERPlugin
+from plasticity_bench.sweep.plan import expand, sweep_base
 
 # ------------------------------------------------------------------ 5+1 CIFAR: Early TAA over hard tasks
 

@@ -12,12 +12,13 @@ import pytest
 import torch
 from torch import nn
 
-from plasticity_bench.models import MaskedNet, build_model
-from plasticity_bench.runner import RunConfig, execute
-from plasticity_bench.training import TensorBatches
-from strategies.base import StrategyConfig
-from strategies.grow import GrowPlugin
-from strategies.prune import PrunePlugin
+from plasticity_bench.core.models import MaskedNet, build_model
+from plasticity_bench.run.config import RunConfig
+from plasticity_bench.run.execute import execute
+from plasticity_bench.run.loop import TensorBatches
+from plasticity_bench.strategies.base import StrategyConfig
+from plasticity_bench.strategies.grow import GrowPlugin
+from plasticity_bench.strategies.prune import PrunePlugin
 
 
 def fake_strategy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, optimizer=None) -> SimpleNamespace:

@@ -15,7 +15,7 @@ import pytest
 from typer.testing import CliRunner
 
 from plasticity_bench.cli import app
-from plasticity_bench.records import CorruptRecordError, ResultStore, read_record, run_key
+from plasticity_bench.run.records import CorruptRecordError, ResultStore, read_record, run_key
 
 QUICK = ["run", "--strategy", "dense", "--tasks", "2", "--steps", "3", "--seeds", "1"]
 
@@ -263,7 +263,7 @@ def test_a_full_disk_at_the_leaderboard_write_gives_one_line(
     def full(path: Path, text: str) -> Path:
         raise OSError(28, "No space left on device", str(path))
 
-    monkeypatch.setattr("plasticity_bench.leaderboard.atomic_write_text", full)
+    monkeypatch.setattr("plasticity_bench.leaderboard.tables.atomic_write_text", full)
     result = invoke("leaderboard", "--out", str(out))
     assert (
         result.exit_code == 2
@@ -283,8 +283,9 @@ def test_a_checkpoint_left_by_a_killed_run_resumes_under_another_batch_size(tmp_
     record = json.loads(first.read_text())
     reference = copy.deepcopy(record)
     # leave the run as a kill would: its record gone, a checkpoint of an earlier boundary in place
-    from plasticity_bench.resume import CheckpointPolicy, RunCheckpoint
-    from plasticity_bench.runner import RunConfig, execute
+    from plasticity_bench.run.config import RunConfig
+    from plasticity_bench.run.execute import execute
+    from plasticity_bench.run.resume import CheckpointPolicy, RunCheckpoint
 
     config = RunConfig(**record["config"])
     path = store.checkpoint_path(record["config"])
@@ -315,7 +316,7 @@ def test_waiting_for_a_held_lock_says_so(tmp_path: Path) -> None:
 
     from filelock import FileLock
 
-    from plasticity_bench.sweep import acquire
+    from plasticity_bench.sweep.claims import acquire
 
     path = tmp_path / "run.lock"
     held = threading.Event()

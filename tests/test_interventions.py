@@ -12,16 +12,16 @@ import torch
 from structural_helpers import fake_strategy, set_mask, tiny_net
 from torch import nn
 
-from plasticity_bench.activations import SMOOTH_LEAKY_DEFAULTS, RandSmoothLeaky
-from plasticity_bench.diagnostics import CohortDiagnostics
-from plasticity_bench.importance import ActivationFrequency, AsIfActiveGradient
-from plasticity_bench.models import MaskedNet
-from plasticity_bench.probes import probe
-from strategies.base import StrategyConfig
-from strategies.grow import GrowPlugin
-from strategies.interventions import MomentTransplant, Net2Wider, TwoSpeed, ranked_donors
-from strategies.modifiers import activation_factory, preferred_lr, smooth_leaky_settings
-from strategies.registry import build_plugins, entry_for
+from plasticity_bench.core.activations import SMOOTH_LEAKY_DEFAULTS, RandSmoothLeaky
+from plasticity_bench.core.models import MaskedNet
+from plasticity_bench.measure.cohorts import CohortDiagnostics
+from plasticity_bench.measure.importance import ActivationFrequency, AsIfActiveGradient
+from plasticity_bench.measure.probes import probe
+from plasticity_bench.strategies.base import StrategyConfig
+from plasticity_bench.strategies.grow import GrowPlugin
+from plasticity_bench.strategies.interventions import MomentTransplant, Net2Wider, TwoSpeed, ranked_donors
+from plasticity_bench.strategies.modifiers import activation_factory, preferred_lr, smooth_leaky_settings
+from plasticity_bench.strategies.registry import build_plugins, entry_for
 
 X = torch.rand(32, 8)
 Y = torch.randint(0, 3, (32,))

@@ -1,4 +1,5 @@
-"""Tests for plasticity_bench.leaderboard: CI, seed aggregation, best-lr rule, reference figures, writers."""
+"""Tests for plasticity_bench.leaderboard.aggregate: CI, seed aggregation, best-lr rule, reference figures,
+writers."""
 
 from __future__ import annotations
 
@@ -11,15 +12,10 @@ import pandas as pd
 import pytest
 from rich.console import Console
 
-from plasticity_bench.leaderboard import (
-    DEFAULT_REFERENCE,
-    aggregate,
-    attach_reference,
-    ci95,
-    render,
-    write_leaderboard,
-)
-from plasticity_bench.records import make_record
+from plasticity_bench.leaderboard.aggregate import aggregate, ci95
+from plasticity_bench.leaderboard.paper import DEFAULT_REFERENCE, attach_reference
+from plasticity_bench.leaderboard.tables import render, write_leaderboard
+from plasticity_bench.run.records import make_record
 
 T_975_2 = 4.302652729911275  # scipy.stats.t.ppf(0.975, 2)
 

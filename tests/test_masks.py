@@ -6,15 +6,15 @@ import pytest
 import torch
 from torch import nn
 
-from plasticity_bench.activations import RandSmoothLeaky
-from plasticity_bench.masks import (
+from plasticity_bench.core.activations import RandSmoothLeaky
+from plasticity_bench.core.masks import (
     MaskedActivation,
     MaskedLayer,
     copy_optimizer_state,
     reset_optimizer_state,
     zero_optimizer_state,
 )
-from plasticity_bench.models import MaskedNet, build_model, count_flops, count_params
+from plasticity_bench.core.models import MaskedNet, build_model, count_flops, count_params
 
 ACTIVATIONS = {
     "relu": nn.ReLU,

@@ -7,12 +7,13 @@ import math
 import pandas as pd
 import pytest
 
-from plasticity_bench.activations import RandSmoothLeaky
 from plasticity_bench.cli import with_preferred_lr
-from plasticity_bench.leaderboard import DEFAULT_REFERENCE
-from plasticity_bench.models import build_model
-from plasticity_bench.runner import RunConfig, execute
-from strategies.registry import entry_for
+from plasticity_bench.core.activations import RandSmoothLeaky
+from plasticity_bench.core.models import build_model
+from plasticity_bench.leaderboard.paper import DEFAULT_REFERENCE
+from plasticity_bench.run.config import RunConfig
+from plasticity_bench.run.execute import execute
+from plasticity_bench.strategies.registry import entry_for
 
 REFERENCE_METHODS = sorted(set(pd.read_csv(DEFAULT_REFERENCE)["method"]))
 METHODS = [*REFERENCE_METHODS, "grow+moment_transplant+two_speed", "dyno"]
@@ -61,7 +62,7 @@ def test_rand_smooth_leaky_builds_the_model_with_the_scenario_settings(monkeypat
         built.append(model)
         return model
 
-    monkeypatch.setattr("plasticity_bench.runner.build_model", spy)
+    monkeypatch.setattr("plasticity_bench.run.execute.build_model", spy)
     run("prune+rand_smooth_leaky", diag_every=0)
     (activation,) = {type(u.activation) for u in built[0].units}
     assert activation is RandSmoothLeaky and built[0].units[0].activation.c_s == 0.8

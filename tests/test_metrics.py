@@ -11,7 +11,8 @@ import torch
 from avalanche.training.plugins import EvaluationPlugin
 from torch import nn
 
-from plasticity_bench.metrics import (
+from plasticity_bench.core.models import MaskedNet
+from plasticity_bench.measure.metrics import (
     ActiveUnitsMetric,
     EarlyTaskTAAMetric,
     OnlineAccuracyLog,
@@ -20,9 +21,8 @@ from plasticity_bench.metrics import (
     early_task_taa,
     taoa,
 )
-from plasticity_bench.models import MaskedNet
-from plasticity_bench.training import OnlineStrategy
-from scenarios.stream import TaskData, TaskStream
+from plasticity_bench.run.loop import OnlineStrategy
+from plasticity_bench.scenarios.stream import TaskData, TaskStream
 
 # ----------------------------------------------------------------------------------- functions on arrays
 

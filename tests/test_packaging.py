@@ -12,8 +12,8 @@ from pathlib import Path
 import pandas as pd
 
 from plasticity_bench.cli import option_rows, options_markdown
-from plasticity_bench.records import ResultStore, make_record
-from scenarios.registry import SCENARIOS
+from plasticity_bench.run.records import ResultStore, make_record
+from plasticity_bench.scenarios.registry import SCENARIOS
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -47,6 +47,8 @@ def paper_record(seed: int) -> dict:
 def test_built_wheel_draws_a_leaderboard_from_another_directory(tmp_path: Path) -> None:
     wheels, site, elsewhere = tmp_path / "wheels", tmp_path / "site", tmp_path / "elsewhere"
     elsewhere.mkdir()
+    (elsewhere / "strategies").mkdir()  # a user's own package named strategies, next to where they run
+    (elsewhere / "strategies" / "__init__.py").write_text('MARK = "theirs"\n')
     pip = [sys.executable, "-m", "pip", "-q", "--disable-pip-version-check"]
     subprocess.run(
         [*pip, "wheel", "--no-deps", "--no-build-isolation", "-w", str(wheels), str(REPO)], check=True
@@ -64,6 +66,16 @@ def test_built_wheel_draws_a_leaderboard_from_another_directory(tmp_path: Path) 
     )  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
     assert done.stdout.splitlines()[0].startswith(str(site)), "ran the editable checkout, not the wheel"
+    both = (
+        "import strategies, plasticity_bench.strategies.grow as ours; "
+        f"print(strategies.MARK, ours.__file__.startswith({str(site)!r}))"
+    )
+    names = subprocess.run(
+        [sys.executable, "-c", both], cwd=elsewhere, env=env, capture_output=True, text=True, check=False
+    )
+    assert names.stdout.split() == ["theirs", "True"], (
+        names.stdout + names.stderr
+    )  # neither shadows the other
     board = pd.read_csv(out / "leaderboard.csv")
     assert board.loc[0, "paper_avg_acc"] == 80.6 and bool(board.loc[0, "paper_comparable"])
     assert "80.6 ± 0.9" in done.stdout

@@ -1,4 +1,5 @@
-"""Sweeps on Ray (plasticity_bench.parallel): 2 local workers give the in-process path's records, and a run
+"""Sweeps on Ray (plasticity_bench.sweep.cluster): 2 local workers give the in-process path's records, and a
+run
 that raises inside a worker is reported while the others complete."""
 
 from __future__ import annotations

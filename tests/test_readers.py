@@ -1,4 +1,5 @@
-"""Tests for scenarios.readers: small files in exactly the real on-disk formats (docs/protocol.md §8)."""
+"""Tests for plasticity_bench.scenarios.readers: small files in exactly the real on-disk formats
+(docs/protocol.md §8)."""
 
 from __future__ import annotations
 
@@ -13,8 +14,8 @@ import pytest
 import torch
 import torchvision.datasets
 
-from scenarios import readers
-from scenarios.readers import (
+from plasticity_bench.scenarios import readers
+from plasticity_bench.scenarios.readers import (
     CorruptDatasetError,
     DatasetNotFoundError,
     ImageNetClassFolder,

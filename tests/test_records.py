@@ -1,4 +1,4 @@
-"""Tests for plasticity_bench.records: keys, atomic writes, corrupt-record handling, has()."""
+"""Tests for plasticity_bench.run.records: keys, atomic writes, corrupt-record handling, has()."""
 
 from __future__ import annotations
 
@@ -8,8 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from plasticity_bench import records
-from plasticity_bench.records import CorruptRecordError, ResultStore, atomic_write_text, make_record, run_key
+from plasticity_bench.core import io
+from plasticity_bench.core.io import atomic_write_text
+from plasticity_bench.run import records
+from plasticity_bench.run.records import CorruptRecordError, ResultStore, make_record, run_key
 
 
 def config(**overrides: object) -> dict:
@@ -99,7 +101,7 @@ def test_crash_during_replace_leaves_nothing_under_final_name(tmp_path: Path, mo
     def crash(src: str, dst: str) -> None:
         raise OSError("simulated crash")
 
-    monkeypatch.setattr(records.os, "replace", crash)
+    monkeypatch.setattr(io.os, "replace", crash)
     store = ResultStore(tmp_path)
     cfg = config()
     with pytest.raises(OSError, match="simulated crash"):
@@ -113,7 +115,7 @@ def test_crash_during_replace_leaves_nothing_under_final_name(tmp_path: Path, mo
 def test_crash_keeps_previous_version(tmp_path: Path, monkeypatch) -> None:
     target = tmp_path / "out.txt"
     atomic_write_text(target, "old")
-    monkeypatch.setattr(records.os, "replace", lambda s, d: (_ for _ in ()).throw(OSError("boom")))
+    monkeypatch.setattr(io.os, "replace", lambda s, d: (_ for _ in ()).throw(OSError("boom")))
     with pytest.raises(OSError):
         atomic_write_text(target, "new")
     assert target.read_text() == "old"
@@ -174,7 +176,7 @@ def test_records_of_another_protocol_version_are_stale(tmp_path: Path, monkeypat
 def test_code_version_names_package_commit_and_protocol() -> None:
     code = records.code_version()
     assert code["protocol"] == records.PROTOCOL_VERSION and code["package"][0].isdigit()
-    repo = Path(records.__file__).resolve().parents[1]
+    repo = Path(records.__file__).resolve().parents[2]
     if (repo / ".git").exists():
         assert len(code["commit"]) == 40 and isinstance(code["dirty"], bool)
     assert record(config())["code"] == code

@@ -6,11 +6,11 @@ from importlib.metadata import EntryPoint
 
 import pytest
 
-from plasticity_bench.diagnostics import CohortDiagnostics
-from strategies import registry
-from strategies.base import StrategyConfig
-from strategies.grow import GrowPlugin
-from strategies.prune import PrunePlugin
+from plasticity_bench.measure.cohorts import CohortDiagnostics
+from plasticity_bench.strategies import registry
+from plasticity_bench.strategies.base import StrategyConfig
+from plasticity_bench.strategies.grow import GrowPlugin
+from plasticity_bench.strategies.prune import PrunePlugin
 
 
 def config(name: str) -> StrategyConfig:
@@ -18,14 +18,16 @@ def config(name: str) -> StrategyConfig:
 
 
 def test_module_path_plugin_is_built_with_the_config() -> None:
-    plugin, diagnostics = registry.build_plugins(config("strategies.prune:PrunePlugin"))
+    plugin, diagnostics = registry.build_plugins(config("plasticity_bench.strategies.prune:PrunePlugin"))
     assert isinstance(plugin, PrunePlugin)
     assert plugin.config.compactness == 0.5
     assert isinstance(diagnostics, CohortDiagnostics)  # every structural plugin gets docs/protocol.md §9
 
 
 def test_entry_point_plugin_is_found_by_its_short_name(monkeypatch: pytest.MonkeyPatch) -> None:
-    point = EntryPoint(name="my_grow", value="strategies.grow:GrowPlugin", group=registry.ENTRY_POINT_GROUP)
+    point = EntryPoint(
+        name="my_grow", value="plasticity_bench.strategies.grow:GrowPlugin", group=registry.ENTRY_POINT_GROUP
+    )
     monkeypatch.setattr(registry, "entry_points", lambda group: [point] if group == point.group else [])
     assert registry.is_user_plugin("my_grow")
     plugin, diagnostics = registry.build_plugins(config("my_grow"))
@@ -40,7 +42,7 @@ def test_unknown_names_say_what_exists() -> None:
     with pytest.raises(ValueError, match="not found"):
         registry.entry_for("missing/file.py:Thing")
     with pytest.raises(ValueError, match="has no attribute"):
-        registry.entry_for("strategies.grow:NoSuchPlugin")
+        registry.entry_for("plasticity_bench.strategies.grow:NoSuchPlugin")
 
 
 def test_factory_must_return_plugins() -> None:

@@ -10,11 +10,11 @@ import pytest
 import torch
 from avalanche.core import SupervisedPlugin
 
-from plasticity_bench.models import build_model
-from plasticity_bench.seeding import generator
-from plasticity_bench.training import OnlineStrategy
-from scenarios.split import split_fashion
-from strategies.replay import TinyERPlugin
+from plasticity_bench.core.models import build_model
+from plasticity_bench.core.seeding import generator
+from plasticity_bench.run.loop import OnlineStrategy
+from plasticity_bench.scenarios.split import split_fashion
+from plasticity_bench.strategies.replay import TinyERPlugin
 
 
 def class_data(classes: list[int], per_class: int) -> tuple[torch.Tensor, torch.Tensor]:

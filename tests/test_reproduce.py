@@ -10,10 +10,11 @@ import pytest
 from typer.testing import CliRunner
 
 from plasticity_bench.cli import app
-from plasticity_bench.leaderboard import aggregate, attach_reference
-from plasticity_bench.records import make_record
-from plasticity_bench.reproduce import cell_configs, compare, select_cells, verdict
-from scenarios.registry import SCENARIOS
+from plasticity_bench.leaderboard.aggregate import aggregate
+from plasticity_bench.leaderboard.paper import attach_reference
+from plasticity_bench.leaderboard.reproduce import cell_configs, compare, select_cells, verdict
+from plasticity_bench.run.records import make_record
+from plasticity_bench.scenarios.registry import SCENARIOS
 
 
 def test_verdict_from_both_intervals() -> None:

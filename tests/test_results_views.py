@@ -21,15 +21,17 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from typer.testing import CliRunner
 
 from plasticity_bench.cli import app
-from plasticity_bench.leaderboard import aggregate, to_markdown
-from plasticity_bench.loggers import Recording, parse_loggers, run_name
-from plasticity_bench.masks import masks_from_indices, unit_indices
-from plasticity_bench.metrics import binned
-from plasticity_bench.plots import FIGURES, Group, groups_of, mean_band, write_figures
-from plasticity_bench.progress import ProgressLines, duration
-from plasticity_bench.report import render_report
-from plasticity_bench.runner import execute, expand, retrain_ticket, sweep_base
-from scenarios.registry import SCENARIOS
+from plasticity_bench.core.masks import masks_from_indices, unit_indices
+from plasticity_bench.leaderboard.aggregate import aggregate
+from plasticity_bench.leaderboard.tables import to_markdown
+from plasticity_bench.measure.metrics import binned
+from plasticity_bench.run.execute import execute, retrain_ticket
+from plasticity_bench.run.loggers import Recording, parse_loggers, run_name
+from plasticity_bench.scenarios.registry import SCENARIOS
+from plasticity_bench.sweep.plan import expand, sweep_base
+from plasticity_bench.sweep.progress import ProgressLines, duration
+from plasticity_bench.views.plots import FIGURES, Group, groups_of, mean_band, write_figures
+from plasticity_bench.views.report import render_report
 
 TASKS, STEPS = 3, 20
 

@@ -1,4 +1,4 @@
-"""Resumable runs (plasticity_bench.resume): a run killed with SIGKILL and restarted from its checkpoint
+"""Resumable runs (plasticity_bench.run.resume): a run killed with SIGKILL and restarted from its checkpoint
 writes the record an uninterrupted run writes, bit for bit (but for ``created`` and ``wall_seconds``)."""
 
 from __future__ import annotations
@@ -13,10 +13,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from plasticity_bench.records import run_key
-from plasticity_bench.resume import CheckpointPolicy, RunCheckpoint, checkpoint_key, verified
-from plasticity_bench.runner import execute, expand, sweep_base
-from scenarios.registry import SCENARIOS
+from plasticity_bench.run.execute import execute
+from plasticity_bench.run.records import run_key
+from plasticity_bench.run.resume import CheckpointPolicy, RunCheckpoint, checkpoint_key, verified
+from plasticity_bench.scenarios.registry import SCENARIOS
+from plasticity_bench.sweep.plan import expand, sweep_base
 
 VARIANTS = {  # name: (scenario, strategy, tasks, steps, model, options, winning ticket, kill at on_task call)
     "dense": ("permuted_mnist", "dense", 6, 8, None, {}, False, 4),
@@ -140,7 +141,7 @@ def test_checkpoint_faults_warn_and_the_run_goes_on(tmp_path: Path, monkeypatch:
     def full_disk(path: Path, write: object) -> Path:
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr("plasticity_bench.resume.atomic_write", full_disk)
+    monkeypatch.setattr("plasticity_bench.run.resume.atomic_write", full_disk)
     with pytest.warns(UserWarning, match="No space left on device.*continuing without it"):
         checkpoint.save({"next_task": 1})
     assert not path.exists()

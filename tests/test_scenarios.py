@@ -11,12 +11,13 @@ import pytest
 import torch
 from scenario_data import CIFAR100_TRAIN_PER_CLASS, IMAGENET_CLASSES, MNIST_TRAIN_PER_CLASS
 
-from plasticity_bench.metrics import OnlineAccuracyLog, TAOAMetric
-from plasticity_bench.runner import RunConfig, execute
-from scenarios import imagenet, readers
-from scenarios.registry import SCENARIOS, parse_scenario
-from scenarios.split import consecutive_groups
-from scenarios.stream import TaskBenchmark, TaskData
+from plasticity_bench.measure.metrics import OnlineAccuracyLog, TAOAMetric
+from plasticity_bench.run.config import RunConfig
+from plasticity_bench.run.execute import execute
+from plasticity_bench.scenarios import imagenet, readers
+from plasticity_bench.scenarios.registry import SCENARIOS, parse_scenario
+from plasticity_bench.scenarios.split import consecutive_groups
+from plasticity_bench.scenarios.stream import TaskBenchmark, TaskData
 
 #: Tasks built per scenario on the fixture data (Split-CIFAR100 and 5+1 need few; ImageNet has 8 classes).
 FIXTURE_TASKS = {"continual_imagenet": 4, "cifar_5plus1": 6, "split_cifar100": 3}
@@ -165,7 +166,7 @@ def test_random_labels_are_uniform_per_image_by_default(data_root: Path) -> None
 
 def test_permuted_mnist_keeps_one_subset_by_default(data_root: Path) -> None:
     """LC26 A.1.3: one fixed subset for every task; ``subset=per_task`` (Kumar23's code) draws a new one."""
-    from scenarios.mnist import permuted_mnist
+    from plasticity_bench.scenarios.mnist import permuted_mnist
 
     def image_sets(**options: object) -> list[set[bytes]]:
         stream = permuted_mnist(0, 3, None, data_root, size=100, **options)
@@ -275,7 +276,9 @@ def short_config(scenario: str, **fields: object) -> RunConfig:
 def test_missing_data_fails_before_training(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, scenario: str, error: type, message: str
 ) -> None:
-    monkeypatch.setattr("plasticity_bench.runner.OnlineStrategy", None)  # training would crash differently
+    monkeypatch.setattr(
+        "plasticity_bench.run.execute.OnlineStrategy", None
+    )  # training would crash differently
     with pytest.raises(error, match=re.escape(message)) as err:
         execute(short_config(scenario), data_root=tmp_path)
     assert str(tmp_path) in str(err.value)
@@ -290,7 +293,7 @@ def test_corrupt_cifar_fails_before_training(
         (folder / name).symlink_to(data_root / "cifar-100-python" / name)
     with (folder / "train").open("wb") as f:
         pickle.dump({b"data": np.zeros((4, 1024), np.uint8), b"fine_labels": [0, 1, 2, 3]}, f)
-    monkeypatch.setattr("plasticity_bench.runner.OnlineStrategy", None)
+    monkeypatch.setattr("plasticity_bench.run.execute.OnlineStrategy", None)
     with pytest.raises(readers.CorruptDatasetError, match=r"'data' must be uint8 of shape \(N, 3072\)"):
         execute(short_config("cifar_5plus1"), data_root=tmp_path)
 

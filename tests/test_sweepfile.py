@@ -1,4 +1,4 @@
-"""Sweep files (plasticity_bench.sweepfile): the shipped LC26 sweeps, bad keys refused before any run, a
+"""Sweep files (plasticity_bench.sweep.file): the shipped LC26 sweeps, bad keys refused before any run, a
 YAML sweep run end to end."""
 
 from __future__ import annotations
@@ -9,9 +9,9 @@ import pytest
 from typer.testing import CliRunner
 
 from plasticity_bench.cli import app, plan
-from plasticity_bench.reproduce import cell_configs, select_cells
-from plasticity_bench.sweepfile import load_sweep
-from scenarios.registry import SCENARIOS
+from plasticity_bench.leaderboard.reproduce import cell_configs, select_cells
+from plasticity_bench.scenarios.registry import SCENARIOS
+from plasticity_bench.sweep.file import load_sweep
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -8,18 +8,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from plasticity_bench import runner
-from plasticity_bench.leaderboard import aggregate
-from plasticity_bench.runner import (
-    RunConfig,
-    execute,
-    new_model,
-    start_stream,
-    ticket_model,
-    train_on_stream,
-)
-from scenarios.registry import SCENARIOS
-from strategies.registry import build_plugins
+import plasticity_bench.run.execute as runner
+from plasticity_bench.leaderboard.aggregate import aggregate
+from plasticity_bench.run.config import RunConfig
+from plasticity_bench.run.execute import execute, new_model, start_stream, ticket_model, train_on_stream
+from plasticity_bench.scenarios.registry import SCENARIOS
+from plasticity_bench.strategies.registry import build_plugins
 
 
 def config(scenario: str = "split_fashion", strategy: str = "grow", **fields: object) -> RunConfig:

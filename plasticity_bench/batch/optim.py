@@ -1,0 +1,176 @@
+"""Optimizers and learning-rate schedules for run-batched training (docs/protocol.md §7, §12).
+
+:class:`StackedOptimizer` is Adam (betas 0.9/0.999, eps 1e-8, no weight decay) or SGD (optional momentum,
+no dampening) on stacked parameters ``(R, *shape)`` with a learning rate and an Adam step counter *per run*
+(per parameter, as torch keeps them), so each run gets the update its own ``torch.optim`` optimizer makes.
+:class:`RunOptimizer` is one run's window onto it, shaped like the ``torch.optim.Optimizer`` that single-run
+plugins expect as ``strategy.optimizer``: its ``state`` maps the run's parameters to views of the stacked
+buffers, so the masked-unit core's optimizer surgery
+(:func:`~plasticity_bench.core.masks.zero_optimizer_state`,
+``copy_optimizer_state``, ``reset_optimizer_state``) and ``state.pop(param)`` (a fresh start for that
+parameter) act on that run only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, MutableMapping
+
+import torch
+from torch import Tensor, nn
+from torch.optim.adam import adam
+from torch.optim.sgd import sgd
+
+from plasticity_bench.batch.stacked import StackedNet
+from plasticity_bench.run.execute import make_lr_schedule
+
+BETAS = (0.9, 0.999)
+EPS = 1e-8
+
+
+class StackedOptimizer:
+    """Adam or SGD over the stacked parameters of a :class:`StackedNet`, each run at its own learning rate.
+
+    Args:
+        kind: ``adam`` or ``sgd``. net: the stacked network. lrs: each run's base learning rate.
+        momentum: SGD momentum (0: plain SGD).
+
+    State per stacked parameter ``p`` (``(R, *shape)``): Adam ``exp_avg``, ``exp_avg_sq`` (like ``p``) and
+    ``step`` (float32 ``(R,)``); SGD with momentum ``momentum_buffer``. Zero-initialised state reproduces
+    torch's lazily created state exactly (``0 * beta + g`` is ``g``).
+
+    The update is torch's own: runs that share a learning rate are updated by one call of torch's public
+    functional optimizers (``torch.optim.adam.adam`` with ``fused=True``, what
+    ``torch.optim.Adam(fused=True)`` runs; ``torch.optim.sgd.sgd`` with ``foreach=True``) on the runs' rows
+    of every parameter, gradient and buffer, so a run gets the arithmetic its own optimizer would do.
+
+    Raises:
+        ValueError: for an unknown kind or a learning-rate count other than the number of runs.
+    """
+
+    def __init__(self, kind: str, net: StackedNet, lrs: list[float], momentum: float = 0.0) -> None:
+        if kind not in ("adam", "sgd"):
+            raise ValueError(f"unknown optimizer {kind!r}; choose adam or sgd")
+        if len(lrs) != net.n_runs:
+            raise ValueError(f"{len(lrs)} learning rates for {net.n_runs} runs")
+        self.kind, self.momentum, self.net = kind, float(momentum), net
+        self.params = list(net.stacked.values())
+        self.state: dict[nn.Parameter, dict[str, Tensor]] = {p: self._fresh(p) for p in self.params}
+        self.groups: dict[float, list[int]] = {}
+        for r, lr in enumerate(lrs):
+            self.groups.setdefault(float(lr), []).append(r)
+        self._rows: dict[str, list[list[Tensor]]] = {}
+
+    def _fresh(self, p: nn.Parameter) -> dict[str, Tensor]:
+        if self.kind == "adam":
+            steps = torch.zeros(p.shape[0], dtype=torch.float32, device=p.device)
+            return {"step": steps, "exp_avg": torch.zeros_like(p), "exp_avg_sq": torch.zeros_like(p)}
+        return {"momentum_buffer": torch.zeros_like(p)} if self.momentum else {}
+
+    def zero_grad(self) -> None:
+        """Drop every gradient (see :meth:`StackedNet.zero_grad`)."""
+        self.net.zero_grad()
+
+    def _group_rows(self, tensors: list[list[Tensor]]) -> list[list[Tensor]]:
+        """Per lr group: ``tensors[param][run]`` for every parameter, then every run of the group."""
+        return [[per_run[r] for per_run in tensors for r in runs] for runs in self.groups.values()]
+
+    def _stacked_rows(self, name: str) -> list[list[Tensor]]:
+        tensors = [p.data if name == "params" else self.state[p][name] for p in self.params]
+        return self._group_rows([[t[r] for r in range(self.net.n_runs)] for t in tensors])
+
+    @torch.no_grad()
+    def step(self, lrs: list[float]) -> None:
+        """One update of every run; ``lrs``: this step's learning rate of each run (Python floats)."""
+        if not self._rows:  # views of parameters and buffers stay valid: built once
+            self._rows = {name: self._stacked_rows(name) for name in ("params", *self.state[self.params[0]])}
+        gradients = self.net.gradients()
+        if any(g is None for per_run in gradients for g in per_run):
+            raise RuntimeError("run-batched step without a gradient for every parameter and run")
+        grads = self._group_rows(gradients)
+        for g, runs in enumerate(self.groups.values()):
+            rows = {name: tensors[g] for name, tensors in self._rows.items()}
+            rows["grads"] = grads[g]
+            lr = lrs[runs[0]]
+            if self.kind == "adam":  # counts the steps up itself, then the fused kernel
+                adam(
+                    rows["params"], rows["grads"], rows["exp_avg"], rows["exp_avg_sq"], [], rows["step"],
+                    fused=True, amsgrad=False, lr=lr, beta1=BETAS[0], beta2=BETAS[1], weight_decay=0.0,
+                    eps=EPS, maximize=False,
+                )  # fmt: skip
+            else:
+                buffers = rows["momentum_buffer"] if self.momentum else [None] * len(rows["params"])
+                sgd(
+                    rows["params"], rows["grads"], buffers, foreach=True, weight_decay=0.0,
+                    momentum=self.momentum, lr=lr, dampening=0.0, nesterov=False, maximize=False,
+                )  # fmt: skip
+
+    def run(self, r: int, lr: float) -> RunOptimizer:
+        """Run ``r``'s view (see :class:`RunOptimizer`); ``lr``: that run's base learning rate."""
+        return RunOptimizer(self, r, lr)
+
+
+class RunState(MutableMapping):
+    """One run's optimizer state: run parameter -> ``{name: view of row r of the stacked buffer}``.
+
+    Deleting (``del state[p]`` / ``state.pop(p)``) zeroes the run's rows, step counter included: the next
+    step treats the parameter as new, as torch does after its state was dropped. Assignment is refused.
+    """
+
+    def __init__(self, optimizer: StackedOptimizer, run: int) -> None:
+        self.optimizer, self.run = optimizer, run
+        self.aliases = optimizer.net.aliases[run]
+
+    def __getitem__(self, param: nn.Parameter) -> dict[str, Tensor]:
+        if param not in self.aliases:
+            raise KeyError(param)
+        stacked, r = self.aliases[param]
+        return {name: buffer[r] for name, buffer in self.optimizer.state[stacked].items()}
+
+    def __setitem__(self, param: nn.Parameter, value: object) -> None:
+        raise TypeError("run-batched optimizer state is edited in place (zero_optimizer_state), not assigned")
+
+    def __delitem__(self, param: nn.Parameter) -> None:
+        for buffer in self[param].values():
+            buffer.zero_()
+
+    def __iter__(self) -> Iterator[nn.Parameter]:
+        return iter(self.aliases)
+
+    def __len__(self) -> int:
+        return len(self.aliases)
+
+
+class RunOptimizer:
+    """What a single-run plugin sees as ``strategy.optimizer`` in a run-batched batch.
+
+    ``state`` is a :class:`RunState`; ``param_groups`` is one group with the run's parameters and its
+    base ``lr`` (read-only: changing it does not change the batched update).
+    """
+
+    def __init__(self, optimizer: StackedOptimizer, run: int, lr: float) -> None:
+        self.state = RunState(optimizer, run)
+        self.param_groups = [{"params": list(self.state.aliases), "lr": lr}]
+
+
+class StackedSchedule:
+    """Per-run learning rates, step by step, as each run's own scheduler gives them.
+
+    One holder optimizer with a param group per run carries torch's scheduler (``constant``: none;
+    ``cosine``: ``CosineAnnealingLR`` over ``total_steps``), so every run's lr follows the exact float
+    sequence of its single-run schedule.
+    """
+
+    def __init__(self, name: str, lrs: list[float], total_steps: int) -> None:
+        groups = [{"params": [torch.zeros(1, requires_grad=True)], "lr": lr} for lr in lrs]
+        self.holder = torch.optim.SGD(groups, lr=lrs[0])
+        self.scheduler = make_lr_schedule(name, self.holder, total_steps)
+
+    def next(self, steps: int) -> list[list[float]]:
+        """The learning rates of the next ``steps`` updates: one list of per-run lrs per step."""
+        rows = []
+        for _ in range(steps):
+            rows.append([group["lr"] for group in self.holder.param_groups])
+            if self.scheduler is not None:
+                self.holder.step()  # no gradients: changes nothing, keeps torch's step-order check quiet
+                self.scheduler.step()
+        return rows

@@ -1,0 +1,491 @@
+"""Run-batched training: the runs of a sweep that share a stream shape train together (docs/protocol.md §12).
+
+Runs that differ only in seed, compactness and learning rate (same scenario, strategy, options, model, stream
+size and batch size; :func:`batch_key`) train as one :class:`~plasticity_bench.batch.stacked.StackedNet`: one
+batched forward, backward and optimizer step per update for all ``R`` runs. Each run keeps its own data
+stream (its seed's tasks and batches), learning rate, optimizer state, random activation stream, plugins,
+structural edits, metrics and record; run ``r`` of a batch makes the record it makes alone, to float
+tolerance.
+
+Plugins are the single-run ones, unchanged: each run's plugins and metrics receive every Avalanche callback
+with a :class:`RunView`, that run's stand-in for the strategy object (``model``, ``optimizer``,
+``experience``, ``batches``, ``mbatch``, ``mb_output``, ...). Callbacks a plugin does not override cost
+nothing; per-step callbacks are called once per run that has them, except for plugin classes that offer a
+form for the whole batch (``for_runs``; Two-Speed).
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import time
+from collections.abc import Callable, Sequence
+from contextlib import ExitStack
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import torch
+from avalanche.training.plugins import EvaluationPlugin
+from torch import Tensor
+from torch.nn import functional as F
+
+from plasticity_bench.batch.optim import RunOptimizer, StackedOptimizer, StackedSchedule
+from plasticity_bench.batch.stacked import StackedNet
+from plasticity_bench.core.models import MaskedNet, count_params
+from plasticity_bench.core.seeding import derive_seed
+from plasticity_bench.measure.metrics import CURVE_BIN
+from plasticity_bench.run.config import MOMENTUM, RunConfig
+from plasticity_bench.run.execute import (
+    OnlineMetrics,
+    StreamMetrics,
+    StreamState,
+    build_benchmark,
+    cycle_results,
+    new_model,
+    run_record,
+    scenario_plugins,
+    ticket_init_key,
+    ticket_model,
+    use_config_resources,
+)
+from plasticity_bench.run.loggers import Recording
+from plasticity_bench.run.loop import (
+    ITERATION_EVENTS,
+    NOOP_PLUGIN_BASES,
+    TensorBatches,
+    handles,
+    online_accuracy,
+    overrides,
+)
+from plasticity_bench.run.records import canonical_json
+from plasticity_bench.scenarios.registry import ScenarioSpec
+from plasticity_bench.scenarios.stream import TaskBenchmark
+from plasticity_bench.strategies.registry import batchable, build_plugins, entry_for
+
+#: RunConfig fields that may differ between the runs of one batch.
+FREE_FIELDS = ("seed", "compactness", "lr")
+#: Most runs per batch that ``--batch-runs auto`` picks (GPU / CPU).
+AUTO_MAX = {"cuda": 256, "cpu": 16}
+AUTO_MEMORY_FRACTION = 0.7
+AFTER_TASK_EVENTS = ("after_training_epoch", "after_training_exp", "after_training")
+
+
+def batch_key(config: RunConfig) -> str:
+    """What runs of one batch share: every :class:`RunConfig` field but :data:`FREE_FIELDS`."""
+    return canonical_json({k: v for k, v in config.as_dict().items() if k not in FREE_FIELDS})
+
+
+def batch_groups(configs: list[RunConfig]) -> list[list[RunConfig]]:
+    """``configs`` grouped by :func:`batch_key`, groups in order of first appearance."""
+    groups: dict[str, list[RunConfig]] = {}
+    for config in configs:
+        groups.setdefault(batch_key(config), []).append(config)
+    return list(groups.values())
+
+
+def plan_batches(configs: list[RunConfig], size: int) -> list[list[RunConfig]]:
+    """:func:`batch_groups` of ``configs``, each cut into batches of at most ``size`` runs; runs of a strategy
+    that may not share a batch (:func:`~plasticity_bench.strategies.registry.batchable`: the plasticity
+    remedies and Avalanche
+    CL strategies) each get a batch of their own.
+
+    Raises:
+        ValueError: if ``size < 1``.
+    """
+    if size < 1:
+        raise ValueError(f"--batch-runs must be >= 1 or auto (got {size})")
+    batches = []
+    for group in batch_groups(configs):
+        step = size if batchable(group[0].strategy) else 1
+        batches += [group[i : i + step] for i in range(0, len(group), step)]
+    return batches
+
+
+def parse_batch_runs(text: str) -> int | None:
+    """``--batch-runs`` value: a count ``>= 1``, or ``None`` for ``auto``.
+
+    Raises:
+        ValueError: for anything else.
+    """
+    if text.strip().lower() == "auto":
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise ValueError(f"--batch-runs {text}: give a count >= 1 or auto")
+    return value
+
+
+def run_bytes(config: RunConfig, data_root: Path | None = None) -> int:
+    """Estimated device memory of one run in a batch, in bytes: parameters with gradient and Adam state,
+    activations of one batch, and one task's training data (read from the run's first task)."""
+    _, benchmark = build_benchmark(config, data_root)
+    task = benchmark.train_stream[0].task
+    model = new_model(config, benchmark.info, _width(config), "init", "cpu")
+    activations = sum(layer.width for layer in model.masked_layers()) * config.batch_size * 8
+    return 4 * (5 * count_params(model) + activations) + task.x.element_size() * task.x.numel()
+
+
+def free_bytes(device: str) -> int:
+    """Free memory on ``device``: ``torch.cuda.mem_get_info`` on CUDA, available RAM on CPU."""
+    if torch.device(device).type == "cuda":
+        return torch.cuda.mem_get_info(torch.device(device))[0]
+    return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+
+
+def auto_batch_runs(config: RunConfig, data_root: Path | None, device: str) -> int:
+    """``--batch-runs auto``: as many runs as fit in :data:`AUTO_MEMORY_FRACTION` of the free memory of
+    ``device`` by :func:`run_bytes`, at most :data:`AUTO_MAX` (on CPU, batching gains little: 16)."""
+    kind = torch.device(device).type
+    fit = int(AUTO_MEMORY_FRACTION * free_bytes(device) // max(1, run_bytes(config, data_root)))
+    return max(1, min(AUTO_MAX[kind], fit))
+
+
+def run_generator(config: RunConfig, init_key: str, device: str) -> torch.Generator:
+    """The generator of a run's random activations, in the state torch's global RNG has right after
+    :func:`~plasticity_bench.run.execute.new_model` built the run's network (what a lone run draws from next).
+    Call it right after ``new_model``."""
+    generator = torch.Generator(device=device)
+    if torch.device(device).type == "cuda":
+        generator.manual_seed(derive_seed(config.seed, init_key))  # init ran on the CPU: no CUDA draw yet
+    else:
+        generator.set_state(torch.get_rng_state())
+    return generator
+
+
+@dataclass
+class BatchRun:
+    """One run of a batch: its config, scenario, stream, network, plugins (scenario's, then strategy's),
+    metrics and activation generator. ``optimizer`` is its :class:`RunOptimizer` once training started."""
+
+    config: RunConfig
+    spec: ScenarioSpec
+    benchmark: TaskBenchmark
+    model: MaskedNet
+    plugins: list[Any]
+    metrics: OnlineMetrics
+    generator: torch.Generator
+    evaluator: EvaluationPlugin
+    optimizer: RunOptimizer | None = None
+
+    @classmethod
+    def start(
+        cls, config: RunConfig, spec: ScenarioSpec, benchmark: TaskBenchmark, model: MaskedNet,
+        plugins: list[Any], generator: torch.Generator, curve_bin: int = CURVE_BIN,
+        loggers: Sequence[Any] = (),
+    ) -> BatchRun:  # fmt: skip
+        """A run before its first task: the scenario's plugins before ``plugins``, fresh metrics (curve bin
+        ``curve_bin``) whose values go to ``loggers``."""
+        everything = [*scenario_plugins(spec, benchmark.info, config), *plugins]
+        metrics = OnlineMetrics.new(spec.checkpoint, curve_bin)
+        evaluator = metrics.evaluator(list(loggers))
+        return cls(config, spec, benchmark, model, everything, metrics, generator, evaluator)
+
+    def state(self) -> StreamState:
+        """The run as a :class:`StreamState` (what :func:`~plasticity_bench.run.execute.cycle_results`
+        reads)."""
+        done = self.config.tasks
+        return StreamState(self.model, self.optimizer, self.plugins, self.metrics, next_task=done)
+
+
+class RunView:
+    """One run of a batch as its plugins and metrics see the strategy (the attributes of
+    :class:`~plasticity_bench.run.loop.OnlineStrategy` they read).
+
+    ``model`` is the run's own :class:`MaskedNet` (views of the stacked tensors), ``optimizer`` its
+    :class:`RunOptimizer`; ``mbatch`` / ``mb_x`` / ``mb_y`` / ``mb_output`` / ``loss`` are the run's slices of
+    the current batched step; assigning ``mbatch`` (Tiny ER) replaces the run's batch for this step.
+    """
+
+    def __init__(self, trainer: BatchedTrainer, index: int, run: BatchRun) -> None:
+        self.trainer, self.index, self.run = trainer, index, run
+        self.model, self.optimizer, self.plugins = run.model, run.optimizer, run.plugins
+        self.device, self.seed = trainer.device, run.config.seed
+        self.train_mb_size, self.steps_per_task = run.config.batch_size, run.config.steps_per_task
+        self.eval_mb_size = 1000
+        self.experience: Any = None
+        self.batches: TensorBatches | None = None
+        self.online_acc_host: Any = None
+        self.is_training = True
+        self.current_rows: int | None = None
+        self._mbatch: list[Tensor] | None = None
+
+    @property
+    def task_step(self) -> int:
+        return self.trainer.step
+
+    @property
+    def mbatch(self) -> list[Tensor]:
+        if self._mbatch is not None:
+            return self._mbatch
+        return [self.trainer.x[self.index], self.trainer.y[self.index]]
+
+    @mbatch.setter
+    def mbatch(self, value: list[Tensor]) -> None:
+        self._mbatch = list(value)
+
+    @property
+    def mb_x(self) -> Tensor:
+        return self.mbatch[0]
+
+    @property
+    def mb_y(self) -> Tensor:
+        return self.mbatch[1]
+
+    @property
+    def mb_output(self) -> Tensor:
+        return self.trainer.out[self.index]
+
+    @property
+    def loss(self) -> Tensor:
+        return self.trainer.losses[self.index]
+
+
+def _handlers(view: RunView, event: str, skip: set[int] = frozenset()) -> list[Callable[[RunView], object]]:
+    """The run's plugins (but those whose ``id`` is in ``skip``) that override ``event``, then its evaluator
+    (metrics and loggers) when one of those does (Avalanche's order: evaluator last)."""
+    plugins = [p for p in view.plugins if id(p) not in skip]
+    found = [getattr(p, event) for p in plugins if overrides(p, event, NOOP_PLUGIN_BASES)]
+    evaluator = view.run.evaluator
+    return found + ([getattr(evaluator, event)] if handles(evaluator, event) else [])
+
+
+class BatchedTrainer:
+    """Trains the runs of one batch on their streams, one batched update per step (see module doc).
+
+    Args:
+        runs: the batch (equal :func:`batch_key`); their networks become views of one :class:`StackedNet`.
+        device: training device. kernels: see :class:`~plasticity_bench.batch.stacked.StackedNet`.
+    """
+
+    def __init__(self, runs: list[BatchRun], device: str, kernels: str = "auto") -> None:
+        config = runs[0].config
+        self.runs, self.device, self.config = runs, device, config
+        self.net = StackedNet([r.model for r in runs], [r.generator for r in runs], kernels)
+        lrs = [r.config.lr for r in runs]
+        self.optimizer = StackedOptimizer(config.optimizer, self.net, lrs, MOMENTUM.get(config.options))
+        for i, run in enumerate(runs):
+            run.optimizer = self.optimizer.run(i, run.config.lr)
+        total = config.tasks * config.steps_per_task
+        self.schedule = StackedSchedule(runs[0].spec.lr_schedule, lrs, total)
+        self.views = [RunView(self, i, run) for i, run in enumerate(runs)]
+        self.step = 0
+        self.x = self.y = self.out = self.losses = torch.zeros(0)
+
+    def notify(self, event: str) -> None:
+        """Call ``event`` on every run's plugins and metrics that handle it, run by run."""
+        for view in self.views:
+            for handler in _handlers(view, event):
+                handler(view)
+
+    def train(self, on_task: Callable[[int], None] | None = None) -> list[StreamMetrics]:
+        """Train every run on its whole stream; the runs' metrics, in batch order."""
+        for task in range(self.config.tasks):
+            self.train_task(task)
+            for _ in self.runs:
+                if on_task is not None:
+                    on_task(task)
+        return [run.metrics.results() for run in self.runs]
+
+    def train_task(self, task: int) -> None:
+        """One experience for every run: Avalanche's callback sequence around :meth:`train_steps`."""
+        for view, run in zip(self.views, self.runs):
+            run.model.train()
+            view.experience = run.benchmark.train_stream[task]
+        self.notify("before_training")
+        index = self._load_task(task)
+        self.notify("before_training_exp")
+        self.net.refresh_hooks()
+        self.notify("before_training_epoch")
+        acc = self.train_steps(index)
+        host = acc.cpu().numpy()
+        for r, view in enumerate(self.views):
+            view.online_acc_host = host[r].copy()
+        for event in AFTER_TASK_EVENTS:
+            self.notify(event)
+
+    def _load_task(self, task: int) -> Tensor:
+        """Put every run's task data on the device, give each run its :class:`TensorBatches` and return the
+        gather index of every step: int64 ``(steps, R, B)``. Batched kernels gather all runs' rows with one
+        index into one tensor of all runs' data (row offsets added); per-run kernels gather run by run from
+        the runs' own tensors, as a lone run does, with no copy of the task data."""
+        datas = [view.experience.task for view in self.views]
+        sizes = [d.x.shape[0] for d in datas]
+        offsets = [0] * len(datas) if self.net.per_run else [0, *itertools.accumulate(sizes)][:-1]
+        if self.net.per_run:
+            self.data_x = [d.x.to(self.device) for d in datas]
+            self.data_y = [d.y.to(self.device) for d in datas]
+            pieces = list(zip(self.data_x, self.data_y))
+        else:
+            self.data_x = torch.cat([d.x for d in datas]).to(self.device)
+            self.data_y = torch.cat([d.y for d in datas]).to(self.device)
+            pieces = [(self.data_x[o : o + n], self.data_y[o : o + n]) for o, n in zip(offsets, sizes)]
+        tables, cfg = [], self.config
+        for view, (x, y), offset in zip(self.views, pieces, offsets):
+            view.batches = TensorBatches(x, y, cfg.batch_size, cfg.steps_per_task, view.seed, task)
+            tables.append(view.batches.index_table() + offset)
+        return torch.stack(tables, dim=1)
+
+    def _gather(self, rows: Tensor) -> tuple[Tensor, Tensor]:
+        """The step's batch of every run, ``(R, B, *input_shape)`` and ``(R, B)``; ``rows``: ``(R, B)``."""
+        if self.net.per_run:
+            x = torch.stack([x_r[i] for x_r, i in zip(self.data_x, rows)])
+            return x, torch.stack([y_r[i] for y_r, i in zip(self.data_y, rows)])
+        return self.data_x[rows], self.data_y[rows]
+
+    def train_steps(self, index: Tensor) -> Tensor:
+        """Every step of the task for all runs; returns the online accuracies, float32 ``(R, steps)``."""
+        steps = index.shape[0]
+        hooks = self._step_hooks()
+        restack = bool(hooks["before_training_iteration"] or hooks["before_forward"])
+        share_grads = bool(hooks["after_backward"] or hooks["before_update"])
+        run_by_run = self.net.per_run and not (hooks["after_forward"] or hooks["before_backward"])
+        lrs = self.schedule.next(steps)
+        acc = torch.zeros(len(self.runs), steps, device=self.device)
+        for step in range(steps):
+            self.step = step
+            self.x, self.y = self._gather(index[step])
+            if restack:
+                for view in self.views:
+                    view.current_rows = None
+                self._call(hooks["before_training_iteration"])
+                self._call(hooks["before_forward"])
+                self._restack()
+            self.optimizer.zero_grad()
+            if run_by_run:
+                self._forward_backward_by_run()
+            else:
+                self.out = self.net(self.x)
+                self._call(hooks["after_forward"])
+                losses = F.cross_entropy(self.out.flatten(0, 1), self.y.flatten(), reduction="none")
+                self.losses = losses.view(len(self.runs), -1).mean(1)
+                self._call(hooks["before_backward"])
+                self.losses.sum().backward()
+            acc[:, step] = self._online_accuracy(restack)
+            if share_grads:
+                self.net.share_grads()
+            self._call(hooks["after_backward"])
+            self._call(hooks["before_update"])
+            self.optimizer.step(lrs[step])
+            self._call(hooks["after_update"])
+            self._call(hooks["after_training_iteration"])
+        return acc
+
+    def _online_accuracy(self, restacked: bool) -> Tensor:
+        """Every run's online accuracy of this step, ``(R,)``, over the current-task rows each run's plugins
+        named (``RunView.current_rows``; all rows when none did)."""
+        rows = [view.current_rows for view in self.views] if restacked else [None]
+        if len(set(rows)) == 1:
+            return online_accuracy(self.out, self.y, rows[0])
+        return torch.stack([online_accuracy(o, y, n) for o, y, n in zip(self.out, self.y, rows)])
+
+    def _forward_backward_by_run(self) -> None:
+        """Per-run kernels with no hook between forward and backward: each run's forward and backward in
+        turn, as a lone run does them (its activations stay in cache; the gradients are the same, since runs
+        share no parameter). Sets ``out`` ``(R, B, n_classes)`` (detached) and ``losses`` ``(R,)``."""
+        outs, losses = [], []
+        for r, (x, y) in enumerate(zip(self.x, self.y)):
+            out = self.net.run_forward(r, x)
+            loss = F.cross_entropy(out, y)
+            loss.backward()
+            outs.append(out.detach())
+            losses.append(loss.detach())
+        self.out, self.losses = torch.stack(outs), torch.stack(losses)
+
+    def _step_hooks(self) -> dict[str, list[Callable[[], object]]]:
+        """Per iteration event, what to call: the handlers of every run's plugins and metrics, except that
+        plugins whose class offers ``for_runs(members, aliases)`` (``members``: ``(plugin, RunView)`` pairs;
+        Two-Speed) are called through one object per class for the whole batch."""
+        groups: dict[type, list[tuple[Any, RunView]]] = {}
+        for view in self.views:
+            for plugin in view.plugins:
+                if hasattr(type(plugin), "for_runs"):
+                    groups.setdefault(type(plugin), []).append((plugin, view))
+        grouped = {id(p) for members in groups.values() for p, _ in members}
+        vectorized = [cls.for_runs(members, self.net.aliases) for cls, members in groups.items()]
+        hooks: dict[str, list[Callable[[], object]]] = {}
+        for event in ITERATION_EVENTS:
+            calls = [partial(h, v) for v in self.views for h in _handlers(v, event, grouped)]
+            hooks[event] = calls + [getattr(g, event) for g in vectorized if hasattr(g, event)]
+        return hooks
+
+    @staticmethod
+    def _call(handlers: list[Callable[[], object]]) -> None:
+        for handler in handlers:
+            handler()
+
+    def _restack(self) -> None:
+        """The batch after per-run hooks (Tiny ER) changed some runs' ``mbatch``."""
+        if any(v._mbatch is not None for v in self.views):
+            self.x = torch.stack([v.mbatch[0] for v in self.views])
+            self.y = torch.stack([v.mbatch[1] for v in self.views])
+        for view in self.views:
+            view._mbatch = None
+
+
+def _width(config: RunConfig) -> float:
+    return entry_for(config.strategy).width_factor(config.strategy_config())
+
+
+def execute_batch(
+    configs: list[RunConfig],
+    data_root: Path | None = None,
+    device: str = "cpu",
+    on_task: Callable[[int], None] | None = None,
+    kernels: str = "auto",
+    recording: Recording | None = None,
+) -> list[dict[str, Any]]:
+    """Run ``configs`` as one batch and return their records (not yet written), in order.
+
+    Every run makes the record :func:`~plasticity_bench.run.execute.execute` makes for it (to float
+    tolerance);
+    its ``wall_seconds`` is the batch's wall time over the number of runs, and ``batched`` says
+    ``{"runs": R, "wall_seconds": batch wall time}``. ``on_task(i)`` is called once per run after task ``i``;
+    ``kernels`` as in :class:`~plasticity_bench.batch.stacked.StackedNet`; ``recording``: curve bin and
+    loggers, as
+    for a lone run. Batched runs keep no mid-run checkpoint.
+
+    Raises:
+        ValueError: for an empty batch, runs that may not share a batch (:func:`batch_key`), or what
+            :func:`~plasticity_bench.run.execute.execute` raises.
+        TypeError: for a network a stacked model cannot run.
+    """
+    if not configs or len({batch_key(c) for c in configs}) != 1:
+        raise ValueError("a batch needs runs that differ only in seed, compactness and lr")
+    start = time.perf_counter()
+    use_config_resources(configs[0], device)
+    recording = recording or Recording()
+    runs = []
+    with ExitStack() as open_loggers:
+        for config in configs:
+            spec, benchmark = build_benchmark(config, data_root)
+            model = new_model(config, benchmark.info, _width(config), "init", device)
+            generator = run_generator(config, "init", device)
+            plugins = build_plugins(config.strategy_config())
+            loggers = open_loggers.enter_context(recording.logging(config.as_dict()))
+            start_args = (generator, recording.curve_bin, loggers)
+            runs.append(BatchRun.start(config, spec, benchmark, model, plugins, *start_args))
+        metrics = BatchedTrainer(runs, device, kernels).train(on_task)
+    cycles = [cycle_results(r.spec, r.benchmark.info, r.state(), m) for r, m in zip(runs, metrics)]
+    tickets: list[StreamMetrics | None] = [None] * len(runs)
+    if configs[0].winning_ticket:
+        ticket_runs = []
+        for run in runs:
+            config, info = run.config, run.benchmark.info
+            model = ticket_model(run.model, config, info, _width(config), device)
+            generator = run_generator(config, ticket_init_key(config), device)
+            ticket_runs.append(
+                BatchRun.start(config, run.spec, run.benchmark, model, [], generator, recording.curve_bin)
+            )
+        tickets = list(BatchedTrainer(ticket_runs, device, kernels).train(on_task))
+    wall = time.perf_counter() - start
+    records = []
+    for config, cycle, ticket in zip(configs, cycles, tickets):
+        record = run_record(config, cycle, ticket, wall / len(configs))
+        record["batched"] = {"runs": len(configs), "wall_seconds": wall}
+        records.append(record)
+    return records

@@ -1,0 +1,185 @@
+"""Experiment loggers: ``--logger tensorboard|wandb|csv`` (docs/protocol.md §13).
+
+Each run gets its own logger run, named by its config (:func:`run_name`), under ``<out>/logs/<logger>/``.
+TensorBoard goes through Avalanche's own ``TensorboardLogger``. Weights & Biases is :class:`WandbLogger`
+(Avalanche's ``WandBLogger`` calls APIs that recent wandb releases removed), offline by default
+(``wandb sync`` uploads later; ``WANDB_MODE=online`` streams). CSV is :class:`MetricCSVLogger`, since
+Avalanche's ``CSVLogger`` writes only its own fixed metric names.
+
+What is logged is what the run's metrics emit at task boundaries (:mod:`plasticity_bench.measure.metrics`):
+the
+binned online accuracy, each task's mean, TAOA and Early Task TAA so far, active units per layer, checkpoint
+ACC, the cohort log-parities and DYNO's widths (``logged_values`` of the plugins). Every value's x is the
+global update count. Nothing is logged inside a task, so logging adds no per-step host synchronisation.
+The winning ticket's retraining is not logged (its figures are in the record).
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from avalanche.logging import BaseLogger
+
+from plasticity_bench.measure.metrics import CURVE_BIN
+from plasticity_bench.run.records import run_key, safe_name
+
+LOGGERS = ("tensorboard", "wandb", "csv")
+CSV_COLUMNS = ("metric", "x", "value")
+WANDB_PROJECT = "plasticity_bench"
+
+
+def run_name(config: dict[str, Any]) -> str:
+    """A logger run's name: ``scenario[@variant]_strategy_c0.5_lr0.001_s2_<key[:8]>`` (path-safe)."""
+    scenario = config["scenario"] + (f"@{config['variant']}" if config.get("variant") else "")
+    fields = (
+        f"{scenario}_{config['strategy']}_c{config['compactness']:g}_lr{config['lr']:g}_s{config['seed']}"
+    )
+    return safe_name(f"{fields}_{run_key(config)[:8]}")
+
+
+def parse_loggers(names: Sequence[str] | None) -> tuple[str, ...]:
+    """``--logger`` values (repeatable, or comma lists) as a tuple without repeats.
+
+    Raises:
+        ValueError: for a name outside :data:`LOGGERS`.
+    """
+    found: list[str] = []
+    for name in (n.strip() for given in names or () for n in given.split(",")):
+        if name not in LOGGERS:
+            raise ValueError(f"--logger {name!r}: choose from {', '.join(LOGGERS)}")
+        if name not in found:
+            found.append(name)
+    return tuple(found)
+
+
+class MetricCSVLogger(BaseLogger):
+    """Appends every metric value as a ``metric,x,value`` row to ``path`` (long format, for pandas).
+
+    The header is written when the file is new; rows are flushed after every batch of values (one per
+    task boundary), so a killed run keeps the rows of the tasks it finished.
+    """
+
+    def __init__(self, path: Path) -> None:
+        super().__init__()
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fresh = not self.path.exists()
+        self._file = self.path.open("a", newline="")
+        self._writer = csv.writer(self._file)
+        if fresh:
+            self._writer.writerow(CSV_COLUMNS)
+
+    def log_single_metric(self, name: str, value: Any, x_plot: int) -> None:
+        if isinstance(value, int | float):
+            self._writer.writerow((name, x_plot, value))
+
+    def log_metrics(self, metric_values: list[Any]) -> None:
+        super().log_metrics(metric_values)
+        self._file.flush()
+
+    def close(self) -> None:
+        self._file.close()
+
+
+@dataclass(frozen=True)
+class Recording:
+    """What a run records besides its results, shared by the runs of a sweep (not part of the run key):
+    the learning-curve bin of the record (``curve_bin`` updates per point, docs/protocol.md §1) and the
+    experiment loggers (:data:`LOGGERS`) writing under ``log_dir``.
+
+    Raises:
+        ValueError: for ``curve_bin < 1``, an unknown logger, or loggers without ``log_dir``.
+    """
+
+    curve_bin: int = CURVE_BIN
+    loggers: tuple[str, ...] = ()
+    log_dir: Path | None = None
+
+    def __post_init__(self) -> None:
+        if self.curve_bin < 1:
+            raise ValueError(f"--curve-bin {self.curve_bin}: must be >= 1 update")
+        parse_loggers(self.loggers)
+        if self.loggers and self.log_dir is None:
+            raise ValueError("loggers need a log folder")
+
+    def where(self) -> list[str]:
+        """One line per logger: where its runs are and the command that shows or uploads them."""
+        root = Path(self.log_dir or ".")
+        hints = {
+            "tensorboard": f"tensorboard: tensorboard --logdir {root / 'tensorboard'}",
+            "wandb": f"wandb ({os.environ.get('WANDB_MODE', 'offline')}): wandb sync "
+            f"{root / 'wandb' / 'wandb'}/offline-run-*",
+            "csv": f"csv: {root / 'csv'}/*.csv (metric,x,value rows)",
+        }
+        return [hints[name] for name in self.loggers]
+
+    @contextmanager
+    def logging(self, config: dict[str, Any]) -> Iterator[list[BaseLogger]]:
+        """The loggers of one run (a fresh logger run each, named by :func:`run_name`), closed on exit."""
+        loggers = [_LOGGER_FACTORIES[name](Path(self.log_dir), config) for name in self.loggers]
+        try:
+            yield loggers
+        finally:
+            close_loggers(loggers)
+
+
+def close_loggers(loggers: Sequence[BaseLogger]) -> None:
+    """Flush and close each logger's files (TensorBoard writer, W&B run, CSV file)."""
+    for logger in loggers:
+        if hasattr(logger, "writer"):
+            logger.writer.close()
+        elif callable(getattr(logger, "close", None)):
+            logger.close()
+
+
+def _tensorboard(log_dir: Path, config: dict[str, Any]) -> BaseLogger:
+    from avalanche.logging import TensorboardLogger
+
+    return TensorboardLogger(tb_log_dir=log_dir / "tensorboard" / run_name(config))
+
+
+class WandbLogger(BaseLogger):
+    """One Weights & Biases run per run, every value logged against ``updates`` (the global update count).
+
+    Ours rather than Avalanche's ``WandBLogger``, which calls APIs that recent wandb releases removed
+    (``wandb.util.generate_id``, ``wandb.viz``). ``mode``: ``offline`` (default; ``wandb sync`` uploads
+    later) or ``online``. wandb's own console output (about 25 lines per run) is off unless ``WANDB_SILENT``
+    is set; :meth:`Recording.where` tells the user where the runs are and how to upload them.
+    """
+
+    def __init__(self, folder: Path, config: dict[str, Any], mode: str) -> None:
+        super().__init__()
+        import wandb
+
+        folder.mkdir(parents=True, exist_ok=True)
+        self.run = wandb.init(
+            project=WANDB_PROJECT, name=run_name(config), id=run_key(config)[:16], dir=folder, config=config,
+            mode=mode, reinit="finish_previous",
+            settings=wandb.Settings(silent="WANDB_SILENT" not in os.environ),
+        )  # fmt: skip
+        self.run.define_metric("updates")
+        self.run.define_metric("*", step_metric="updates")
+
+    def log_single_metric(self, name: str, value: Any, x_plot: int) -> None:
+        if isinstance(value, int | float):
+            self.run.log({name: value, "updates": x_plot})
+
+    def close(self) -> None:
+        self.run.finish()
+
+
+def _wandb(log_dir: Path, config: dict[str, Any]) -> BaseLogger:
+    return WandbLogger(log_dir / "wandb", config, os.environ.get("WANDB_MODE", "offline"))
+
+
+def _csv(log_dir: Path, config: dict[str, Any]) -> BaseLogger:
+    return MetricCSVLogger(log_dir / "csv" / f"{run_name(config)}.csv")
+
+
+_LOGGER_FACTORIES = {"tensorboard": _tensorboard, "wandb": _wandb, "csv": _csv}

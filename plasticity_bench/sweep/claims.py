@@ -1,0 +1,287 @@
+"""Running a sweep safely: every input checked before the first run, runs claimed by per-key file locks.
+
+:func:`preflight` validates what would otherwise fail mid-sweep (device, results folder, data, plugins);
+:func:`run_sweep` runs the pending configs in this process (:mod:`plasticity_bench.sweep.cluster` on Ray), so
+that concurrent sweeps on one results folder never compute one run twice: a run is claimed by its lock
+file (``ResultStore.lock``); a run claimed by another process is deferred, then waited for at the end and
+only computed here if that process left no record.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from filelock import FileLock, Timeout
+
+from plasticity_bench.batch.trainer import auto_batch_runs, batch_groups, execute_batch, plan_batches
+from plasticity_bench.run.config import RunConfig
+from plasticity_bench.run.execute import build_benchmark, execute, scenario_of
+from plasticity_bench.run.loggers import Recording
+from plasticity_bench.run.records import ResultStore, canonical_json, run_key
+from plasticity_bench.run.resume import CheckpointPolicy, RunCheckpoint
+from plasticity_bench.strategies.registry import build_plugins
+
+DEVICE_KINDS = ("cpu", "cuda")
+
+
+def device_kind(device: str) -> str:
+    """The kind (``cpu`` or ``cuda``) of a torch device string, checked to be usable here.
+
+    Raises:
+        ValueError: for a string torch cannot parse, a kind other than cpu/cuda, or CUDA without a GPU.
+    """
+    try:
+        kind = torch.device(device).type
+    except (RuntimeError, TypeError) as err:
+        raise ValueError(f"--device {device}: not a torch device; use cpu, cuda or cuda:N") from err
+    if kind not in DEVICE_KINDS:
+        raise ValueError(f"--device {device}: {kind} is not supported; use cpu, cuda or cuda:N")
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise ValueError(
+            f"--device {device}: torch sees no CUDA GPU here (torch.cuda.is_available() is False)"
+        )
+    return kind
+
+
+def check_writable(out: Path) -> None:
+    """Create ``out`` if needed and prove a file can be written there (a probe file, removed again).
+
+    Raises:
+        ValueError: ``out`` is a file, or a file cannot be created in it (naming the OS error).
+    """
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out}: is a file, not a folder; give a folder for the results")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=out, prefix=".write-probe-"):
+            pass
+    except OSError as err:
+        raise ValueError(
+            f"--out {out}: cannot write there ({err.strerror or err}); choose a writable folder"
+        ) from err
+
+
+def preflight(configs: list[RunConfig], out: Path, data_root: Path | None, device: str) -> None:
+    """Check everything a sweep needs before its first run trains.
+
+    The device exists, ``out`` is writable, every scenario's data is present and well formed (its stream is
+    built for the first seed, which reads and validates the files, and its first task holds a full batch),
+    and every strategy builds real Avalanche plugins.
+
+    Raises:
+        ValueError: as :func:`device_kind`, :func:`check_writable`, or a strategy that builds no plugins.
+        plasticity_bench.scenarios.readers.DatasetNotFoundError,
+        plasticity_bench.scenarios.readers.CorruptDatasetError: missing or bad data.
+    """
+    device_kind(device)
+    check_writable(out)
+    streams = {(c.scenario, c.variant, c.tasks, canonical_json(scenario_of(c)[2])): c for c in configs}
+    largest = {}
+    for config in configs:
+        stream = (config.scenario, config.variant, config.tasks, canonical_json(scenario_of(config)[2]))
+        largest[stream] = max(largest.get(stream, 0), config.batch_size)
+    for stream, config in streams.items():
+        _, benchmark = build_benchmark(config, data_root)
+        rows = len(benchmark.train_stream[0].task.y)
+        if rows < largest[stream]:
+            raise ValueError(
+                f"--batch-size {largest[stream]}: a task of {config.scenario} has {rows} training rows; "
+                f"use at most {rows}"
+            )
+    strategies = {(c.strategy, c.compactness, canonical_json(c.options)): c for c in configs}
+    for config in strategies.values():
+        build_plugins(config.strategy_config())
+
+
+@dataclass(frozen=True)
+class SweepSettings:
+    """What every run of a sweep shares: where the data is, the device, whether stale records count as
+    done, whether existing records are rerun, the checkpoint policy, the run-batch size and what runs
+    record besides results (learning-curve bin, experiment loggers)."""
+
+    data_root: Path | None = None
+    device: str = "cpu"
+    allow_stale: bool = False
+    force: bool = False
+    policy: CheckpointPolicy = field(default_factory=CheckpointPolicy)
+    batch_runs: int | None = 1  # runs trained together (docs/protocol.md §12); None: auto
+    recording: Recording = field(default_factory=Recording)
+
+    def batches(self, todo: list[RunConfig], store: ResultStore | None = None) -> list[list[RunConfig]]:
+        """``todo`` cut into run-batches (:func:`~plasticity_bench.batch.trainer.plan_batches`); with
+        ``auto``, each
+        group's size fits the device memory (:func:`~plasticity_bench.batch.trainer.auto_batch_runs`). Runs
+        with a
+        checkpoint under ``store`` run alone, so they continue from it (batched runs do not resume)."""
+        lone = [c for c in todo if store is not None and store.checkpoint_path(c.as_dict()).is_file()]
+        rest = [c for c in todo if c not in lone]
+        if self.batch_runs is not None:
+            planned = plan_batches(rest, self.batch_runs)
+        else:
+            planned = [
+                batch
+                for group in batch_groups(rest)
+                for batch in plan_batches(group, auto_batch_runs(group[0], self.data_root, self.device))
+            ]
+        return [[c] for c in lone] + planned
+
+
+@dataclass
+class SweepOutcome:
+    """What a sweep did: configs run here, those another process computed meanwhile, and the failed ones
+    with their error (``"TypeName: message"``)."""
+
+    ran: list[RunConfig] = field(default_factory=list)
+    by_others: list[RunConfig] = field(default_factory=list)
+    failed: list[tuple[RunConfig, str]] = field(default_factory=list)
+
+    def add(self, config: RunConfig, status: str) -> None:
+        """Count ``config`` as ``ran`` or ``done`` (by another process)."""
+        (self.ran if status == "ran" else self.by_others).append(config)
+
+
+def acquire(lock: FileLock, wait: bool) -> bool:
+    """Take ``lock``: at once (False when another process holds it), or with ``wait`` until it is free,
+    saying once which lock file it waits for (a stopped process keeps its lock)."""
+    try:
+        lock.acquire(timeout=0)
+        return True
+    except Timeout:
+        if not wait:
+            return False
+    warnings.warn(
+        f"waiting for another process to finish the run locked by {lock.lock_file} (if no sweep is running"
+        " it, stop the process that holds it)",
+        stacklevel=2,
+    )
+    lock.acquire(timeout=-1)
+    return True
+
+
+def claim_and_run(
+    config: RunConfig,
+    store: ResultStore,
+    settings: SweepSettings,
+    wait: bool,
+    on_task: Callable[[int], None] | None = None,
+) -> str:
+    """Run ``config`` under its run key's file lock unless its record exists, and write the record.
+
+    Returns ``busy`` (another process holds the lock and ``wait`` is False), ``done`` (a record exists: a
+    current one, or a stale one with ``allow_stale``; with ``force`` only a record that appeared while
+    waiting counts) or ``ran``. The run continues from its checkpoint when one exists, checkpoints by
+    ``settings.policy``, and its checkpoint is removed once the record is written.
+    """
+    key = config.as_dict()
+    lock = store.lock(key)
+    if not acquire(lock, wait):
+        return "busy"
+    try:
+        if (wait or not settings.force) and store.has(key, settings.allow_stale):
+            return "done"
+        run_claimed([config], store, settings, on_task)
+        return "ran"
+    finally:
+        lock.release()
+
+
+def run_claimed(
+    configs: list[RunConfig],
+    store: ResultStore,
+    settings: SweepSettings,
+    on_task: Callable[[int], None] | None = None,
+) -> None:
+    """Run configs whose locks this process holds and write their records. One config runs alone, from
+    its checkpoint if one exists and checkpointing by ``settings.policy`` (removed once the record is
+    written); several run as one batch (:func:`~plasticity_bench.batch.trainer.execute_batch`, no
+    checkpoint)."""
+    if len(configs) > 1:
+        records = execute_batch(
+            configs, settings.data_root, settings.device, on_task, recording=settings.recording
+        )
+        for record in records:
+            store.write(record)
+        return
+    key = configs[0].as_dict()
+    checkpoint = RunCheckpoint(store.checkpoint_path(key), run_key(key), settings.policy)
+    record = execute(configs[0], settings.data_root, settings.device, on_task, checkpoint, settings.recording)
+    store.write(record)
+    checkpoint.delete()
+
+
+def claim_and_run_batch(
+    batch: list[RunConfig],
+    store: ResultStore,
+    settings: SweepSettings,
+    wait: bool,
+    on_task: Callable[[int], None] | None = None,
+) -> list[str]:
+    """:func:`claim_and_run` for a run-batch: claim every config's lock, run the claimed configs without a
+    record together, release the locks. Returns each config's status (``busy``, ``done`` or ``ran``)."""
+    if len(batch) == 1:
+        return [claim_and_run(batch[0], store, settings, wait, on_task)]
+    status: list[str] = []
+    held, claimed = [], []
+    try:
+        for config in batch:
+            key, lock = config.as_dict(), store.lock(config.as_dict())
+            if not acquire(lock, wait):
+                status.append("busy")
+                continue
+            held.append(lock)
+            done = (wait or not settings.force) and store.has(key, settings.allow_stale)
+            status.append("done" if done else "ran")
+            if not done:
+                claimed.append(config)
+        if claimed:
+            run_claimed(claimed, store, settings, on_task)
+    finally:
+        for lock in held:
+            lock.release()
+    return status
+
+
+def run_sweep(
+    todo: list[RunConfig],
+    store: ResultStore,
+    settings: SweepSettings,
+    on_task: Callable[[int], None] | None = None,
+    on_run: Callable[[RunConfig], None] | None = None,
+    reraise: bool = False,
+) -> SweepOutcome:
+    """Run ``todo`` one after another in this process (see :func:`claim_and_run`), in run-batches of
+    ``settings.batch_runs`` (see :func:`claim_and_run_batch`; a failing batch fails all its runs).
+
+    A config whose lock another process holds is deferred; after the others, each deferred config is waited
+    for and run here only if that process left no record. A run that raises is reported in the outcome with
+    its error and the sweep goes on (``reraise``: the error propagates, e.g. under ``--debug``). ``on_run``
+    is called before each run, ``on_task`` after each trained task (progress display).
+    """
+    outcome = SweepOutcome()
+    deferred: list[list[RunConfig]] = []
+    for wait, queue in ((False, settings.batches(todo, store)), (True, deferred)):
+        for batch in queue:
+            for config in batch if on_run is not None else ():
+                on_run(config)
+            try:
+                statuses = claim_and_run_batch(batch, store, settings, wait, on_task)
+            except (
+                Exception,
+                SystemExit,
+            ) as err:  # one failed run (or a plugin's exit) must not stop the others
+                if reraise:
+                    raise
+                outcome.failed += [(config, f"{type(err).__name__}: {err}") for config in batch]
+                continue
+            busy = [c for c, status in zip(batch, statuses) if status == "busy"]
+            deferred += [busy] if busy else []
+            for config, status in zip(batch, statuses):
+                if status != "busy":
+                    outcome.add(config, status)
+    return outcome

@@ -1,0 +1,375 @@
+"""Figures of a results folder: ``plasticity-bench plot RESULTS [--out DIR]`` (docs/protocol.md §13).
+
+Per scenario (records of one ``scenario@variant``), each figure as PNG and SVG:
+
+- ``online_accuracy``: online accuracy over the stream (the records' binned learning curves), x in updates;
+- ``task_accuracy``: mean online accuracy of each task (TAOA per task);
+- ``active_units``: active units per masked layer at each task start (DYNO: its width changes, by update);
+- ``cohort_parity``: cohort activation and gradient log-parity after each edit (post-birth curves; LC26
+  Sec. 4's "forward-active but backward-starved" picture: act near 0 with grad below 0);
+- ``leaderboard``: the scenario's primary metric per row as a dot with its 95% interval, and LC26 Table 14's
+  figure as a marker where comparable (docs/protocol.md §10);
+- ``ticket``: Cycle against winning-ticket ACC (TAOA where the scenario has no checkpoints).
+
+A *group* is a leaderboard row: records equal but for the seed, at the row's chosen lr. Lines are the mean
+over seeds with a 95% Student-t band (none for one seed); colours are the Okabe-Ito palette, safe for
+colour-blind readers. A figure whose data no record holds (no edits, no ticket) is skipped.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+from scipy import stats
+
+from plasticity_bench.leaderboard.aggregate import aggregate, primary_metric, row_records
+from plasticity_bench.leaderboard.paper import attach_reference, paper_metric
+from plasticity_bench.measure.metrics import bin_ends
+from plasticity_bench.measure.plasticity import FIELDS as PLASTICITY_FIELDS
+
+#: Okabe & Ito (2008) colour-blind-safe palette.
+PALETTE = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000")
+LINESTYLES = ("-", "--", ":", "-.")
+FORMATS = ("png", "svg")
+
+
+@dataclass
+class Group:
+    """One leaderboard row's records (all seeds at its chosen lr); ``label`` names it in legends."""
+
+    label: str
+    records: list[dict[str, Any]]
+    row: dict[str, Any]
+
+
+def mean_band(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean over axis 0 (seeds) and the 95% Student-t half-width per point (NaN for one seed).
+
+    ``values``: float ``(seeds, points)``; NaN entries are ignored. Returns two ``(points,)`` arrays.
+    """
+    n = np.sum(~np.isnan(values), axis=0)
+    mean = np.nanmean(values, axis=0)
+    if values.shape[0] < 2:
+        return mean, np.full_like(mean, np.nan)
+    sd = np.nanstd(values, axis=0, ddof=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        half = stats.t.ppf(0.975, np.maximum(n - 1, 1)) * sd / np.sqrt(n)
+    return mean, np.where(n > 1, half, np.nan)
+
+
+def scenario_name(record: dict[str, Any]) -> str:
+    config = record["config"]
+    return config["scenario"] + (f"@{config['variant']}" if config.get("variant") else "")
+
+
+def groups_of(records: Sequence[dict[str, Any]]) -> list[Group]:
+    """The leaderboard rows of ``records`` (one scenario, LC26 figures attached) as :class:`Group` objects,
+    in table order."""
+    groups = []
+    for _, row in attach_reference(aggregate(records)).iterrows():
+        fixed_width = row["strategy"] in ("dense", "dyno")
+        label = row["strategy"] if fixed_width else f"{row['strategy']} c={row['compactness']:g}"
+        label += f" ({row['settings']})" if row.get("settings") else ""
+        groups.append(Group(label, row_records(row, records), row.to_dict()))
+    return groups
+
+
+def _style(i: int) -> dict[str, Any]:
+    return {
+        "color": PALETTE[i % len(PALETTE)],
+        "linestyle": LINESTYLES[(i // len(PALETTE)) % len(LINESTYLES)],
+    }
+
+
+def _line(
+    ax: Any, x: np.ndarray, values: np.ndarray, label: str, i: int, percent: bool = True, stairs: bool = False
+) -> None:
+    """Mean of ``values`` ``(seeds, points)`` against ``x``, with its 95% band; ``percent``: the values are
+    fractions, drawn in percent with the band cut to [0, 100] (a t-interval of few seeds can pass the
+    bounds); ``stairs``: a value holds until the next x."""
+    mean, half = mean_band(values)
+    scale = 100.0 if percent else 1.0
+    style = _style(i)
+    draw = {"drawstyle": "steps-post"} if stairs else {}
+    ax.plot(x, mean * scale, label=label, linewidth=1.2, **style, **draw)
+    if np.isfinite(half).any():
+        low, high = (mean - half) * scale, (mean + half) * scale
+        if percent:
+            low, high = np.clip(low, 0.0, 100.0), np.clip(high, 0.0, 100.0)
+        ax.fill_between(x, low, high, color=style["color"], alpha=0.2, lw=0, step="post" if stairs else None)
+
+
+def _stack(rows: list[list[float]]) -> np.ndarray:
+    """Seeds' series as ``(seeds, points)``, cut to the shortest."""
+    length = min(len(r) for r in rows)
+    return np.array([r[:length] for r in rows], dtype=float)
+
+
+def _figure(title: str, panels: int = 1) -> tuple[Figure, list[Any]]:
+    fig, axes = plt.subplots(1, panels, figsize=(6.4 * panels, 4.0), squeeze=False)
+    fig.suptitle(title)
+    return fig, list(axes[0])
+
+
+def _task_axis(ax: Any, ylabel: str) -> None:
+    """An x axis of task numbers (integer ticks only) and ``ylabel``."""
+    ax.set(xlabel="task", ylabel=ylabel)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+
+
+def _finish(fig: Figure, axes: list[Any]) -> Figure:
+    axes[0].legend(fontsize="small", frameon=False)
+    for ax in axes:
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def online_accuracy(groups: list[Group], scenario: str) -> Figure | None:
+    """Online accuracy (%) over the stream, per group: mean and 95% band over seeds."""
+    with_curves = [g for g in groups if all("curves" in r for r in g.records)]
+    if not with_curves:
+        return None
+    fig, axes = _figure(f"{scenario}: online accuracy over the stream")
+    for i, group in enumerate(with_curves):
+        curves = [r["curves"] for r in group.records]
+        values = _stack([[v for task in c["online_acc"] for v in task] for c in curves])
+        steps = group.records[0]["config"]["steps_per_task"]
+        x = _curve_updates(curves[0]["online_acc"], curves[0]["bin"], steps)[: values.shape[1]]
+        _line(axes[0], x, values, group.label, i)
+    axes[0].set(xlabel="updates", ylabel="online accuracy (%)")
+    return _finish(fig, axes)
+
+
+def _curve_updates(tasks: list[list[float]], size: int, steps: int) -> np.ndarray:
+    """Update count at the end of every curve point of a stream of ``steps``-update tasks."""
+    return np.array([t * steps + end for t in range(len(tasks)) for end in bin_ends(steps, size)])
+
+
+def task_accuracy(groups: list[Group], scenario: str) -> Figure | None:
+    """Mean online accuracy (%) of each task, per group."""
+    fig, axes = _figure(f"{scenario}: online accuracy per task")
+    for i, group in enumerate(groups):
+        values = _stack([r["per_task"]["online_acc"] for r in group.records])
+        _line(axes[0], np.arange(1, values.shape[1] + 1), values, group.label, i)
+    _task_axis(axes[0], "task online accuracy (%)")
+    return _finish(fig, axes)
+
+
+def active_units(groups: list[Group], scenario: str) -> Figure | None:
+    """Active units per masked layer over the stream, per structural group (DYNO at its width changes)."""
+    moving = [g for g in groups if _changes_width(g)]
+    if not moving:
+        return None
+    layers = len(moving[0].records[0]["per_task"]["final_active_units"])
+    fig, axes = _figure(f"{scenario}: active units per layer", layers)
+    for i, group in enumerate(moving):
+        draw = _dyno_widths if "dyno" in group.records[0] else _task_widths
+        for layer, ax in enumerate(axes):
+            draw(ax, group, layer, i)
+    for layer, ax in enumerate(axes):
+        ax.set(title=f"layer {layer}", xlabel="updates", ylabel="active units")
+    return _finish(fig, axes)
+
+
+def _dyno_widths(ax: Any, group: Group, layer: int, i: int) -> None:
+    """Each seed's DYNO width of ``layer`` as steps at its width changes (seeds change at different steps)."""
+    for r, record in enumerate(group.records):
+        widths = record["dyno"]["active_width"]
+        x = [w["step"] for w in widths] + [record["config"]["tasks"] * record["config"]["steps_per_task"]]
+        y = [w["widths"][layer] for w in widths] + [widths[-1]["widths"][layer]]
+        ax.step(x, y, where="post", label=group.label if r == 0 else None, **_style(i))
+
+
+def _task_widths(ax: Any, group: Group, layer: int, i: int) -> None:
+    """Active units of ``layer`` after each task's edit and at the end: mean and band over seeds (stairs)."""
+    values = _stack(
+        [[*(t[layer] for t in r["per_task"]["active_units"]), r["per_task"]["final_active_units"][layer]]
+         for r in group.records]
+    )  # fmt: skip
+    steps = group.records[0]["config"]["steps_per_task"]
+    _line(ax, np.arange(values.shape[1]) * steps, values, group.label, i, percent=False, stairs=True)
+
+
+def _changes_width(group: Group) -> bool:
+    record = group.records[0]
+    return "dyno" in record or len({tuple(t) for t in record["per_task"]["active_units"]}) > 1
+
+
+def cohort_parity(groups: list[Group], scenario: str) -> Figure | None:
+    """Cohort activation and gradient log-parity against updates after each edit (post and curve
+    snapshots), per group: mean over edits, layers and seeds with a 95% band over seeds."""
+    with_rows = [g for g in groups if any(r.get("diagnostics") for r in g.records)]
+    if not with_rows:
+        return None
+    fig, axes = _figure(f"{scenario}: newborn/kept vs incumbent/pruned cohorts after each edit", 2)
+    for i, group in enumerate(with_rows):
+        for ax, kind in zip(axes, ("act", "grad")):
+            per_seed = [_parity_by_age(r.get("diagnostics", []), kind) for r in group.records]
+            ages = sorted(set().union(*per_seed))
+            values = np.array([[seed.get(a, math.nan) for a in ages] for seed in per_seed], dtype=float)
+            _line(ax, np.array(ages), values, group.label, i, percent=False)
+    for ax, kind in zip(axes, ("activation", "gradient")):
+        ax.axhline(0.0, color="grey", linewidth=0.8)
+        ax.set(xlabel="updates after the edit", ylabel=f"{kind} log-parity (A vs B)", title=kind)
+    return _finish(fig, axes)
+
+
+def _parity_by_age(rows: list[dict[str, Any]], kind: str) -> dict[int, float]:
+    """Mean finite ``<kind>_log_parity`` per ``steps_after_edit`` over the post and curve rows."""
+    sums: dict[int, list[float]] = {}
+    for row in rows:
+        value = row[f"{kind}_log_parity"]
+        if row["snapshot"] in ("post", "curve") and value is not None and math.isfinite(value):
+            sums.setdefault(int(row["steps_after_edit"]), []).append(value)
+    return {age: float(np.mean(v)) for age, v in sums.items()}
+
+
+def leaderboard_chart(groups: list[Group], scenario: str) -> Figure | None:
+    """The primary metric (%) of every row as a dot with its 95% interval; LC26's figure (x marker) where
+    the row follows the paper's protocol."""
+    records = [r for g in groups for r in g.records]
+    name = records[0]["config"]["scenario"]
+    metric = primary_metric(name, records)
+    if metric is None:
+        return None
+    fig, axes = plt.subplots(figsize=(6.4, 0.45 * len(groups) + 1.4))
+    for y, group in enumerate(groups):
+        row = group.row
+        mean, half = row[f"{metric}_mean"] * 100, row[f"{metric}_ci95"] * 100
+        axes.errorbar(mean, y, xerr=None if math.isnan(half) else half, fmt="o", color=PALETTE[0], capsize=3)
+        paper = row.get("paper_avg_acc", math.nan) if metric == paper_metric(name) else math.nan
+        if bool(row.get("paper_comparable", False)) and not math.isnan(paper):
+            axes.plot(
+                paper, y, "x", color=PALETTE[3], markersize=8, label="LC26 Table 14" if y == 0 else None
+            )
+    axes.set_yticks(range(len(groups)), [g.label for g in groups])
+    axes.invert_yaxis()
+    axes.set(xlabel=f"{metric.upper()} (%), mean and 95% CI over seeds", title=f"{scenario}: leaderboard")
+    axes.grid(alpha=0.3, axis="x")
+    if axes.get_legend_handles_labels()[0]:
+        axes.legend(fontsize="small", frameon=False)
+    fig.tight_layout()
+    return fig
+
+
+def ticket(groups: list[Group], scenario: str) -> Figure | None:
+    """Cycle against winning-ticket ACC (TAOA without checkpoints), per group: mean and 95% CI over seeds
+    on both axes, with the diagonal (points below it: the ticket does worse than the cycle run)."""
+    with_wt = [g for g in groups if all("delta_wt_c" in r["summary"] for r in g.records)]
+    if not with_wt:
+        return None
+    metric = "acc" if all("wt_acc" in r["summary"] for g in with_wt for r in g.records) else "taoa"
+    fig, axes = _figure(f"{scenario}: Cycle vs winning ticket ({metric.upper()})")
+    ax = axes[0]
+    for i, group in enumerate(with_wt):
+        (cm,), (ch,) = mean_band(np.array([[r["summary"][metric]] for r in group.records]))
+        (wm,), (wh,) = mean_band(np.array([[r["summary"][f"wt_{metric}"]] for r in group.records]))
+        ax.errorbar(cm * 100, wm * 100, xerr=_bar(ch), yerr=_bar(wh), fmt="o", capsize=3, label=group.label,
+                    color=_style(i)["color"])  # fmt: skip
+    low, high = ax.get_xlim()
+    ax.plot([low, high], [low, high], color="grey", linewidth=0.8)
+    ax.set(xlabel=f"Cycle {metric.upper()} (%)", ylabel=f"winning ticket {metric.upper()} (%)")
+    return _finish(fig, axes)
+
+
+def plasticity(groups: list[Group], scenario: str) -> Figure | None:
+    """The plasticity diagnostics (docs/protocol.md §14) at every task end, averaged over the masked layers:
+    dormant fraction (%), effective rank, mean |weight|, feature norm; per group, mean and 95% band."""
+    with_rows = [g for g in groups if all(r.get("plasticity") for r in g.records)]
+    if not with_rows:
+        return None
+    fig, axes = _figure(f"{scenario}: plasticity diagnostics at task ends (mean over masked layers)", 4)
+    for i, group in enumerate(with_rows):
+        fields = list(PLASTICITY_FIELDS)
+        frames = [pd.DataFrame(r["plasticity"]).groupby("task")[fields].mean() for r in group.records]
+        for ax, field in zip(axes, PLASTICITY_FIELDS):
+            values = _stack([f[field].tolist() for f in frames])
+            percent = field == "dormant_fraction"
+            _line(ax, np.arange(1, values.shape[1] + 1), values, group.label, i, percent=percent)
+    for ax, field in zip(axes, PLASTICITY_FIELDS):
+        unit = " (%)" if field == "dormant_fraction" else ""
+        _task_axis(ax, field.replace("_", " ") + unit)
+    return _finish(fig, axes)
+
+
+def _bar(half: float) -> float | None:
+    return None if math.isnan(half) else half * 100
+
+
+#: Figure name -> plot function, in report order.
+FIGURES: dict[str, Callable[[list[Group], str], Figure | None]] = {
+    "online_accuracy": online_accuracy,
+    "task_accuracy": task_accuracy,
+    "active_units": active_units,
+    "cohort_parity": cohort_parity,
+    "leaderboard": leaderboard_chart,
+    "ticket": ticket,
+    "plasticity": plasticity,
+}
+
+
+def by_scenario(records: Sequence[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """Records per ``scenario@variant``, in name order."""
+    found: dict[str, list[dict[str, Any]]] = {}
+    for record in records:
+        found.setdefault(scenario_name(record), []).append(record)
+    return dict(sorted(found.items()))
+
+
+def figures(records: Sequence[dict[str, Any]]) -> list[tuple[str, str, Figure]]:
+    """Every figure of ``records``: ``(scenario, figure name, matplotlib Figure)``, skipped ones left out."""
+    made = []
+    for scenario, members in by_scenario(records).items():
+        groups = groups_of(members)
+        for name, plot in FIGURES.items():
+            fig = plot(groups, scenario)
+            if fig is not None:
+                made.append((scenario, name, fig))
+    return made
+
+
+def save_atomically(fig: Figure, path: Path, fmt: str) -> Path:
+    """``fig`` saved as ``fmt`` to a temporary file beside ``path``, then renamed to ``path``."""
+    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            fig.savefig(stream, format=fmt, dpi=120)
+        os.replace(temp, path)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_figures(records: Sequence[dict[str, Any]], out: Path) -> list[Path]:
+    """Write every figure of ``records`` under ``out`` as ``<scenario>_<name>.png`` and ``.svg``; returns
+    the paths written (PNG and SVG of each figure).
+
+    Raises:
+        ValueError: for no records.
+    """
+    if not records:
+        raise ValueError("no records to plot")
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for scenario, name, fig in figures(records):
+        stem = f"{scenario.replace('@', '-')}_{name}"
+        for fmt in FORMATS:
+            written.append(save_atomically(fig, out / f"{stem}.{fmt}", fmt))
+        plt.close(fig)
+    return written

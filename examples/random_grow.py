@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import torch
 
+from plasticity_bench.core.host import Host
 from plasticity_bench.core.seeding import generator
 from plasticity_bench.strategies.grow import GrowPlugin
 
@@ -18,7 +19,7 @@ class RandomGrow(GrowPlugin):
 
     BATCHABLE = True  # may share a run-batch: it edits one run's units through the masked-unit core
 
-    def edit(self, strategy: object, cycle: int) -> None:
+    def edit(self, strategy: Host, cycle: int) -> None:
         for layer in self.layers(strategy):
             inactive = layer.units.inactive()
             k = self.budget(layer, cycle, inactive.numel())

@@ -23,6 +23,7 @@ from typing import Any
 import pandas as pd
 from rich.table import Table
 
+from plasticity_bench.core.defaults import TABLE_NAMES
 from plasticity_bench.core.io import atomic_write_text
 from plasticity_bench.leaderboard.aggregate import aggregate
 from plasticity_bench.leaderboard.paper import (
@@ -38,7 +39,7 @@ from plasticity_bench.scenarios.registry import SCENARIOS
 from plasticity_bench.sweep.plan import expand, sweep_base
 
 #: Reproducible targets: LC26 Table 14 whole, and its six headline leaderboard entries (docs/protocol.md §10).
-TABLES = {"lc26-table14": DEFAULT_REFERENCE, "lc26-leaderboard": DEFAULT_REFERENCE}
+TABLES = dict.fromkeys(TABLE_NAMES, DEFAULT_REFERENCE)
 HEADLINE_METHOD = "grow+moment_transplant"
 
 

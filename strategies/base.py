@@ -14,6 +14,7 @@ from plasticity_bench.core.budget import (
     edit_schedule,
     unit_targets,
 )
+from plasticity_bench.core.host import Host
 from plasticity_bench.core.masks import MaskedLayer, masked_layers_of
 from plasticity_bench.core.options import Option
 from plasticity_bench.measure.cohorts import DIAGNOSTIC_OPTIONS
@@ -70,9 +71,9 @@ class EditObserver(Protocol):
     with the ``edit_log`` entries that edit added (one per edited layer).
     """
 
-    def edit_starting(self, strategy: object, cycle: int) -> None: ...
+    def edit_starting(self, strategy: Host, cycle: int) -> None: ...
 
-    def edit_finished(self, strategy: object, cycle: int, entries: list[dict[str, object]]) -> None: ...
+    def edit_finished(self, strategy: Host, cycle: int, entries: list[dict[str, object]]) -> None: ...
 
 
 class StructuralPlugin(SupervisedPlugin):
@@ -104,10 +105,10 @@ class StructuralPlugin(SupervisedPlugin):
         self.edit_log: list[dict[str, object]] = []
         self.observers: list[EditObserver] = []
 
-    def layers(self, strategy: object) -> list[MaskedLayer]:
+    def layers(self, strategy: Host) -> list[MaskedLayer]:
         return masked_layers_of(strategy.model)
 
-    def before_training(self, strategy: object, **kwargs: object) -> None:
+    def before_training(self, strategy: Host, **kwargs: object) -> None:
         if self.targets is None:
             layers = self.layers(strategy)
             self.targets = unit_targets(
@@ -118,7 +119,7 @@ class StructuralPlugin(SupervisedPlugin):
             )
             self.setup(strategy)
 
-    def before_training_exp(self, strategy: object, **kwargs: object) -> None:
+    def before_training_exp(self, strategy: Host, **kwargs: object) -> None:
         task = strategy.experience.current_experience
         for _ in range(sum(1 for at, _ in self.edit_points if at == task)):
             for observer in self.observers:
@@ -134,10 +135,10 @@ class StructuralPlugin(SupervisedPlugin):
         off, per layer)."""
         return {"edits": list(self.edit_log)}
 
-    def setup(self, strategy: object) -> None:
+    def setup(self, strategy: Host) -> None:
         """Prepare masks and snapshots before the first update (default: nothing)."""
 
-    def edit(self, strategy: object, cycle: int) -> None:
+    def edit(self, strategy: Host, cycle: int) -> None:
         """Apply the structural edit of cycle number ``cycle`` (LC26 eq. 23's t; :meth:`budget`)."""
         raise NotImplementedError
 
@@ -146,7 +147,7 @@ class StructuralPlugin(SupervisedPlugin):
         remaining = abs(self.targets[layer.index] - layer.units.n_active())
         return edit_count(remaining, cycle, self.config.cycles, available)
 
-    def log_edit(self, strategy: object, cycle: int, layer: MaskedLayer, units: object) -> None:
+    def log_edit(self, strategy: Host, cycle: int, layer: MaskedLayer, units: object) -> None:
         self.edit_log.append(
             {
                 "task": strategy.experience.current_experience,

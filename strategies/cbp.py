@@ -9,6 +9,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.hooks import RemovableHandle
 
+from plasticity_bench.core.host import Host
 from plasticity_bench.core.masks import MaskedActivation, MaskedLayer, masked_layers_of
 from plasticity_bench.core.options import Option
 from plasticity_bench.measure.importance import Contribution, Importance
@@ -104,7 +105,7 @@ class ContinualBackpropPlugin(UnitResetPlugin):
         self._z: dict[int, Tensor] = {}
         self._hooks: list[RemovableHandle] = []
 
-    def before_training_exp(self, strategy: object, **kwargs: object) -> None:
+    def before_training_exp(self, strategy: Host, **kwargs: object) -> None:
         layers = masked_layers_of(strategy.model)
         if not self.state:
             self.state = [LayerUtility(layer.width, layer.units.mask.device) for layer in layers]
@@ -117,12 +118,12 @@ class ContinualBackpropPlugin(UnitResetPlugin):
 
         return hook
 
-    def after_training_exp(self, strategy: object, **kwargs: object) -> None:
+    def after_training_exp(self, strategy: Host, **kwargs: object) -> None:
         for handle in self._hooks:
             handle.remove()
         self._hooks, self._z = [], {}
 
-    def after_update(self, strategy: object, **kwargs: object) -> None:
+    def after_update(self, strategy: Host, **kwargs: object) -> None:
         self.updates += 1
         layers = masked_layers_of(strategy.model)
         p = Probe(
@@ -131,7 +132,7 @@ class ContinualBackpropPlugin(UnitResetPlugin):
         for layer, state in zip(layers, self.state):
             self.step_layer(strategy, layer, state, p)
 
-    def step_layer(self, strategy: object, layer: MaskedLayer, state: LayerUtility, p: Probe) -> None:
+    def step_layer(self, strategy: Host, layer: MaskedLayer, state: LayerUtility, p: Probe) -> None:
         """One update of ``layer``'s utilities, then its due replacements."""
         active = layer.units.mask > 0.5
         features = consumer_features(p, layer.index) if self.bias_correction else None

@@ -34,6 +34,7 @@ import torch
 from avalanche.core import SupervisedPlugin
 from torch import Tensor, nn
 
+from plasticity_bench.core.host import Host
 from plasticity_bench.core.masks import MaskedLayer, masked_layers_of, zero_optimizer_state
 from plasticity_bench.core.options import Option
 from plasticity_bench.core.seeding import generator
@@ -268,7 +269,7 @@ class DynoPlugin(SupervisedPlugin):
         self.events: list[dict[str, Any]] = []
         self._hooks: list[Any] = []
 
-    def before_training(self, strategy: Any, **kwargs: object) -> None:
+    def before_training(self, strategy: Host, **kwargs: object) -> None:
         if not self.buffers:
             self.setup(strategy.model)
 
@@ -288,24 +289,24 @@ class DynoPlugin(SupervisedPlugin):
             self.phi_star.append(None)
         self._log_width(model, task=0)
 
-    def before_training_exp(self, strategy: Any, **kwargs: object) -> None:
+    def before_training_exp(self, strategy: Host, **kwargs: object) -> None:
         """Attach the buffer hooks (removed again after the experience)."""
         for layer, buffer in zip(masked_layers_of(strategy.model), self.buffers):
             self._hooks.append(layer.producer.register_forward_hook(_capture(buffer)))
 
-    def after_training_exp(self, strategy: Any, **kwargs: object) -> None:
+    def after_training_exp(self, strategy: Host, **kwargs: object) -> None:
         """Remove the buffer hooks."""
         for handle in self._hooks:
             handle.remove()
         self._hooks = []
 
-    def after_training_iteration(self, strategy: Any, **kwargs: object) -> None:
+    def after_training_iteration(self, strategy: Host, **kwargs: object) -> None:
         """Count the update; every ``trigger_every`` updates, :meth:`trigger`."""
         self.step += 1
         if self.step % self.trigger_every == 0:
             self.trigger(strategy)
 
-    def trigger(self, strategy: Any) -> None:
+    def trigger(self, strategy: Host) -> None:
         """Measure every layer with a full buffer and apply its prune/grow decision. With the ``network``
         baseline, a change anywhere re-measures every layer's ``phi*`` on the changed network."""
         layers = masked_layers_of(strategy.model)
@@ -329,7 +330,7 @@ class DynoPlugin(SupervisedPlugin):
         """``phi`` of ``layer``'s current active units on the buffered ``inputs`` (docs/protocol.md §6)."""
         return effective_dimension(post_activations(layer, inputs)[:, layer.units.active()], self.eps)
 
-    def update_layer(self, strategy: Any, layers: list[MaskedLayer], layer: MaskedLayer) -> bool:
+    def update_layer(self, strategy: Host, layers: list[MaskedLayer], layer: MaskedLayer) -> bool:
         """One layer's measurement and decision; True when its active set changed."""
         if not self.buffers[layer.index].full:
             return False
@@ -364,7 +365,7 @@ class DynoPlugin(SupervisedPlugin):
         return True
 
     def grow(
-        self, strategy: Any, layers: list[MaskedLayer], layer: MaskedLayer, inputs: Tensor, h: Tensor, n: int
+        self, strategy: Host, layers: list[MaskedLayer], layer: MaskedLayer, inputs: Tensor, h: Tensor, n: int
     ) -> Tensor:
         """Switch on the ``n`` lowest-index reserve units with NORTH-Select fan-in, zero bias and fan-out.
 

@@ -8,6 +8,7 @@ from typing import Protocol
 import torch
 from torch import Tensor
 
+from plasticity_bench.core.host import Host
 from plasticity_bench.core.masks import MaskedLayer
 from plasticity_bench.core.options import Option
 from plasticity_bench.core.seeding import generator
@@ -30,7 +31,7 @@ class BirthIntervention(Protocol):
     """
 
     def on_birth(
-        self, strategy: object, layer: MaskedLayer, newborn: Tensor, incumbents: Tensor, probe: Probe
+        self, strategy: Host, layer: MaskedLayer, newborn: Tensor, incumbents: Tensor, probe: Probe
     ) -> None: ...
 
 
@@ -76,7 +77,7 @@ class GrowPlugin(StructuralPlugin):
         """
         self.selector = importance(selector, "grow selector") if isinstance(selector, str) else selector
 
-    def setup(self, strategy: object) -> None:
+    def setup(self, strategy: Host) -> None:
         """Switch every unit off but a random seed of 10% (>= 1, <= target) per layer."""
         for layer in self.layers(strategy):
             n_seed = min(self.targets[layer.index], max(1, round(SEED_FRACTION * layer.width)))
@@ -86,7 +87,7 @@ class GrowPlugin(StructuralPlugin):
             layer.units.mask.zero_()
             layer.units.set_units(seed[:n_seed], True)
 
-    def edit(self, strategy: object, cycle: int) -> None:
+    def edit(self, strategy: Host, cycle: int) -> None:
         x, y = probe_batch(strategy)
         p = probe(strategy.model, x, y if self.selector.needs_gradient else None)
         for layer in self.layers(strategy):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from avalanche.core import SupervisedPlugin
 
+from plasticity_bench.core.host import Host
 from plasticity_bench.core.models import init_weights
 from plasticity_bench.core.seeding import derive_seed
 
@@ -26,7 +27,7 @@ class ResetHeadPlugin(SupervisedPlugin):
         self.init, self.seed = init, seed
         self.resets = 0
 
-    def before_training_exp(self, strategy: object, **kwargs: object) -> None:
+    def before_training_exp(self, strategy: Host, **kwargs: object) -> None:
         """Reset the head (and drop its optimizer state) unless this is the first task."""
         task = strategy.experience.current_experience
         if task == 0:

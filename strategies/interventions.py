@@ -22,6 +22,7 @@ import torch
 from avalanche.core import SupervisedPlugin
 from torch import Tensor, nn
 
+from plasticity_bench.core.host import Host
 from plasticity_bench.core.masks import MaskedLayer, UnitSlices, copy_optimizer_state
 from plasticity_bench.core.options import Option
 from plasticity_bench.core.seeding import generator
@@ -94,7 +95,7 @@ class TwoSpeed(SupervisedPlugin):
         self._old: dict[nn.Parameter, Tensor] = {}
 
     def on_birth(
-        self, strategy: object, layer: MaskedLayer, newborn: Tensor, incumbents: Tensor, probe: Probe
+        self, strategy: Host, layer: MaskedLayer, newborn: Tensor, incumbents: Tensor, probe: Probe
     ) -> None:
         """Register the newborns' slices as a new cohort with a full window."""
         if newborn.numel():
@@ -111,12 +112,12 @@ class TwoSpeed(SupervisedPlugin):
             self._scale = marks
         return self._scale
 
-    def before_update(self, strategy: object, **kwargs: object) -> None:
+    def before_update(self, strategy: Host, **kwargs: object) -> None:
         """Snapshot ``W_old`` of the parameters with live entries."""
         if self.cohorts:
             self._old = {p: p.detach().clone() for p in self.live_scale()}
 
-    def after_update(self, strategy: object, **kwargs: object) -> None:
+    def after_update(self, strategy: Host, **kwargs: object) -> None:
         """``W <- W_old + r (W_new - W_old)`` on the live entries; count the step against each window."""
         if not self._old:
             return
@@ -196,7 +197,7 @@ class MomentTransplant:
     """
 
     def on_birth(
-        self, strategy: object, layer: MaskedLayer, newborn: Tensor, incumbents: Tensor, probe: Probe
+        self, strategy: Host, layer: MaskedLayer, newborn: Tensor, incumbents: Tensor, probe: Probe
     ) -> None:
         if newborn.numel() == 0 or incumbents.numel() == 0:
             return
@@ -264,7 +265,7 @@ class Net2Wider:
         self.noise, self.seed, self.births = float(noise), seed, 0
 
     def on_birth(
-        self, strategy: object, layer: MaskedLayer, newborn: Tensor, incumbents: Tensor, probe: Probe
+        self, strategy: Host, layer: MaskedLayer, newborn: Tensor, incumbents: Tensor, probe: Probe
     ) -> None:
         if newborn.numel() == 0 or incumbents.numel() == 0:
             return

@@ -7,6 +7,7 @@ import torch
 from avalanche.core import SupervisedPlugin
 from torch import Tensor, nn
 
+from plasticity_bench.core.host import Host
 from plasticity_bench.core.masks import masked_layers_of
 from plasticity_bench.core.options import Option
 
@@ -47,12 +48,12 @@ class L2InitPlugin(SupervisedPlugin):
         self.params: list[nn.Parameter] = []
         self.initial: list[Tensor] = []
 
-    def before_training(self, strategy: object, **kwargs: object) -> None:
+    def before_training(self, strategy: Host, **kwargs: object) -> None:
         if not self.params:
             self.params = regularised_parameters(strategy.model)
             self.initial = [p.detach().clone() for p in self.params]
 
-    def after_backward(self, strategy: object, **kwargs: object) -> None:
+    def after_backward(self, strategy: Host, **kwargs: object) -> None:
         with torch.no_grad():
             for param, initial in zip(self.params, self.initial):
                 if param.grad is None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
+from plasticity_bench.core.host import Host
 from plasticity_bench.core.masks import reset_optimizer_state
 from plasticity_bench.core.options import Option
 from plasticity_bench.measure.importance import Importance, importance
@@ -87,7 +88,7 @@ class PrunePlugin(StructuralPlugin):
         self.score = importance(score, "prune score") if isinstance(score, str) else score
         self.initial: dict[nn.Parameter, Tensor] = {}
 
-    def rewound_parameters(self, strategy: object) -> tuple[nn.Parameter, ...]:
+    def rewound_parameters(self, strategy: Host) -> tuple[nn.Parameter, ...]:
         """The parameters a rewind touches, each once: producer and consumer parameters of every masked
         layer (``readers``), or the producers only (``hidden``)."""
         layers = self.layers(strategy)
@@ -97,15 +98,15 @@ class PrunePlugin(StructuralPlugin):
             found = [p for layer in layers for p in layer.parameters()]
         return tuple({id(p): p for p in found}.values())
 
-    def setup(self, strategy: object) -> None:
+    def setup(self, strategy: Host) -> None:
         if self.point == "init":
             self.snapshot(strategy)
 
-    def snapshot(self, strategy: object) -> None:
+    def snapshot(self, strategy: Host) -> None:
         """Store the rewind target: the rewound parameters' current values."""
         self.initial = {p: p.detach().clone() for p in self.rewound_parameters(strategy)}
 
-    def edit(self, strategy: object, cycle: int) -> None:
+    def edit(self, strategy: Host, cycle: int) -> None:
         if not self.initial:
             self.snapshot(strategy)  # first_edit: late rewinding to the weights before the first prune
         p = None
@@ -123,7 +124,7 @@ class PrunePlugin(StructuralPlugin):
         if self.rewind == "imp":
             self.rewind_to_init(strategy)
 
-    def rewind_to_init(self, strategy: object) -> None:
+    def rewind_to_init(self, strategy: Host) -> None:
         """IMP rewind: the stored values back into the rewound parameters, their optimizer state zeroed."""
         params = self.rewound_parameters(strategy)
         for param in params:
@@ -133,7 +134,7 @@ class PrunePlugin(StructuralPlugin):
             restart_schedule(strategy)
 
 
-def restart_schedule(strategy: object) -> None:
+def restart_schedule(strategy: Host) -> None:
     """Put the strategy's lr schedule back to its first step (``rewind_lr=restart``); a constant lr has
     nothing to restart.
 

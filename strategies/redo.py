@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from torch import Tensor
 
+from plasticity_bench.core.host import Host
 from plasticity_bench.core.masks import masked_layers_of
 from plasticity_bench.core.options import Option
 from plasticity_bench.measure.importance import Dormancy, Importance
@@ -47,7 +48,7 @@ class ReDoPlugin(UnitResetPlugin):
         self.tau, self.every = tau, every
         self.score = score or Dormancy()
 
-    def dormant(self, strategy: object, x: Tensor) -> list[Tensor]:
+    def dormant(self, strategy: Host, x: Tensor) -> list[Tensor]:
         """The tau-dormant active units of every masked layer on the batch ``x`` (int64 indices)."""
         p = probe(strategy.model, x)
         found = []
@@ -56,7 +57,7 @@ class ReDoPlugin(UnitResetPlugin):
             found.append(active[self.score(layer, p)[active] <= self.tau])
         return found
 
-    def after_update(self, strategy: object, **kwargs: object) -> None:
+    def after_update(self, strategy: Host, **kwargs: object) -> None:
         self.updates += 1
         if self.updates % self.every:
             return

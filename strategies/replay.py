@@ -35,6 +35,7 @@ from avalanche.core import SupervisedPlugin
 from avalanche.training.storage_policy import ExperienceBalancedBuffer
 from torch import Tensor
 
+from plasticity_bench.core.host import Host
 from plasticity_bench.core.options import Option
 from plasticity_bench.core.seeding import derive_seed, generator
 
@@ -154,14 +155,14 @@ class TinyERPlugin(SupervisedPlugin):
             self._x = torch.cat([bx for bx, _ in self.buffer.values()])
             self._y = torch.cat([by for _, by in self.buffer.values()])
 
-    def before_training_iteration(self, strategy: object, **kwargs: object) -> None:
+    def before_training_iteration(self, strategy: Host, **kwargs: object) -> None:
         """Mix buffer samples into ``strategy.mbatch`` (from task 2 on) and name its current-task rows."""
         x, y = strategy.mbatch[0], strategy.mbatch[1]
         strategy.mbatch = list(self.mix(x, y))
         if len(self) and not self.count_replay:
             strategy.current_rows = len(y) - len(y) // 2 if self.mix_mode == "replace" else len(y)
 
-    def after_training_exp(self, strategy: object, **kwargs: object) -> None:
+    def after_training_exp(self, strategy: Host, **kwargs: object) -> None:
         """Add up to ``per_class`` images of each new class of the task just trained (``task.classes``)."""
         task = strategy.experience.task
         index = strategy.experience.current_experience
@@ -191,7 +192,7 @@ class ExperienceReplayPlugin(SupervisedPlugin):
         self._x: Tensor | None = None
         self._y: Tensor | None = None
 
-    def before_training_iteration(self, strategy: object, **kwargs: object) -> None:
+    def before_training_iteration(self, strategy: Host, **kwargs: object) -> None:
         """Append ``B`` memory rows to the step's batch (from the second experience on)."""
         if self._x is None or self._y is None:
             return
@@ -201,7 +202,7 @@ class ExperienceReplayPlugin(SupervisedPlugin):
         if not self.count_replay:
             strategy.current_rows = len(y)
 
-    def after_training_exp(self, strategy: object, **kwargs: object) -> None:
+    def after_training_exp(self, strategy: Host, **kwargs: object) -> None:
         """Add the experience to the memory; keep the memory's rows as tensors on the device."""
         index = strategy.experience.current_experience
         with torch.random.fork_rng(devices=[]):

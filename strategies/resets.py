@@ -6,6 +6,7 @@ from __future__ import annotations
 from avalanche.core import SupervisedPlugin
 from torch import Tensor
 
+from plasticity_bench.core.host import Host
 from plasticity_bench.core.masks import MaskedLayer, reinitialize_units
 from plasticity_bench.core.options import Option
 from plasticity_bench.core.seeding import generator
@@ -42,7 +43,7 @@ class UnitResetPlugin(SupervisedPlugin):
         self.updates = 0
         self.resets: dict[tuple[int, int], int] = {}
 
-    def reset(self, strategy: object, layer: MaskedLayer, units: Tensor) -> None:
+    def reset(self, strategy: Host, layer: MaskedLayer, units: Tensor) -> None:
         """Reinitialise ``units`` of ``layer`` (fan-in redrawn, fan-out and optimizer state zeroed)."""
         if units.numel() == 0:
             return

@@ -15,6 +15,7 @@ import torch
 from avalanche.core import SupervisedPlugin
 from torch import Tensor, nn
 
+from plasticity_bench.core.host import Host
 from plasticity_bench.core.masks import masked_layers_of
 from plasticity_bench.core.models import fresh_parameters
 from plasticity_bench.core.options import Option
@@ -107,12 +108,12 @@ class ShrinkPerturbPlugin(SupervisedPlugin):
         for piece, value in kept:
             piece.write(value)
 
-    def after_update(self, strategy: object, **kwargs: object) -> None:
+    def after_update(self, strategy: Host, **kwargs: object) -> None:
         self.updates += 1
         if self.form == "per_step":
             self.apply(strategy.model, self.updates)
 
-    def before_training_exp(self, strategy: object, **kwargs: object) -> None:
+    def before_training_exp(self, strategy: Host, **kwargs: object) -> None:
         task = strategy.experience.current_experience
         if self.form == "per_task" and task > 0:
             self.apply(strategy.model, task)

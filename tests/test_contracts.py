@@ -85,3 +85,39 @@ def test_list_shows_scenarios_strategies_and_options(what: str, expected: list[s
         assert text in result.output, text
     wrong = CliRunner().invoke(app, ["list", "everything"])
     assert wrong.exit_code == 2 and "choose one of scenarios, strategies, options" in wrong.output
+
+
+HOST_PROBE = """
+from pathlib import Path
+
+from avalanche.core import SupervisedPlugin
+
+from plasticity_bench.core.host import Host
+
+
+class Probe(SupervisedPlugin):
+    BATCHABLE = True
+
+    def __init__(self, config):
+        super().__init__()
+
+    def after_update(self, strategy: Host, **kwargs):
+        with Path(__file__).with_name("hosts.log").open("a") as log:
+            log.write(f"{type(strategy).__name__} {isinstance(strategy, Host)}\\n")
+"""
+
+
+def test_both_hosts_satisfy_the_host_contract(tmp_path: Path) -> None:
+    """The lone loop and a run-batch's per-run stand-in are both a :class:`Host` to a plugin."""
+    from plasticity_bench.batch.trainer import execute_batch
+    from plasticity_bench.scenarios.registry import SCENARIOS
+    from plasticity_bench.sweep.plan import expand, sweep_base
+
+    plugin = tmp_path / "probe.py"
+    plugin.write_text(textwrap.dedent(HOST_PROBE))
+    base = sweep_base(SCENARIOS["permuted_mnist"], 2, 1)
+    configs = expand("permuted_mnist@mnist5k", [f"{plugin}:Probe"], [0.5], [0, 1], base)
+    execute(configs[0])
+    execute_batch(configs)
+    seen = set((tmp_path / "hosts.log").read_text().splitlines())
+    assert seen == {"OnlineStrategy True", "RunView True"}

@@ -161,10 +161,10 @@ def test_diagnose_command_prints_and_writes_csv(tmp_path) -> None:
     store = ResultStore(tmp_path)
     for seed in (0, 1):
         store.write(fake_record(seed))
-    result = CliRunner().invoke(app, ["diagnose", str(tmp_path)], env={"COLUMNS": "200"})
+    result = CliRunner().invoke(app, ["diagnose", "--out", str(tmp_path)], env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
     assert "exit" in result.output and "act logR" in result.output and "1.500" in result.output
     csv = pd.read_csv(tmp_path / CSV_NAME)
     assert len(csv) == 6 and set(csv["snapshot"]) == {"post", "exit", "curve"}
-    empty = CliRunner().invoke(app, ["diagnose", str(tmp_path / "none")])
+    empty = CliRunner().invoke(app, ["diagnose", "--out", str(tmp_path / "none")])
     assert empty.exit_code == 1

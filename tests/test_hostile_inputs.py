@@ -179,7 +179,9 @@ def plant_record(out: Path, change) -> Path:
     return path
 
 
-@pytest.mark.parametrize("view", [["leaderboard", "--out"], ["plot"], ["report"], ["diagnose"]])
+@pytest.mark.parametrize(
+    "view", [["leaderboard", "--out"], ["plot", "--out"], ["report", "--out"], ["diagnose", "--out"]]
+)
 @pytest.mark.parametrize("body", [EVIL, "def broken(:\n"], ids=["runs code", "syntax error"])
 def test_views_never_import_a_strategy_named_in_a_record(
     results: Path, tmp_path: Path, view: list[str], body: str
@@ -222,7 +224,7 @@ def test_malformed_records_are_named_and_skipped_by_every_view(results: Path, tm
     planted = plant_record(out, change)
     with pytest.raises(CorruptRecordError):
         read_record(planted)
-    for view in (["leaderboard", "--out"], ["plot"], ["report"], ["diagnose"]):
+    for view in (["leaderboard", "--out"], ["plot", "--out"], ["report", "--out"], ["diagnose", "--out"]):
         result = invoke(*view, str(out))
         assert result.exit_code == 0, (view, result.output)
         assert f"skipped corrupt record {planted}" in result.text, (view, result.output)
@@ -237,7 +239,7 @@ def test_views_on_a_read_only_folder_give_one_line(results: Path, tmp_path: Path
     out = copy_results(results, tmp_path)
     out.chmod(stat.S_IRUSR | stat.S_IXUSR)
     try:
-        for view in (["leaderboard", "--out"], ["plot"], ["report"]):
+        for view in (["leaderboard", "--out"], ["plot", "--out"], ["report", "--out"]):
             result = invoke(*view, str(out))
             assert (
                 result.exit_code == 2 and "cannot write" in result.output and "Traceback" not in result.output
@@ -249,9 +251,9 @@ def test_views_on_a_read_only_folder_give_one_line(results: Path, tmp_path: Path
 def test_plot_into_a_file_and_report_into_a_folder_give_one_line(results: Path, tmp_path: Path) -> None:
     a_file = tmp_path / "a-file"
     a_file.write_text("x")
-    result = invoke("plot", str(results), "--out", str(a_file))
+    result = invoke("plot", "--out", str(results), "--figures", str(a_file))
     assert result.exit_code == 2 and "error: cannot write" in result.output and str(a_file) in result.text
-    result = invoke("report", str(results), "--out", str(tmp_path))
+    result = invoke("report", "--out", str(results), "--html", str(tmp_path))
     assert result.exit_code == 2 and "error: cannot write" in result.output and str(tmp_path) in result.text
 
 

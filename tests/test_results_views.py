@@ -207,12 +207,12 @@ def test_cli_plot_and_report(data_root: Path, tmp_path: Path) -> None:
     assert ran.exit_code == 0, ran.output
     assert len(list((out / "logs" / "csv").glob("*.csv"))) == 6
     assert f"logs, csv: {out / 'logs' / 'csv'}/*.csv" in ran.output
-    plotted = CliRunner().invoke(app, ["plot", str(out)])
+    plotted = CliRunner().invoke(app, ["plot", "--out", str(out)])
     assert plotted.exit_code == 0, plotted.output
     assert (out / "figures" / "permuted_mnist_online_accuracy.svg").is_file()
-    reported = CliRunner().invoke(app, ["report", str(out), "--out", str(tmp_path / "r.html")])
+    reported = CliRunner().invoke(app, ["report", "--out", str(out), "--html", str(tmp_path / "r.html")])
     assert reported.exit_code == 0 and (tmp_path / "r.html").read_text().count('class="figure"') >= 4
-    empty = CliRunner().invoke(app, ["plot", str(tmp_path / "nothing")])
+    empty = CliRunner().invoke(app, ["plot", "--out", str(tmp_path / "nothing")])
     assert empty.exit_code == 1 and "no records" in empty.output
 
 

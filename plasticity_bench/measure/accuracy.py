@@ -28,6 +28,7 @@ from avalanche.evaluation.metric_definitions import PluginMetric
 from avalanche.evaluation.metric_results import MetricValue
 from torch import Tensor, nn
 
+from plasticity_bench.core.host import Host
 from plasticity_bench.measure.metrics import updates_before
 
 CHECKPOINT_RULES = ("none", "seen", "current")
@@ -109,7 +110,7 @@ class CheckpointAccuracy(PluginMetric[list[list[float]]]):
             out["val_checkpoint_acc"] = cumulative_accuracy(self.val_rows)
         return out
 
-    def after_training_exp(self, strategy: object) -> MetricValue | None:
+    def after_training_exp(self, strategy: Host) -> MetricValue | None:
         """Test the model on the task(s) the rule names and append the checkpoint's row."""
         task = strategy.experience.task
         if self.rule == "none" or task.test_x is None:

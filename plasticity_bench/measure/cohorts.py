@@ -44,6 +44,7 @@ from avalanche.core import SupervisedPlugin
 from rich.table import Table
 from torch import Tensor, nn
 
+from plasticity_bench.core.host import Host
 from plasticity_bench.core.io import atomic_write_text
 from plasticity_bench.core.masks import masked_layers_of
 from plasticity_bench.core.options import Option
@@ -215,7 +216,7 @@ class CohortDiagnostics(SupervisedPlugin):
         """Updates so far (global over tasks)."""
         return self.clock.step
 
-    def snapshot(self, strategy: Any, x: Tensor, y: Tensor, which: dict[int, str]) -> None:
+    def snapshot(self, strategy: Host, x: Tensor, y: Tensor, which: dict[int, str]) -> None:
         """Probe once on ``(x, y)``; add a row per cohort of the cycles in ``which`` (cycle -> snapshot)."""
         chosen = [(c, name) for cycle, name in which.items() for c in self.cohorts.get(cycle, [])]
         if not chosen:
@@ -223,13 +224,13 @@ class CohortDiagnostics(SupervisedPlugin):
         stats = unit_statistics(strategy.model, x, y)
         self.rows += [cohort.row(stats, name, self.step) for cohort, name in chosen]
 
-    def edit_starting(self, strategy: Any, cycle: int) -> None:
+    def edit_starting(self, strategy: Host, cycle: int) -> None:
         """Exit of the previous edit's cohorts, End of the one before, on this edit's decision batch."""
         self._curve = None
         self.snapshot(strategy, *probe_batch(strategy), {cycle - 1: "exit", cycle - 2: "end"})
         self.cohorts.pop(cycle - 2, None)
 
-    def edit_finished(self, strategy: Any, cycle: int, entries: list[dict]) -> None:
+    def edit_finished(self, strategy: Host, cycle: int, entries: list[dict]) -> None:
         """Form the edit's cohorts and take the Post snapshot."""
         self.cohorts[cycle] = edit_cohorts(strategy.model, self.structural.grows, cycle, self.step, entries)
         self.snapshot(strategy, *probe_batch(strategy), {cycle: "post"})
@@ -241,7 +242,7 @@ class CohortDiagnostics(SupervisedPlugin):
         if curve is not None:
             self.clock.due = min(self.clock.due, curve[1])
 
-    def _curve_point(self, strategy: Any) -> None:
+    def _curve_point(self, strategy: Host) -> None:
         """The live curve's point when it is due now, and the next one scheduled."""
         if self._curve is None or self.step != self._curve[1]:
             self._schedule(self._curve)
@@ -263,7 +264,7 @@ class CohortDiagnostics(SupervisedPlugin):
         for plugin, strategy in members:
             plugin._curve_point(strategy)
 
-    def after_training_iteration(self, strategy: Any, **kwargs: object) -> None:
+    def after_training_iteration(self, strategy: Host, **kwargs: object) -> None:
         """Count the update; take a curve point when one is due (one comparison otherwise)."""
         self.tick([(self, strategy)])
 
@@ -272,7 +273,7 @@ class CohortDiagnostics(SupervisedPlugin):
         """The cohort diagnostics of a run-batch as one per-step hook (:class:`CohortDiagnosticsRuns`)."""
         return CohortDiagnosticsRuns(members)
 
-    def after_training_exp(self, strategy: Any, **kwargs: object) -> None:
+    def after_training_exp(self, strategy: Host, **kwargs: object) -> None:
         """At the end of the run: Exit of the last edit's cohorts, End of the one before."""
         if strategy.experience.current_experience != self.n_tasks - 1:
             return

@@ -16,10 +16,10 @@ from avalanche.evaluation.metric_definitions import PluginMetric
 from avalanche.evaluation.metric_results import MetricValue
 from torch import Tensor
 
+from plasticity_bench.core.defaults import CURVE_BIN
+from plasticity_bench.core.host import Host
+
 EARLY_FRACTION = 0.1  # [ours]: LC26 does not give the fraction f of Early Task TAA
-#: Updates per point of a record's within-task learning curve: a full Permuted-MNIST run (500 tasks x 625
-#: updates) stores 500 x 20 = 10,000 points [ours].
-CURVE_BIN = 32
 
 
 def taoa(per_task: list[np.ndarray], include: list[bool] | None = None) -> float:
@@ -56,7 +56,7 @@ def bin_ends(length: int, size: int) -> list[int]:
     return [min(i + size, length) for i in range(0, length, size)]
 
 
-def updates_before(strategy: object, end: bool = False) -> int:
+def updates_before(strategy: Host, end: bool = False) -> int:
     """Global update count at the start (``end``: the end) of the strategy's current experience: the x of
     every value our metrics give to loggers (one axis, in updates, for all of them). A strategy without a
     fixed ``steps_per_task`` (another Avalanche template) gets the experience index instead."""
@@ -97,10 +97,10 @@ class OnlineAccuracyRecorder(PluginMetric[None]):
     def result(self) -> None:
         return None
 
-    def before_training_exp(self, strategy: object) -> None:
+    def before_training_exp(self, strategy: Host) -> None:
         self.steps = []
 
-    def after_forward(self, strategy: object) -> None:
+    def after_forward(self, strategy: Host) -> None:
         if strategy.is_training:
             self.steps.append((strategy.mb_output.detach().argmax(1) == strategy.mb_y).float().mean())
 
@@ -137,7 +137,7 @@ class OnlineAccuracyLog(PluginMetric[list[np.ndarray]]):
         """Every task's learning curve (:func:`binned` by ``curve_bin``), fractions."""
         return [binned(a, self.curve_bin) for a in self.per_task]
 
-    def after_training_exp(self, strategy: object) -> list[MetricValue]:
+    def after_training_exp(self, strategy: Host) -> list[MetricValue]:
         kept = getattr(strategy, "online_acc_host", None)
         if kept is None and self.recorder is None:
             raise ValueError(
@@ -168,7 +168,7 @@ class TAOAMetric(PluginMetric[float]):
     def result(self) -> float:
         return taoa(self.log.per_task, self.log.hard if self.hard_only else None)
 
-    def after_training_exp(self, strategy: object) -> MetricValue:
+    def after_training_exp(self, strategy: Host) -> MetricValue:
         return MetricValue(self, "TAOA", self.result(), updates_before(strategy, end=True))
 
 
@@ -192,7 +192,7 @@ class EarlyTaskTAAMetric(PluginMetric[float]):
         """Early online accuracy of each task (fractions)."""
         return [float(a[: early_steps(len(a), self.fraction)].mean()) for a in self.log.per_task]
 
-    def after_training_exp(self, strategy: object) -> MetricValue:
+    def after_training_exp(self, strategy: Host) -> MetricValue:
         return MetricValue(self, "EarlyTaskTAA", self.result(), updates_before(strategy, end=True))
 
 
@@ -213,7 +213,7 @@ class ActiveUnitsMetric(PluginMetric[list[list[int]]]):
     def result(self) -> list[list[int]]:
         return self.per_task
 
-    def before_training_exp(self, strategy: object) -> list[MetricValue]:
+    def before_training_exp(self, strategy: Host) -> list[MetricValue]:
         counts = strategy.model.active_units()
         self.per_task.append(counts)
         x = updates_before(strategy)
@@ -231,7 +231,7 @@ class PluginValuesMetric(PluginMetric[None]):
     def result(self) -> None:
         return None
 
-    def after_training_exp(self, strategy: object) -> list[MetricValue]:
+    def after_training_exp(self, strategy: Host) -> list[MetricValue]:
         found = [
             v
             for p in strategy.plugins

@@ -16,6 +16,7 @@ from avalanche.core import SupervisedPlugin
 from rich.table import Table
 from torch import Tensor, nn
 
+from plasticity_bench.core.host import Host
 from plasticity_bench.core.io import atomic_write_text
 from plasticity_bench.core.masks import masked_layers_of
 from plasticity_bench.measure.importance import Dormancy
@@ -82,7 +83,7 @@ class PlasticityDiagnostics(SupervisedPlugin):
         self.size = size
         self.rows: list[dict[str, Any]] = []
 
-    def after_training_exp(self, strategy: Any, **kwargs: object) -> None:
+    def after_training_exp(self, strategy: Host, **kwargs: object) -> None:
         x, _ = probe_batch(strategy, self.size)
         task = strategy.experience.current_experience
         self.rows += [{"task": task, **row} for row in layer_diagnostics(strategy.model, x)]

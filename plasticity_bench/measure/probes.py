@@ -14,11 +14,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 from torch import Tensor, nn
 
+from plasticity_bench.core.host import Host
 from plasticity_bench.core.masks import MaskedActivation
 
 TAU = 0.05  # activation threshold of LC26 App. A.6.1
@@ -139,7 +139,7 @@ def as_if_active_gradient(z: Tensor, grad_h: Tensor, activation: nn.Module) -> T
     return _unit_mean(grad.abs())
 
 
-def probe_batch(strategy: Any, size: int | None = None) -> tuple[Tensor, Tensor]:
+def probe_batch(strategy: Host, size: int | None = None) -> tuple[Tensor, Tensor]:
     """A mini-batch to probe the network on: inputs ``(B, ...)`` and labels ``(B,)`` on the strategy's device.
 
     ``size=None``: the batch structural edits and cohort diagnostics use at a task's start. In

@@ -15,6 +15,7 @@ from avalanche.core import SupervisedPlugin
 from avalanche.training.plugins import EvaluationPlugin
 
 from plasticity_bench.core.element_adam import ElementStepAdam
+from plasticity_bench.core.host import Host
 from plasticity_bench.core.masks import masks_from_indices, unit_indices
 from plasticity_bench.core.models import NETWORKS, MaskedNet, build_model, count_flops, count_params
 from plasticity_bench.core.seeding import derive_seed
@@ -56,7 +57,7 @@ class TaskProgress(SupervisedPlugin):
         super().__init__()
         self.callback = callback
 
-    def after_training_exp(self, strategy: object, **kwargs: object) -> None:
+    def after_training_exp(self, strategy: Host, **kwargs: object) -> None:
         self.callback(strategy.experience.current_experience)
 
 

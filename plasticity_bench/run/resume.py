@@ -40,7 +40,6 @@ import torch
 from plasticity_bench.core.io import atomic_write
 
 CHECKPOINT_SCHEMA = 2
-DEFAULT_EVERY = "10m"  # [ours]: a few MB every 10 minutes costs nothing next to the run
 MAGIC = b"plasticity_bench checkpoint v2\n"
 KEY_BYTES = 32
 

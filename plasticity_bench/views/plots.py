@@ -19,8 +19,6 @@ colour-blind readers. A figure whose data no record holds (no edits, no ticket) 
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +34,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 from scipy import stats
 
+from plasticity_bench.core.io import atomic_write
 from plasticity_bench.leaderboard.aggregate import aggregate, primary_metric, row_records
 from plasticity_bench.leaderboard.paper import attach_reference, paper_metric
 from plasticity_bench.measure.metrics import bin_ends
@@ -344,16 +343,9 @@ def figures(records: Sequence[dict[str, Any]]) -> list[tuple[str, str, Figure]]:
 
 
 def save_atomically(fig: Figure, path: Path, fmt: str) -> Path:
-    """``fig`` saved as ``fmt`` to a temporary file beside ``path``, then renamed to ``path``."""
-    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            fig.savefig(stream, format=fmt, dpi=120)
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
-    return path
+    """``fig`` saved as ``fmt`` to ``path`` atomically (:func:`~plasticity_bench.core.io.atomic_write`:
+    the user's umask, no partial file); the canvas grows to hold long tick labels (``bbox_inches``)."""
+    return atomic_write(path, lambda stream: fig.savefig(stream, format=fmt, dpi=120, bbox_inches="tight"))
 
 
 def write_figures(records: Sequence[dict[str, Any]], out: Path) -> list[Path]:

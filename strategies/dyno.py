@@ -4,8 +4,8 @@ Every ``trigger_every`` updates and per masked layer, DYNO measures the effectiv
 layer's post-activations over a FIFO buffer of recent samples and compares it with ``phi*``, its value at
 the network's last structural change (option ``dyno_baseline=network``; DYNO: "at the last structural
 change of f"; ``layer``: at the layer's own last change), measured *after* that change, on the new active
-set (so that pruning
-dormant or redundant units, which lowers ``M`` but not the rank, is not undone by the next trigger): a drop
+set (so that pruning dormant or redundant units, which lowers ``M`` but not the rank, is not undone by the
+next trigger): a drop
 below ``(1 - delta) phi*`` prunes (dormant units first, then greedily the most redundant by cosine
 similarity), a rise above ``(1 + delta) phi*`` grows units with
 NORTH-Select fan-in and zero fan-out (so growth never changes the function at birth).

@@ -86,8 +86,8 @@ class Modifier:
 
     ``bases`` is ``None`` when the modifier combines with any base strategy; ``options`` are the run options
     it reads (:mod:`plasticity_bench.core.options`); ``batchable`` is False when its runs cannot share a
-    run-batch
-    (plugins that change the loss or the weights of one run in ways a stacked network does not replay).
+    run-batch (plugins that change the loss or the weights of one run in ways a stacked network does not
+    replay).
     Calling the object applies it.
     """
 

@@ -57,8 +57,8 @@ class PrunePlugin(StructuralPlugin):
     zeroed [ours: state reset]; ``lr``: ``keep`` the lr schedule running over the whole run, or
     ``restart`` it at every rewind. ``rewind="none"`` keeps the current weights.
     ``score``: the unit score (an :class:`~plasticity_bench.measure.importance.Importance` or a built-in's
-    name;
-    default ``magnitude``, mean ``|fan-in weight|``); scores needing a probe are taken on the task's first
+    name; default ``magnitude``, mean ``|fan-in weight|``); scores needing a probe are taken on the task's
+    first
     mini-batch.
 
     Raises:

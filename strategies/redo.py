@@ -26,8 +26,7 @@ class ReDoPlugin(UnitResetPlugin):
     Eq. 1) and reset those with score ``<= tau``: fan-in redrawn from the init distribution, fan-out zero,
     their optimizer state zero (Sokar et al. Sec. 4; with
     :class:`~plasticity_bench.core.element_adam.ElementStepAdam` their Adam step count too). Units masked off
-    are
-    never reset.
+    are never reset.
 
     Defaults: ``tau = 0.1`` (the threshold Sokar et al. use with ReDo and LoP's ReDo configuration); the
     period ``every`` is the task length where the run gives it (``redo_every`` unset: Kumar23 recycles once

@@ -72,8 +72,7 @@ class ShrinkPerturbPlugin(SupervisedPlugin):
 
     ``noise="init"`` (default): ``eps`` is a fresh draw of the network's own initialisation
     (:func:`~plasticity_bench.core.models.fresh_parameters`, as Kumar23's code); ``gaussian``: ``eps ~ N(0,
-    1)``
-    per weight. Units masked off are left exactly as they are (their weights are what Grow would switch
+    1)`` per weight. Units masked off are left exactly as they are (their weights are what Grow would switch
     on). Optimizer state is kept. The per-task defaults ``lambda = 0.4``, ``sigma = 0.1`` are ours (not
     tuned; sweep them).
 

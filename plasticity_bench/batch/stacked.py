@@ -8,8 +8,7 @@ layers as one grouped convolution with ``groups = R``; on CPUs each run's own ne
 there, see ``kernels``). The ``R`` networks stay real ``MaskedNet`` objects whose parameters and masks are
 *views* of row ``r`` of the stacked tensors (storage shared), so the masked-unit core
 (:class:`~plasticity_bench.core.masks.MaskedLayer`, :class:`~plasticity_bench.core.masks.UnitSlices`) and
-every
-single-run plugin edit one run's units in place, and the next batched step sees the edit.
+every single-run plugin edit one run's units in place, and the next batched step sees the edit.
 
 Exactness: run ``r`` computes what its own network computes: bit for bit with per-run kernels (CPU), to
 float rounding with batched ones (batched matmul and grouped convolution may sum in another order). A random

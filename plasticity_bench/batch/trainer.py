@@ -88,8 +88,7 @@ def batch_groups(configs: list[RunConfig]) -> list[list[RunConfig]]:
 def plan_batches(configs: list[RunConfig], size: int) -> list[list[RunConfig]]:
     """:func:`batch_groups` of ``configs``, each cut into batches of at most ``size`` runs; runs of a strategy
     that may not share a batch (:func:`~plasticity_bench.strategies.registry.batchable`: the plasticity
-    remedies and Avalanche
-    CL strategies) each get a batch of their own.
+    remedies and Avalanche CL strategies) each get a batch of their own.
 
     Raises:
         ValueError: if ``size < 1``.
@@ -442,12 +441,10 @@ def execute_batch(
     """Run ``configs`` as one batch and return their records (not yet written), in order.
 
     Every run makes the record :func:`~plasticity_bench.run.execute.execute` makes for it (to float
-    tolerance);
-    its ``wall_seconds`` is the batch's wall time over the number of runs, and ``batched`` says
-    ``{"runs": R, "wall_seconds": batch wall time}``. ``on_task(i)`` is called once per run after task ``i``;
-    ``kernels`` as in :class:`~plasticity_bench.batch.stacked.StackedNet`; ``recording``: curve bin and
-    loggers, as
-    for a lone run. Batched runs keep no mid-run checkpoint.
+    tolerance); its ``wall_seconds`` is the batch's wall time over the number of runs, and ``batched``
+    says ``{"runs": R, "wall_seconds": batch wall time}``. ``on_task(i)`` is called once per run after task
+    ``i``; ``kernels`` as in :class:`~plasticity_bench.batch.stacked.StackedNet`; ``recording``: curve bin
+    and loggers, as for a lone run. Batched runs keep no mid-run checkpoint.
 
     Raises:
         ValueError: for an empty batch, runs that may not share a batch (:func:`batch_key`), or what

@@ -29,8 +29,8 @@ class RunConfig:
 
     ``options`` holds every run option the scenario and strategy read (e.g. ``rewind``, ``label_mode``),
     defaults included (:func:`used_options`, :func:`plasticity_bench.core.options.resolve`). ``device``
-    (``cpu``
-    or ``cuda``) and ``threads`` (torch CPU threads) are part of it because they change float reduction
+    (``cpu`` or ``cuda``) and ``threads`` (torch CPU threads) are part of it because they change float
+    reduction
     order, hence the last digits of results and diagnostics; the data root is not (the data must be the
     same wherever it lives).
     """

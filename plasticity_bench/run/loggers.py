@@ -7,10 +7,10 @@ TensorBoard goes through Avalanche's own ``TensorboardLogger``. Weights & Biases
 Avalanche's ``CSVLogger`` writes only its own fixed metric names.
 
 What is logged is what the run's metrics emit at task boundaries (:mod:`plasticity_bench.measure.metrics`):
-the
-binned online accuracy, each task's mean, TAOA and Early Task TAA so far, active units per layer, checkpoint
-ACC, the cohort log-parities and DYNO's widths (``logged_values`` of the plugins). Every value's x is the
-global update count. Nothing is logged inside a task, so logging adds no per-step host synchronisation.
+the binned online accuracy, each task's mean, TAOA and Early Task TAA so far, active units per layer,
+checkpoint ACC, the cohort log-parities and DYNO's widths (``logged_values`` of the plugins). Every value's x
+is the global update count. Nothing is logged inside a task, so logging adds no per-step host
+synchronisation.
 The winning ticket's retraining is not logged (its figures are in the record).
 """
 

@@ -187,7 +187,7 @@ def with_preferred_lr(configs: list[RunConfig]) -> list[RunConfig]:
 BATCH_RUNS_HELP = (
     "runs trained together as one run-batched model (same scenario, strategy, model and stream size; they "
     "may differ in seed, compactness and lr): a count, or auto (fit the device memory). Pays on GPUs; "
-    "batched runs keep no mid-run checkpoint"
+    "a batch checkpoints and resumes as one"
 )
 
 

@@ -92,6 +92,9 @@ class TwoSpeed(SupervisedPlugin):
         self.r, self.window = float(r), int(window)
         self.cohorts: list[_Cohort] = []
         self._scale: dict[nn.Parameter, Tensor] | None = None
+        #: Counts the rebuilds of :meth:`live_scale`: a run-batch's vectorized form rebuilds its own scale
+        #: when a member's version moved.
+        self.scale_version = 0
         self._old: dict[nn.Parameter, Tensor] = {}
 
     def on_birth(
@@ -105,6 +108,7 @@ class TwoSpeed(SupervisedPlugin):
     def live_scale(self) -> dict[nn.Parameter, Tensor]:
         """Per parameter with live entries: ``r - 1`` on the live cohorts' slices (union), 0 elsewhere."""
         if self._scale is None:
+            self.scale_version += 1
             marks: dict[nn.Parameter, Tensor] = {}
             for cohort in self.cohorts:
                 for piece in cohort.slices:
@@ -157,16 +161,19 @@ class TwoSpeedRuns:
     def __init__(self, members: list[tuple[TwoSpeed, Any]], aliases: list[dict]) -> None:
         self.members, self.aliases = members, aliases
         self._scale: dict[nn.Parameter, Tensor] | None = None  # built at the first live step
+        self._versions: list[int] = []
         self._old: dict[nn.Parameter, Tensor] = {}
 
     def _stacked_scale(self) -> dict[nn.Parameter, Tensor]:
-        if self._scale is None or any(plugin._scale is None for plugin, _ in self.members):
+        marks = [plugin.live_scale() for plugin, _ in self.members]  # rebuilds those whose cohorts changed
+        versions = [plugin.scale_version for plugin, _ in self.members]
+        if self._scale is None or versions != self._versions:
             scale: dict[nn.Parameter, Tensor] = {}
-            for plugin, view in self.members:
-                for param, rows in plugin.live_scale().items():
+            for (_, view), rows_of in zip(self.members, marks):
+                for param, rows in rows_of.items():
                     stacked, r = self.aliases[view.index][param]
                     scale.setdefault(stacked, torch.zeros_like(stacked))[r] = rows
-            self._scale = scale
+            self._scale, self._versions = scale, versions
         return self._scale
 
     def before_update(self) -> None:

@@ -159,3 +159,91 @@ def test_sweep_resumes_from_a_checkpoint_and_removes_it(data_root: Path, tmp_pat
     (record,) = (tmp_path / "records").rglob("*.json")
     assert not list((tmp_path / "checkpoints").rglob("*.pt"))  # removed once the record is written
     assert json.loads(record.read_text())["config"]["tasks"] == 3
+
+
+BATCH_VARIANTS = {  # name: (scenario, strategy, tasks, steps, winning ticket, kill at on_task call)
+    "grow": ("permuted_mnist", "grow+two_speed", 5, 6, False, 9),  # 4 runs: inside task 2
+    "ticket": ("split_mnist", "prune", 3, 4, True, 17),  # inside the winning ticket's task 1
+}
+
+
+def run_batch(name: str, mode: str, out: Path, data_root: Path) -> list[str]:
+    """One run-batch of 4 runs; ``kill`` SIGKILLs this process at the variant's ``on_task`` call."""
+    from plasticity_bench.batch.trainer import execute_batch
+
+    scenario, strategy, tasks, steps, wt, kill_at = BATCH_VARIANTS[name]
+    base = sweep_base(SCENARIOS[scenario], tasks, steps, winning_ticket=wt)
+    configs = expand(scenario, [strategy], [0.5, 0.25], [0, 1], base, {"two_speed_window": 10}
+                     if "two_speed" in strategy else {})  # fmt: skip
+    checkpoint = RunCheckpoint(out / f"batch-{name}.pt", f"batch-{name}", CheckpointPolicy(tasks=1))
+    calls: list[int] = []
+
+    def on_task(task: int) -> None:
+        calls.append(task)
+        if mode == "kill" and len(calls) == kill_at:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    records = execute_batch(
+        configs, data_root, "cpu", on_task, checkpoint=checkpoint if mode != "plain" else None
+    )
+    out_records = []
+    for record in records:
+        record.pop("created"), record.pop("wall_seconds"), record["batched"].pop("wall_seconds")
+        out_records.append(json.dumps(record, sort_keys=True))
+    return out_records
+
+
+@pytest.mark.parametrize("name", list(BATCH_VARIANTS))
+def test_a_killed_run_batch_resumes_to_the_uninterrupted_records(
+    name: str, data_root: Path, tmp_path: Path
+) -> None:
+    """Batched runs checkpoint and resume bit for bit like lone runs: SIGKILL mid-batch (the ticket
+    variant: inside the winning ticket's retraining), restart, compare with an uninterrupted batch."""
+    plain = run_batch(name, "plain", tmp_path, data_root)
+    killed = multiprocessing.get_context("fork").Process(
+        target=run_batch, args=(name, "kill", tmp_path, data_root)
+    )
+    killed.start()
+    killed.join(300)
+    assert killed.exitcode == -signal.SIGKILL
+    saved = unpickled(tmp_path / f"batch-{name}.pt")
+    assert saved["phase"] == ("ticket" if name == "ticket" else "cycle") and saved["next_task"] >= 1
+    assert run_batch(name, "resume", tmp_path, data_root) == plain
+
+
+def test_a_killed_batch_sweep_continues_to_identical_records(data_root: Path, tmp_path: Path) -> None:
+    """The issue's case: a ``--batch-runs 4`` sweep SIGKILLed mid-run continues to identical records."""
+    import subprocess
+    import sys
+    import time
+
+    args = [
+        sys.executable, "-m", "plasticity_bench.cli", "run", "--scenario", "permuted_mnist", "--strategy",
+        "grow", "--compactness", "0.5,0.25", "--seeds", "2", "--tasks", "8", "--steps", "150",
+        "--data-root", str(data_root), "--batch-runs", "4", "--checkpoint-every", "1",
+    ]  # fmt: skip
+    subprocess.run([*args, "--out", str(tmp_path / "plain")], check=True, capture_output=True)
+    out = tmp_path / "killed"
+    proc = subprocess.Popen([*args, "--out", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while (
+        not list(out.glob("checkpoints/batches/*.pt")) and time.monotonic() < deadline and proc.poll() is None
+    ):
+        time.sleep(0.05)
+    proc.kill()
+    proc.wait()
+    assert list(out.glob("checkpoints/batches/*.pt")) and not list(out.glob("records/**/*.json"))
+    subprocess.run([*args, "--out", str(out)], check=True, capture_output=True)
+    assert not list(out.glob("checkpoints/batches/*.pt"))  # removed once the records are written
+
+    def records(root: Path) -> dict[str, str]:
+        found = {}
+        for path in sorted((root / "records").rglob("*.json")):
+            record = json.loads(path.read_text())
+            for key in ("created", "wall_seconds"):
+                record.pop(key)
+            record["batched"].pop("wall_seconds")
+            found[path.name] = json.dumps(record, sort_keys=True)
+        return found
+
+    assert records(out) == records(tmp_path / "plain") and len(records(out)) == 4

@@ -19,8 +19,8 @@ from __future__ import annotations
 import itertools
 import os
 import time
-from collections.abc import Callable, Sequence
-from contextlib import ExitStack
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -60,6 +60,7 @@ from plasticity_bench.run.loop import (
     overrides,
 )
 from plasticity_bench.run.records import canonical_json
+from plasticity_bench.run.resume import RunCheckpoint, rng_state, set_rng_state
 from plasticity_bench.scenarios.registry import ScenarioSpec
 from plasticity_bench.scenarios.stream import TaskBenchmark
 from plasticity_bench.strategies.registry import batchable, build_plugins, entry_for
@@ -274,6 +275,8 @@ class BatchedTrainer:
         self.views = [RunView(self, i, run) for i, run in enumerate(runs)]
         self.step = 0
         self.x = self.y = self.out = self.losses = torch.zeros(0)
+        self.data_x: Any = None
+        self.data_y: Any = None
 
     def notify(self, event: str) -> None:
         """Call ``event`` on every run's plugins and metrics that handle it, run by run."""
@@ -281,14 +284,47 @@ class BatchedTrainer:
             for handler in _handlers(view, event):
                 handler(view)
 
-    def train(self, on_task: Callable[[int], None] | None = None) -> list[StreamMetrics]:
-        """Train every run on its whole stream; the runs' metrics, in batch order."""
-        for task in range(self.config.tasks):
+    def train(
+        self, on_task: Callable[[int], None] | None = None, start: int = 0,
+        on_boundary: Callable[[int], object] | None = None,
+    ) -> list[StreamMetrics]:  # fmt: skip
+        """Train every run on its stream from task ``start`` on; the runs' metrics, in batch order.
+        ``on_boundary(next_task)`` runs after each task (checkpoints)."""
+        for task in range(start, self.config.tasks):
             self.train_task(task)
             for _ in self.runs:
                 if on_task is not None:
                     on_task(task)
+            if on_boundary is not None:
+                on_boundary(task + 1)
         return [run.metrics.results() for run in self.runs]
+
+    @contextmanager
+    def detached(self) -> Iterator[None]:
+        """Inside the block the trainer holds only what a checkpoint saves: no task data, no stream, no
+        evaluator (its loggers hold files); all are put back after it."""
+        kept = (self.data_x, self.data_y)
+        parts = [(run.spec, run.benchmark, run.evaluator) for run in self.runs]
+        views = [(view.experience, view.batches) for view in self.views]
+        self.data_x = self.data_y = None
+        for run in self.runs:
+            run.spec = run.benchmark = run.evaluator = None
+        for view in self.views:
+            view.experience = view.batches = None
+        try:
+            yield
+        finally:
+            self.data_x, self.data_y = kept
+            for run, (spec, benchmark, evaluator) in zip(self.runs, parts):
+                run.spec, run.benchmark, run.evaluator = spec, benchmark, evaluator
+            for view, (experience, batches) in zip(self.views, views):
+                view.experience, view.batches = experience, batches
+
+    def attach(self, streams: list[tuple[ScenarioSpec, TaskBenchmark]], loggers: list[Sequence[Any]]) -> None:
+        """Give a trainer loaded from a checkpoint its runs' streams and evaluators again."""
+        for run, (spec, benchmark), logs in zip(self.runs, streams, loggers):
+            run.spec, run.benchmark = spec, benchmark
+            run.evaluator = run.metrics.evaluator(list(logs))
 
     def train_task(self, task: int) -> None:
         """One experience for every run: Avalanche's callback sequence around :meth:`train_steps`."""
@@ -437,6 +473,7 @@ def execute_batch(
     on_task: Callable[[int], None] | None = None,
     kernels: str = "auto",
     recording: Recording | None = None,
+    checkpoint: RunCheckpoint | None = None,
 ) -> list[dict[str, Any]]:
     """Run ``configs`` as one batch and return their records (not yet written), in order.
 
@@ -444,7 +481,8 @@ def execute_batch(
     tolerance); its ``wall_seconds`` is the batch's wall time over the number of runs, and ``batched``
     says ``{"runs": R, "wall_seconds": batch wall time}``. ``on_task(i)`` is called once per run after task
     ``i``; ``kernels`` as in :class:`~plasticity_bench.batch.stacked.StackedNet`; ``recording``: curve bin
-    and loggers, as for a lone run. Batched runs keep no mid-run checkpoint.
+    and loggers, as for a lone run. With ``checkpoint`` the whole batch is saved at task boundaries as its
+    policy says and continues from its checkpoint when one exists, bit for bit as a lone run does.
 
     Raises:
         ValueError: for an empty batch, runs that may not share a batch (:func:`batch_key`), or what
@@ -453,36 +491,108 @@ def execute_batch(
     """
     if not configs or len({batch_key(c) for c in configs}) != 1:
         raise ValueError("a batch needs runs that differ only in seed, compactness and lr")
-    start = time.perf_counter()
+    clock = (time.perf_counter(), 0.0)
     use_config_resources(configs[0], device)
     recording = recording or Recording()
-    runs = []
-    with ExitStack() as open_loggers:
-        for config in configs:
-            spec, benchmark = build_benchmark(config, data_root)
-            model = new_model(config, benchmark.info, _width(config), "init", device)
-            generator = run_generator(config, "init", device)
-            plugins = build_plugins(config.strategy_config())
-            loggers = open_loggers.enter_context(recording.logging(config.as_dict()))
-            start_args = (generator, recording.curve_bin, loggers)
-            runs.append(BatchRun.start(config, spec, benchmark, model, plugins, *start_args))
-        metrics = BatchedTrainer(runs, device, kernels).train(on_task)
-    cycles = [cycle_results(r.spec, r.benchmark.info, r.state(), m) for r, m in zip(runs, metrics)]
-    tickets: list[StreamMetrics | None] = [None] * len(runs)
-    if configs[0].winning_ticket:
-        ticket_runs = []
-        for run in runs:
-            config, info = run.config, run.benchmark.info
-            model = ticket_model(run.model, config, info, _width(config), device)
-            generator = run_generator(config, ticket_init_key(config), device)
-            ticket_runs.append(
-                BatchRun.start(config, run.spec, run.benchmark, model, [], generator, recording.curve_bin)
-            )
-        tickets = list(BatchedTrainer(ticket_runs, device, kernels).train(on_task))
-    wall = time.perf_counter() - start
+    saved = checkpoint.load(device) if checkpoint is not None else None
+    if saved is not None:
+        clock = (clock[0], saved["elapsed"])
+        set_rng_state(saved["rng"])
+    streams = [build_benchmark(config, data_root) for config in configs]
+    saver = BatchSaver(checkpoint, clock)
+    _report_done(saved, configs, on_task)
+    ticket, first = None, 0
+    if saved is None or saved["phase"] == "cycle":
+        with ExitStack() as open_loggers:
+            loggers = [open_loggers.enter_context(recording.logging(c.as_dict())) for c in configs]
+            trainer, first = _cycle_trainer(configs, streams, loggers, saved, device, kernels, recording)
+            metrics = trainer.train(on_task, first, saver.at("cycle", trainer))
+        runs = trainer.runs
+        cycles = [cycle_results(r.spec, r.benchmark.info, r.state(), m) for r, m in zip(runs, metrics)]
+        if configs[0].winning_ticket:
+            ticket, first = _ticket_trainer(runs, device, kernels, recording), 0
+    else:
+        cycles, ticket, first = saved["cycles"], saved["trainer"], saved["next_task"]
+        ticket.attach(streams, [()] * len(configs))
+    tickets = (
+        ticket.train(on_task, first, saver.at("ticket", ticket, cycles)) if ticket else [None] * len(configs)
+    )
+    wall = saver.elapsed()
     records = []
-    for config, cycle, ticket in zip(configs, cycles, tickets):
-        record = run_record(config, cycle, ticket, wall / len(configs))
+    for config, cycle, wt in zip(configs, cycles, tickets):
+        record = run_record(config, cycle, wt, wall / len(configs))
         record["batched"] = {"runs": len(configs), "wall_seconds": wall}
         records.append(record)
     return records
+
+
+def _cycle_trainer(
+    configs: list[RunConfig], streams: list[tuple[ScenarioSpec, TaskBenchmark]], loggers: list[Any],
+    saved: dict[str, Any] | None, device: str, kernels: str, recording: Recording,
+) -> tuple[BatchedTrainer, int]:  # fmt: skip
+    """The cycle phase's trainer and its first task: fresh runs, or those of the checkpoint ``saved``."""
+    if saved is not None:
+        trainer = saved["trainer"]
+        trainer.attach(streams, loggers)
+        return trainer, saved["next_task"]
+    runs = []
+    for config, (spec, benchmark), logs in zip(configs, streams, loggers):
+        model = new_model(config, benchmark.info, _width(config), "init", device)
+        generator = run_generator(config, "init", device)
+        plugins = build_plugins(config.strategy_config())
+        runs.append(
+            BatchRun.start(config, spec, benchmark, model, plugins, generator, recording.curve_bin, logs)
+        )
+    return BatchedTrainer(runs, device, kernels), 0
+
+
+def _ticket_trainer(runs: list[BatchRun], device: str, kernels: str, recording: Recording) -> BatchedTrainer:
+    """The winning tickets of a finished batch (docs/protocol.md §1), as one batch."""
+    tickets = []
+    for run in runs:
+        config, info = run.config, run.benchmark.info
+        model = ticket_model(run.model, config, info, _width(config), device)
+        generator = run_generator(config, ticket_init_key(config), device)
+        tickets.append(
+            BatchRun.start(config, run.spec, run.benchmark, model, [], generator, recording.curve_bin)
+        )
+    return BatchedTrainer(tickets, device, kernels)
+
+
+class BatchSaver:
+    """The task-boundary callbacks that checkpoint a batch (``checkpoint``: None for none) and its clock:
+    ``clock`` = (start of this process's part, seconds spent before it)."""
+
+    def __init__(self, checkpoint: RunCheckpoint | None, clock: tuple[float, float]) -> None:
+        self.checkpoint, self.clock = checkpoint, clock
+
+    def elapsed(self) -> float:
+        """Wall seconds of the batch so far, earlier processes' parts included."""
+        return self.clock[1] + time.perf_counter() - self.clock[0]
+
+    def at(
+        self, phase: str, trainer: BatchedTrainer, cycles: list[dict[str, Any]] | None = None
+    ) -> Callable[[int], object] | None:
+        """The boundary callback of ``phase`` (``cycle`` or ``ticket``), or None without checkpoints."""
+        if self.checkpoint is None or not self.checkpoint.policy.enabled:
+            return None
+
+        def boundary(next_task: int) -> None:
+            with trainer.detached():
+                payload = {"phase": phase, "next_task": next_task, "trainer": trainer, "cycles": cycles}
+                self.checkpoint.boundary({**payload, "rng": rng_state(), "elapsed": self.elapsed()})
+
+        return boundary
+
+
+def _report_done(
+    saved: dict[str, Any] | None, configs: list[RunConfig], on_task: Callable[[int], None] | None
+) -> None:
+    """Tell ``on_task`` (once per run) about the tasks a resumed batch does not train again."""
+    if saved is None or on_task is None:
+        return
+    tasks = configs[0].tasks
+    done = saved["next_task"] + (tasks if saved["phase"] == "ticket" else 0)
+    for task in range(done):
+        for _ in configs:
+            on_task(task % tasks)

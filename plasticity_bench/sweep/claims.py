@@ -9,6 +9,7 @@ only computed here if that process left no record.
 
 from __future__ import annotations
 
+import hashlib
 import tempfile
 import warnings
 from collections.abc import Callable
@@ -198,21 +199,32 @@ def run_claimed(
     on_task: Callable[[int], None] | None = None,
 ) -> None:
     """Run configs whose locks this process holds and write their records. One config runs alone, from
-    its checkpoint if one exists and checkpointing by ``settings.policy`` (removed once the record is
-    written); several run as one batch (:func:`~plasticity_bench.batch.trainer.execute_batch`, no
-    checkpoint)."""
+    its checkpoint if one exists and checkpointing by ``settings.policy``; several run as one batch
+    (:func:`~plasticity_bench.batch.trainer.execute_batch`) with one checkpoint for the batch
+    (:func:`batch_checkpoint`). Checkpoints are removed once the records are written."""
     if len(configs) > 1:
+        checkpoint = batch_checkpoint(configs, store, settings)
         records = execute_batch(
-            configs, settings.data_root, settings.device, on_task, recording=settings.recording
-        )
+            configs, settings.data_root, settings.device, on_task, recording=settings.recording,
+            checkpoint=checkpoint,
+        )  # fmt: skip
         for record in records:
             store.write(record)
+        checkpoint.delete()
         return
     key = configs[0].as_dict()
     checkpoint = RunCheckpoint(store.checkpoint_path(key), run_key(key), settings.policy)
     record = execute(configs[0], settings.data_root, settings.device, on_task, checkpoint, settings.recording)
     store.write(record)
     checkpoint.delete()
+
+
+def batch_checkpoint(configs: list[RunConfig], store: ResultStore, settings: SweepSettings) -> RunCheckpoint:
+    """The checkpoint of a run-batch: ``<out>/checkpoints/batches/<key[:16]>.pt``, keyed by the hash of its
+    runs' keys in batch order (the same runs in the same batch resume it; another batch plan starts over)."""
+    key = hashlib.sha256(" ".join(run_key(c.as_dict()) for c in configs).encode()).hexdigest()
+    path = store.root / "checkpoints" / "batches" / f"{key[:16]}.pt"
+    return RunCheckpoint(path, key, settings.policy)
 
 
 def claim_and_run_batch(

@@ -196,10 +196,34 @@ def test_stacked_adam_follows_torch_adam_per_run_with_its_own_lr_and_state_surge
 
 def test_a_forward_hook_that_replaces_an_output_is_refused() -> None:
     models, net, _ = stacked_pair("mlp", (1, 4, 4), "batched")
-    models[1].head.register_forward_hook(lambda module, inputs, output: output * 2)
-    net.refresh_hooks()
+    handle = models[1].head.register_forward_hook(lambda module, inputs, output: output * 2)
     with pytest.raises(RuntimeError, match="--batch-runs 1"):
         net(torch.randn(3, 2, 1, 4, 4))
+    handle.remove()
+    net(torch.randn(3, 2, 1, 4, 4))  # removed through its handle: no longer replayed
+
+
+def test_batched_kernels_replay_forward_hooks_and_refuse_pre_hooks() -> None:
+    """Forward hooks on a run's modules see that run's slice; a forward pre-hook cannot be replayed and
+    is refused when registered (it used to be skipped silently)."""
+    models, net, _ = stacked_pair("mlp", (1, 4, 4), "batched")
+    seen: list[tuple[int, ...]] = []
+    handle = (
+        models[2].units[0].register_forward_hook(lambda module, inputs, output: seen.append(output.shape))
+    )
+    x = torch.randn(3, 2, 1, 4, 4)
+    net(x)
+    assert seen == [(2, models[2].units[0].n_units)]
+    handle.remove()
+    net(x)
+    assert len(seen) == 1
+    with pytest.raises(ValueError, match=r"pre-hook on hidden\.0 cannot run in a run-batch"):
+        models[0].hidden[0].register_forward_pre_hook(lambda module, inputs: None)
+    runs, per_run, _ = stacked_pair("mlp", (1, 4, 4), "per_run")  # each run's own forward: pre-hooks fire
+    fired: list[int] = []
+    runs[1].hidden[0].register_forward_pre_hook(lambda module, inputs: fired.append(1))
+    per_run(x)
+    assert fired == [1]
 
 
 def records(out: Path) -> dict[str, dict]:

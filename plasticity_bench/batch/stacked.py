@@ -22,8 +22,9 @@ each batched forward; a hook's return value cannot replace the output there (rai
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -56,6 +57,55 @@ def drawing_from(generator: torch.Generator) -> Iterator[None]:
     finally:
         generator.set_state(get())
         put(kept)
+
+
+def replayed_modules(model: MaskedNet) -> list[str]:
+    """The modules of a run whose forward hooks the batched kernels replay: hidden layers, masked
+    activations, head."""
+    names = [f"hidden.{i}" for i in range(len(model.hidden))]
+    return names + [f"units.{i}" for i in range(len(model.units))] + ["head"]
+
+
+class HookRegistrar:
+    """Stands in for ``register_forward_hook`` of a run's module under batched kernels: the hook is
+    registered on the module as usual (public API) and recorded for replay on the run's slice; the returned
+    handle's ``remove()`` undoes both. Picklable, so a batch checkpoint can hold the run's modules."""
+
+    def __init__(self, net: StackedNet, run: int, name: str, module: nn.Module) -> None:
+        self.net, self.run, self.name, self.module = net, run, name, module
+
+    def __call__(self, hook: Callable[..., Any], *args: Any, **kwargs: Any) -> ReplayHandle:
+        handle = nn.Module.register_forward_hook(self.module, hook, *args, **kwargs)
+        entry = (self.run, self.module, hook)
+        self.net.hooks(self.name).append(entry)
+        return ReplayHandle(handle, self.net, self.name, entry)
+
+
+class ReplayHandle:
+    """The handle of a replayed hook: ``remove()`` removes it from the module and from the replay list."""
+
+    def __init__(self, handle: Any, net: StackedNet, name: str, entry: tuple) -> None:
+        self.handle, self.net, self.name, self.entry = handle, net, name, entry
+
+    def remove(self) -> None:
+        self.handle.remove()
+        hooks = self.net.hooks(self.name)
+        if self.entry in hooks:
+            hooks.remove(self.entry)
+
+
+class PreHookRefusal:
+    """Stands in for ``register_forward_pre_hook`` under batched kernels, which cannot replay one: refused
+    with the fix, instead of silently never called."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __call__(self, *args: Any, **kwargs: Any) -> None:
+        raise ValueError(
+            f"a forward pre-hook on {self.name} cannot run in a run-batch on batched kernels; use "
+            "--batch-runs 1 (or leave BATCHABLE unset in the plugin)"
+        )
 
 
 def _key(name: str) -> str:
@@ -109,7 +159,13 @@ class StackedNet(nn.Module):
             self.register_buffer(f"mask{layer}", masks)
             for r, model in enumerate(models):
                 model.units[layer].mask = masks[r]
-        self._hooked: dict[str, list[tuple[int, nn.Module]]] = {}
+        self._hooks: dict[str, list[tuple[int, nn.Module, Callable[..., Any]]]] = {}
+        if not self.per_run:  # batched kernels replay the runs' forward hooks: know them when registered
+            for r, model in enumerate(models):
+                for name in replayed_modules(model):
+                    module = model.get_submodule(name)
+                    module.register_forward_hook = HookRegistrar(self, r, name, module)
+                    module.register_forward_pre_hook = PreHookRefusal(name)
         self._random = [[m for m in model.modules() if isinstance(m, RandSmoothLeaky)] for model in models]
 
     @property
@@ -174,23 +230,16 @@ class StackedNet(nn.Module):
             for p in params.values():
                 p.grad = None
 
-    def refresh_hooks(self) -> None:
-        """Find the run modules with forward hooks (call after plugins attached or removed hooks)."""
-        self._hooked = {}
-        for r, model in enumerate(self.runs):
-            names = [f"hidden.{i}" for i in range(len(model.hidden))]
-            names += [f"units.{i}" for i in range(len(model.units))] + ["head"]
-            for name in names:
-                module = model.get_submodule(name)
-                if module._forward_hooks:
-                    self._hooked.setdefault(name, []).append((r, module))
+    def hooks(self, name: str) -> list[tuple[int, nn.Module, Callable[..., Any]]]:
+        """``(run, module, hook)`` of every live forward hook on the runs' module ``name`` (registered
+        through :class:`HookRegistrar`), replayed on each run's slice by the batched kernels."""
+        return self._hooks.setdefault(name, [])
 
     def _replay(self, name: str, inputs: Tensor, output: Tensor) -> None:
-        for r, module in self._hooked.get(name, ()):
-            for hook in list(module._forward_hooks.values()):
-                if hook(module, (inputs[r],), output[r]) is not None:
-                    raise RuntimeError(f"a forward hook on {name} returned a value; run-batched training "
-                                       "cannot replace one run's output (use --batch-runs 1)")  # fmt: skip
+        for r, module, hook in list(self._hooks.get(name, ())):
+            if hook(module, (inputs[r],), output[r]) is not None:
+                raise RuntimeError(f"a forward hook on {name} returned a value; run-batched training "
+                                   "cannot replace one run's output (use --batch-runs 1)")  # fmt: skip
 
     def _activate(self, module: nn.Module, x: Tensor, run_dim: int) -> Tensor:
         """Elementwise activation; random leaks drawn per run (run ``r`` is chunk ``r`` along ``run_dim``)."""

@@ -334,7 +334,6 @@ class BatchedTrainer:
         self.notify("before_training")
         index = self._load_task(task)
         self.notify("before_training_exp")
-        self.net.refresh_hooks()
         self.notify("before_training_epoch")
         acc = self.train_steps(index)
         host = acc.cpu().numpy()

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import itertools
 import os
-import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
@@ -60,7 +59,7 @@ from plasticity_bench.run.loop import (
     overrides,
 )
 from plasticity_bench.run.records import canonical_json
-from plasticity_bench.run.resume import RunCheckpoint, rng_state, set_rng_state
+from plasticity_bench.run.resume import BoundarySaver, RunCheckpoint, set_rng_state
 from plasticity_bench.scenarios.registry import ScenarioSpec
 from plasticity_bench.scenarios.stream import TaskBenchmark
 from plasticity_bench.strategies.registry import batchable, build_plugins, entry_for
@@ -490,22 +489,20 @@ def execute_batch(
     """
     if not configs or len({batch_key(c) for c in configs}) != 1:
         raise ValueError("a batch needs runs that differ only in seed, compactness and lr")
-    clock = (time.perf_counter(), 0.0)
     use_config_resources(configs[0], device)
     recording = recording or Recording()
     saved = checkpoint.load(device) if checkpoint is not None else None
+    saver = BoundarySaver(checkpoint, saved["elapsed"] if saved else 0.0)
     if saved is not None:
-        clock = (clock[0], saved["elapsed"])
         set_rng_state(saved["rng"])
     streams = [build_benchmark(config, data_root) for config in configs]
-    saver = BatchSaver(checkpoint, clock)
     _report_done(saved, configs, on_task)
     ticket, first = None, 0
     if saved is None or saved["phase"] == "cycle":
         with ExitStack() as open_loggers:
             loggers = [open_loggers.enter_context(recording.logging(c.as_dict())) for c in configs]
             trainer, first = _cycle_trainer(configs, streams, loggers, saved, device, kernels, recording)
-            metrics = trainer.train(on_task, first, saver.at("cycle", trainer))
+            metrics = trainer.train(on_task, first, batch_boundary(saver, "cycle", trainer))
         runs = trainer.runs
         cycles = [cycle_results(r.spec, r.benchmark.info, r.state(), m) for r, m in zip(runs, metrics)]
         if configs[0].winning_ticket:
@@ -514,7 +511,9 @@ def execute_batch(
         cycles, ticket, first = saved["cycles"], saved["trainer"], saved["next_task"]
         ticket.attach(streams, [()] * len(configs))
     tickets = (
-        ticket.train(on_task, first, saver.at("ticket", ticket, cycles)) if ticket else [None] * len(configs)
+        ticket.train(on_task, first, batch_boundary(saver, "ticket", ticket, cycles))
+        if ticket
+        else [None] * len(configs)
     )
     wall = saver.elapsed()
     records = []
@@ -558,30 +557,20 @@ def _ticket_trainer(runs: list[BatchRun], device: str, kernels: str, recording: 
     return BatchedTrainer(tickets, device, kernels)
 
 
-class BatchSaver:
-    """The task-boundary callbacks that checkpoint a batch (``checkpoint``: None for none) and its clock:
-    ``clock`` = (start of this process's part, seconds spent before it)."""
+def batch_boundary(
+    saver: BoundarySaver, phase: str, trainer: BatchedTrainer, cycles: list[dict[str, Any]] | None = None
+) -> Callable[[int], object] | None:
+    """The task-boundary callback that checkpoints a batch in ``phase`` (``cycle`` or ``ticket``): the
+    trainer without its task data, streams and loggers (:meth:`BatchedTrainer.detached`); None when
+    ``saver`` saves nothing."""
+    if not saver.enabled:
+        return None
 
-    def __init__(self, checkpoint: RunCheckpoint | None, clock: tuple[float, float]) -> None:
-        self.checkpoint, self.clock = checkpoint, clock
+    def boundary(next_task: int) -> None:
+        with trainer.detached():
+            saver.boundary({"phase": phase, "next_task": next_task, "trainer": trainer, "cycles": cycles})
 
-    def elapsed(self) -> float:
-        """Wall seconds of the batch so far, earlier processes' parts included."""
-        return self.clock[1] + time.perf_counter() - self.clock[0]
-
-    def at(
-        self, phase: str, trainer: BatchedTrainer, cycles: list[dict[str, Any]] | None = None
-    ) -> Callable[[int], object] | None:
-        """The boundary callback of ``phase`` (``cycle`` or ``ticket``), or None without checkpoints."""
-        if self.checkpoint is None or not self.checkpoint.policy.enabled:
-            return None
-
-        def boundary(next_task: int) -> None:
-            with trainer.detached():
-                payload = {"phase": phase, "next_task": next_task, "trainer": trainer, "cycles": cycles}
-                self.checkpoint.boundary({**payload, "rng": rng_state(), "elapsed": self.elapsed()})
-
-        return boundary
+    return boundary
 
 
 def _report_done(

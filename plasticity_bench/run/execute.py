@@ -4,7 +4,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,7 +33,7 @@ from plasticity_bench.run.config import LR_SCHEDULES, MOMENTUM, OPTIMIZERS, WT_I
 from plasticity_bench.run.loggers import Recording
 from plasticity_bench.run.loop import OnlineStrategy
 from plasticity_bench.run.records import make_record
-from plasticity_bench.run.resume import RunCheckpoint, rng_state, set_rng_state
+from plasticity_bench.run.resume import BoundarySaver, RunCheckpoint, set_rng_state
 from plasticity_bench.scenarios import standin
 from plasticity_bench.scenarios.imagenet import RESET_HEAD
 from plasticity_bench.scenarios.registry import ScenarioSpec, parse_scenario
@@ -403,49 +402,52 @@ def execute(
         plasticity_bench.scenarios.readers.CorruptDatasetError: when a data file is malformed (before
         training).
     """
-    start = time.perf_counter()
     use_config_resources(config, device)
     recording = recording or Recording()
     saved = checkpoint.load(device) if checkpoint is not None else None
-    before = saved["elapsed"] if saved else 0.0
+    saver = BoundarySaver(checkpoint, saved["elapsed"] if saved else 0.0)
 
     def boundary(phase: str, cycle: dict[str, Any] | None) -> Callable[[StreamState], object] | None:
-        if checkpoint is None or not checkpoint.policy.enabled:
+        if not saver.enabled:
             return None
-        return lambda state: checkpoint.boundary(
-            {"phase": phase, "next_task": state.next_task, "state": state, "cycle": cycle, "rng": rng_state(),
-             "elapsed": before + time.perf_counter() - start}
-        )  # fmt: skip
+        return lambda state: saver.boundary(
+            {"phase": phase, "next_task": state.next_task, "state": state, "cycle": cycle}
+        )
 
     spec, benchmark = build_benchmark(config, data_root)
     width = entry_for(config.strategy).width_factor(config.strategy_config())
-    info = benchmark.info
     _report_done(saved, config, on_task)
+    if saved is not None:
+        set_rng_state(saved["rng"])
     if saved is None or saved["phase"] == "cycle":
-        if saved is None:
-            model = new_model(config, info, width, "init", device)
-            plugins = build_plugins(config.strategy_config())
-            state = start_stream(config, spec, info, model, plugins, recording.curve_bin)
-        else:
-            state = saved["state"]
-            set_rng_state(saved["rng"])
+        state = (
+            saved["state"] if saved else fresh_state(config, spec, benchmark.info, width, device, recording)
+        )
         with recording.logging(config.as_dict()) as loggers:
             metrics = train_on_stream(
                 config, spec, benchmark, state, device, on_task, boundary("cycle", None), loggers
             )
-        cycle = cycle_results(spec, info, state, metrics)
+        cycle = cycle_results(spec, benchmark.info, state, metrics)
         if config.winning_ticket:
-            ticket = ticket_model(state.model, config, info, width, device)
-            ticket_state = start_stream(config, spec, info, ticket, [], recording.curve_bin)
+            ticket = ticket_model(state.model, config, benchmark.info, width, device)
+            ticket_state = start_stream(config, spec, benchmark.info, ticket, [], recording.curve_bin)
     else:
         cycle, ticket_state = saved["cycle"], saved["state"]
-        set_rng_state(saved["rng"])
     wt = None
     if config.winning_ticket:
         wt = train_on_stream(
             config, spec, benchmark, ticket_state, device, on_task, boundary("ticket", cycle)
         )
-    return run_record(config, cycle, wt, before + time.perf_counter() - start)
+    return run_record(config, cycle, wt, saver.elapsed())
+
+
+def fresh_state(
+    config: RunConfig, spec: ScenarioSpec, info: StreamInfo, width: float, device: str, recording: Recording
+) -> StreamState:
+    """A new run's state before its first task: its network at ``init``, its strategy's plugins."""
+    model = new_model(config, info, width, "init", device)
+    plugins = build_plugins(config.strategy_config())
+    return start_stream(config, spec, info, model, plugins, recording.curve_bin)
 
 
 def use_config_resources(config: RunConfig, device: str) -> None:

@@ -230,3 +230,32 @@ class RunCheckpoint:
     def delete(self) -> None:
         """Remove the file (no error if it is gone)."""
         self.path.unlink(missing_ok=True)
+
+
+class BoundarySaver:
+    """Checkpoints one run or one run-batch at task boundaries and keeps its wall clock across processes:
+    what :func:`~plasticity_bench.run.execute.execute` and
+    :func:`~plasticity_bench.batch.trainer.execute_batch` share.
+
+    Args:
+        checkpoint: where to save (``None``: never). before: wall seconds spent in earlier processes (a
+            resumed run's ``elapsed``).
+    """
+
+    def __init__(self, checkpoint: RunCheckpoint | None, before: float = 0.0) -> None:
+        self.checkpoint, self.before, self.start = checkpoint, before, time.perf_counter()
+
+    @property
+    def enabled(self) -> bool:
+        """True when boundaries may save (a checkpoint with a policy that is not ``off``)."""
+        return self.checkpoint is not None and self.checkpoint.policy.enabled
+
+    def elapsed(self) -> float:
+        """Wall seconds of the run so far, earlier processes' parts included."""
+        return self.before + time.perf_counter() - self.start
+
+    def boundary(self, payload: dict[str, Any]) -> None:
+        """A task boundary: ``payload`` (phase, next task, state) with the RNG states and the clock, saved
+        when the checkpoint's policy says so."""
+        if self.enabled:
+            self.checkpoint.boundary({**payload, "rng": rng_state(), "elapsed": self.elapsed()})

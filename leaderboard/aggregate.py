@@ -23,7 +23,7 @@ import pandas as pd
 from scipy import stats
 
 from plasticity_bench.leaderboard.paper import paper_protocol_gaps
-from plasticity_bench.run.records import canonical_json, record_protocol
+from plasticity_bench.run.records import canonical_json, is_number, record_protocol
 from plasticity_bench.scenarios.registry import SCENARIOS
 
 #: Config fields shown as columns, in this order (every other field still separates rows).
@@ -58,16 +58,12 @@ def ci95(values: Iterable[float]) -> tuple[float, float, int]:
     return mean, half, n
 
 
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
 def _summary_metrics(records: Sequence[dict[str, Any]]) -> list[str]:
     """Numeric summary keys present in any record, in order of first appearance."""
     seen: dict[str, None] = {}
     for record in records:
         for name, value in record["summary"].items():
-            if _is_number(value) or value is None:
+            if is_number(value) or value is None:
                 seen.setdefault(name, None)
     return list(seen)
 
@@ -99,7 +95,7 @@ def primary_metric(scenario: str, records: Sequence[dict[str, Any]]) -> str | No
     online, ``acc`` checkpoint; §7) when the records have it, else ``taoa``, else ``acc``, else None."""
     spec = SCENARIOS.get(scenario)
     order = (spec.metric, *PRIMARY_METRICS) if spec else PRIMARY_METRICS
-    present = {k for r in records for k, v in r["summary"].items() if _is_number(v)}
+    present = {k for r in records for k, v in r["summary"].items() if is_number(v)}
     return next((m for m in order if m in present), None)
 
 
@@ -109,12 +105,12 @@ def selection_metric(metric: str | None, records: Sequence[dict[str, Any]]) -> s
     if metric is None:
         return None
     val = f"val_{metric}"
-    return val if records and all(_is_number(r["summary"].get(val)) for r in records) else metric
+    return val if records and all(is_number(r["summary"].get(val)) for r in records) else metric
 
 
 def _mean_metric(records: Sequence[dict[str, Any]], metric: str) -> float:
     values = [r["summary"].get(metric) for r in records]
-    finite = [float(v) for v in values if _is_number(v) and not math.isnan(v)]
+    finite = [float(v) for v in values if is_number(v) and not math.isnan(v)]
     return float(np.mean(finite)) if finite else -math.inf
 
 

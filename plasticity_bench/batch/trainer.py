@@ -43,6 +43,7 @@ from plasticity_bench.run.execute import (
     build_benchmark,
     cycle_results,
     new_model,
+    report_done,
     run_record,
     scenario_plugins,
     ticket_init_key,
@@ -496,7 +497,7 @@ def execute_batch(
     if saved is not None:
         set_rng_state(saved["rng"])
     streams = [build_benchmark(config, data_root) for config in configs]
-    _report_done(saved, configs, on_task)
+    report_done(saved, configs[0].tasks, on_task, len(configs))
     ticket, first = None, 0
     if saved is None or saved["phase"] == "cycle":
         with ExitStack() as open_loggers:
@@ -571,16 +572,3 @@ def batch_boundary(
             saver.boundary({"phase": phase, "next_task": next_task, "trainer": trainer, "cycles": cycles})
 
     return boundary
-
-
-def _report_done(
-    saved: dict[str, Any] | None, configs: list[RunConfig], on_task: Callable[[int], None] | None
-) -> None:
-    """Tell ``on_task`` (once per run) about the tasks a resumed batch does not train again."""
-    if saved is None or on_task is None:
-        return
-    tasks = configs[0].tasks
-    done = saved["next_task"] + (tasks if saved["phase"] == "ticket" else 0)
-    for task in range(done):
-        for _ in configs:
-            on_task(task % tasks)

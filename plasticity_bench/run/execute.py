@@ -416,7 +416,7 @@ def execute(
 
     spec, benchmark = build_benchmark(config, data_root)
     width = entry_for(config.strategy).width_factor(config.strategy_config())
-    _report_done(saved, config, on_task)
+    report_done(saved, config.tasks, on_task)
     if saved is not None:
         set_rng_state(saved["rng"])
     if saved is None or saved["phase"] == "cycle":
@@ -485,15 +485,17 @@ def run_record(
     return record
 
 
-def _report_done(
-    saved: dict[str, Any] | None, config: RunConfig, on_task: Callable[[int], None] | None
+def report_done(
+    saved: dict[str, Any] | None, tasks: int, on_task: Callable[[int], None] | None, runs: int = 1
 ) -> None:
-    """Tell ``on_task`` about the tasks a resumed run does not train again."""
+    """Tell ``on_task`` (once per run of ``runs``) about the tasks of ``tasks`` per stream that a resumed run
+    or run-batch does not train again (its checkpoint ``saved``: phase and next task)."""
     if saved is None or on_task is None:
         return
-    done = saved["next_task"] + (config.tasks if saved["phase"] == "ticket" else 0)
+    done = saved["next_task"] + (tasks if saved["phase"] == "ticket" else 0)
     for task in range(done):
-        on_task(task % config.tasks)
+        for _ in range(runs):
+            on_task(task % tasks)
 
 
 def cycle_results(

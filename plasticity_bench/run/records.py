@@ -179,7 +179,8 @@ PARTS: dict[str, type] = {
 ROWS = ("edits", "diagnostics", "plasticity", "resets")
 
 
-def _is_number(value: Any) -> bool:
+def is_number(value: Any) -> bool:
+    """True for an int or float that is not a bool (what a summary value may be, with null)."""
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
@@ -201,7 +202,7 @@ def record_problem(record: Any) -> str | None:
             return f"config.{name} is {value!r}, not a {' or '.join(k.__name__ for k in kinds)}"
     if not isinstance(config.get("options", {}), dict):
         return "config.options is not an object"
-    bad = [k for k, v in record["summary"].items() if v is not None and not _is_number(v)]
+    bad = [k for k, v in record["summary"].items() if v is not None and not is_number(v)]
     if bad:
         return f"summary.{bad[0]} is {record['summary'][bad[0]]!r}, not a number"
     for name, kind in PARTS.items():

@@ -6,7 +6,7 @@
 (d) ours with experiment loggers: (c) plus TensorBoard and CSV loggers (``--logger``), which must add no
     per-step cost (our metrics hand values to loggers only at task ends: no per-step host sync).
 
-All three train the same dense MLP with the same optimizer (``runner.make_optimizer``): the Grow plugin
+All three train the same dense MLP with the same optimizer (``OptimizerSpec.build``): the Grow plugin
 runs at compactness 1.0 with one cycle, so after its task-0 edit every unit is active and the math is
 identical; what differs is only the machinery around the step.
 
@@ -36,7 +36,8 @@ from avalanche.training.plugins import EvaluationPlugin
 from torch import nn
 
 from plasticity_bench.core.models import build_model
-from plasticity_bench.run.execute import OnlineMetrics, make_optimizer
+from plasticity_bench.run.build import OnlineMetrics
+from plasticity_bench.run.config import OptimizerSpec
 from plasticity_bench.run.loggers import MetricCSVLogger, close_loggers
 from plasticity_bench.run.loop import OnlineStrategy
 from plasticity_bench.scenarios.stream import StreamInfo, TaskBenchmark, TaskData, TaskStream
@@ -54,7 +55,7 @@ def make_data(n: int = 4096) -> TaskData:
 def fresh_model(device: str) -> tuple[nn.Module, torch.optim.Optimizer]:
     torch.manual_seed(0)
     model = build_model("mlp", (1, 28, 28), 10).to(device)
-    return model, make_optimizer("adam", model.parameters(), 1e-3)
+    return model, OptimizerSpec("adam").build(model.parameters(), 1e-3)
 
 
 def bare_loop(data: TaskData, steps: int, device: str) -> None:

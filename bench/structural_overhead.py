@@ -24,7 +24,7 @@ from avalanche.training.plugins import EvaluationPlugin
 from overhead import BATCH, benchmark, make_data
 
 from plasticity_bench.core.models import build_model
-from plasticity_bench.run.execute import make_optimizer
+from plasticity_bench.run.config import OptimizerSpec
 from plasticity_bench.run.loop import OnlineStrategy
 from plasticity_bench.scenarios.stream import TaskData
 from plasticity_bench.strategies.base import StrategyConfig
@@ -50,7 +50,7 @@ def run_variant(name: str, options: dict[str, object], data: TaskData, steps: in
     width = float(options.get("width", entry_for(name).width_factor(config)))
     model = build_model("mlp", (1, 28, 28), 10, width_factor=width)
     strategy = OnlineStrategy(
-        model=model, optimizer=make_optimizer("adam", model.parameters(), 1e-3), train_mb_size=BATCH,
+        model=model, optimizer=OptimizerSpec("adam").build(model.parameters(), 1e-3), train_mb_size=BATCH,
         steps_per_task=steps, seed=0, plugins=build_plugins(config), evaluator=EvaluationPlugin(loggers=[]),
     )  # fmt: skip
     start = time.perf_counter()

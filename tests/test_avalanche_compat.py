@@ -10,8 +10,9 @@ from avalanche.training import Naive
 from plasticity_bench.core.models import build_model
 from plasticity_bench.measure.cohorts import CohortDiagnostics
 from plasticity_bench.measure.plasticity import PlasticityDiagnostics
+from plasticity_bench.run.build import OnlineMetrics
 from plasticity_bench.run.config import RunConfig
-from plasticity_bench.run.execute import OnlineMetrics, execute
+from plasticity_bench.run.execute import execute
 from plasticity_bench.scenarios.registry import parse_scenario
 from plasticity_bench.scenarios.stream import TaskBenchmark
 from plasticity_bench.strategies.base import StrategyConfig

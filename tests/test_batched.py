@@ -21,6 +21,7 @@ from plasticity_bench.cli import app
 from plasticity_bench.core.masks import masked_layers_of, zero_optimizer_state
 from plasticity_bench.core.models import build_model
 from plasticity_bench.measure.cohorts import CohortDiagnostics
+from plasticity_bench.run.config import OptimizerSpec
 from plasticity_bench.run.execute import execute
 from plasticity_bench.scenarios.registry import SCENARIOS
 from plasticity_bench.strategies.interventions import TwoSpeed
@@ -164,9 +165,10 @@ def test_stacked_forward_is_each_runs_forward_and_edits_go_through(
 def test_stacked_adam_follows_torch_adam_per_run_with_its_own_lr_and_state_surgery() -> None:
     models, net, reference = stacked_pair("kumar_mlp", (1, 8, 8))
     lrs = [1e-3, 1e-2, 3e-4]
-    optimizer = StackedOptimizer("adam", net, lrs)
+    spec = OptimizerSpec("adam")
+    optimizer = StackedOptimizer(spec, net, lrs)
     views = [optimizer.run(r, lr) for r, lr in enumerate(lrs)]
-    singles = [torch.optim.Adam(m.parameters(), lr=lr, fused=True) for m, lr in zip(reference, lrs)]
+    singles = [spec.build(m.parameters(), lr) for m, lr in zip(reference, lrs)]  # the lone trainer's Adam
     x, y = torch.randn(3, 16, 1, 8, 8), torch.randint(0, 10, (3, 16))
     for step in range(6):
         optimizer.zero_grad()

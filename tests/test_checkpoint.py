@@ -11,7 +11,7 @@ import torch
 
 from plasticity_bench.core.models import build_model
 from plasticity_bench.measure.accuracy import CheckpointAccuracy, acc_and_taa, cumulative_accuracy
-from plasticity_bench.run.execute import make_lr_schedule
+from plasticity_bench.run.build import make_lr_schedule
 from plasticity_bench.strategies.head import ResetHeadPlugin
 
 

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from plasticity_bench import cli
 from plasticity_bench.cli import app
 from plasticity_bench.leaderboard.tables import METRIC_LABELS
-from plasticity_bench.run.execute import make_optimizer
+from plasticity_bench.run.config import OptimizerSpec
 from plasticity_bench.scenarios.readers import DEBIAN_FASHION_MNIST_DIR
 from plasticity_bench.scenarios.registry import SCENARIOS
 from plasticity_bench.sweep.plan import sweep_base
@@ -134,5 +134,5 @@ def test_split_batch_size_momentum_and_cosine_are_run_settings(data_root: Path, 
     assert record["data"]["lr_schedule"] == "cosine"
     base = sweep_base(SCENARIOS["split_fashion"], 5, batch_size=32)
     assert base["steps_per_task"] == 20 * (12_000 // 32) and base["cycles"] == 5  # "20 epochs" at batch 32
-    optimizer = make_optimizer("sgd", [torch.nn.Parameter(torch.zeros(2))], 0.01, 0.9)
+    optimizer = OptimizerSpec("sgd", momentum=0.9).build([torch.nn.Parameter(torch.zeros(2))], 0.01)
     assert optimizer.param_groups[0]["momentum"] == 0.9

@@ -76,7 +76,7 @@ def test_debug_may_stand_after_the_command(capsys: pytest.CaptureFixture[str]) -
 @pytest.mark.parametrize(
     ("what", "expected"),
     [("scenarios", ["split_cifar100", "taa", "18,740"]), ("strategies", ["+moment_transplant", "dyno"]),
-     ("options", ["edit_placement", "val_fraction"])],
+     ("options", ["edit_placement", "val_fraction"]), ("suites", ["lc26_table14_smoke", "LC26 Table 14"])],
 )  # fmt: skip
 def test_list_shows_scenarios_strategies_and_options(what: str, expected: list[str]) -> None:
     result = CliRunner().invoke(app, ["list", what], env={"COLUMNS": "300"})
@@ -84,7 +84,7 @@ def test_list_shows_scenarios_strategies_and_options(what: str, expected: list[s
     for text in expected:
         assert text in result.output, text
     wrong = CliRunner().invoke(app, ["list", "everything"])
-    assert wrong.exit_code == 2 and "choose one of scenarios, strategies, options" in wrong.output
+    assert wrong.exit_code == 2 and "choose one of scenarios, strategies, options, suites" in wrong.output
 
 
 HOST_PROBE = """

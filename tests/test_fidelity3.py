@@ -21,7 +21,8 @@ from plasticity_bench.leaderboard.aggregate import aggregate, choose_lr, selecti
 from plasticity_bench.leaderboard.paper import attach_reference
 from plasticity_bench.leaderboard.reproduce import compare, headline_cells, read_reference, select_cells
 from plasticity_bench.measure.metrics import early_task_taa
-from plasticity_bench.run.execute import OnlineMetrics, make_optimizer
+from plasticity_bench.run.build import OnlineMetrics
+from plasticity_bench.run.config import OptimizerSpec
 from plasticity_bench.run.loop import online_accuracy
 from plasticity_bench.run.records import make_record
 from plasticity_bench.scenarios.registry import SCENARIOS
@@ -154,7 +155,7 @@ def test_element_step_adam_is_adam_until_a_reset_and_restarts_bias_correction() 
 
 def test_reset_strategies_get_element_step_adam_and_zero_its_count() -> None:
     model = tiny_net()
-    opt = make_optimizer("adam", model.parameters(), 1e-3, element_step=True)
+    opt = OptimizerSpec("adam", element_step=True).build(model.parameters(), 1e-3)
     assert isinstance(opt, ElementStepAdam)
     model(torch.randn(4, 8)).sum().backward()
     opt.step()

@@ -76,6 +76,11 @@ def test_built_wheel_draws_a_leaderboard_from_another_directory(tmp_path: Path) 
     assert names.stdout.split() == ["theirs", "True"], (
         names.stdout + names.stderr
     )  # neither shadows the other
+    suite = "from plasticity_bench.leaderboard.suite import suite_path; print(suite_path('lc26_table14'))"
+    found = subprocess.run(
+        [sys.executable, "-c", suite], cwd=elsewhere, env=env, capture_output=True, text=True
+    )
+    assert found.stdout.startswith(str(site)), found.stdout + found.stderr  # the wheel carries the suites
     board = pd.read_csv(out / "leaderboard.csv")
     assert board.loc[0, "paper_avg_acc"] == 80.6 and bool(board.loc[0, "paper_comparable"])
     assert "80.6 ± 0.9" in done.stdout

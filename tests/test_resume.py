@@ -233,7 +233,8 @@ def test_a_killed_batch_sweep_continues_to_identical_records(data_root: Path, tm
     proc.kill()
     proc.wait()
     assert list(out.glob("checkpoints/batches/*.pt")) and not list(out.glob("records/**/*.json"))
-    subprocess.run([*args, "--out", str(out)], check=True, capture_output=True)
+    resumed = subprocess.run([*args, "--out", str(out)], check=True, capture_output=True, text=True)
+    assert "4 runs continue from their checkpoint" in resumed.stdout  # the batch's, counted per run
     assert not list(out.glob("checkpoints/batches/*.pt"))  # removed once the records are written
 
     def records(root: Path) -> dict[str, str]:

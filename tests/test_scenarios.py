@@ -276,9 +276,7 @@ def short_config(scenario: str, **fields: object) -> RunConfig:
 def test_missing_data_fails_before_training(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, scenario: str, error: type, message: str
 ) -> None:
-    monkeypatch.setattr(
-        "plasticity_bench.run.execute.OnlineStrategy", None
-    )  # training would crash differently
+    monkeypatch.setattr("plasticity_bench.run.lone.OnlineStrategy", None)  # training would crash differently
     with pytest.raises(error, match=re.escape(message)) as err:
         execute(short_config(scenario), data_root=tmp_path)
     assert str(tmp_path) in str(err.value)
@@ -293,7 +291,7 @@ def test_corrupt_cifar_fails_before_training(
         (folder / name).symlink_to(data_root / "cifar-100-python" / name)
     with (folder / "train").open("wb") as f:
         pickle.dump({b"data": np.zeros((4, 1024), np.uint8), b"fine_labels": [0, 1, 2, 3]}, f)
-    monkeypatch.setattr("plasticity_bench.run.execute.OnlineStrategy", None)
+    monkeypatch.setattr("plasticity_bench.run.lone.OnlineStrategy", None)
     with pytest.raises(readers.CorruptDatasetError, match=r"'data' must be uint8 of shape \(N, 3072\)"):
         execute(short_config("cifar_5plus1"), data_root=tmp_path)
 

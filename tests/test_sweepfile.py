@@ -90,3 +90,15 @@ def test_a_yaml_sweep_runs_and_dry_run_estimates(data_root: Path, tmp_path: Path
     assert done.exit_code == 0, done.output
     again = CliRunner().invoke(app, [*common, "--dry-run"], env={"COLUMNS": "300"})
     assert "4 runs, 0 pending, 4 already on disk" in again.output
+
+
+def test_run_takes_a_shipped_suite_by_name_and_names_the_suites_for_anything_else(tmp_path: Path) -> None:
+    from plasticity_bench.leaderboard.suite import suite_path, sweep_file
+
+    assert sweep_file(Path("lc26_table14_smoke")) == suite_path("lc26_table14_smoke")
+    assert suite_path("lc26_table14").read_bytes() == (REPO / "sweeps" / "lc26_table14.yaml").read_bytes()
+    result = CliRunner().invoke(app, ["run", "lc26_table15", "--out", str(tmp_path / "r")])
+    assert result.exit_code == 2
+    assert "lc26_table15: neither a sweep file nor a suite; suites: lc26_table14, lc26_table14_smoke" in (
+        " ".join(result.output.split())
+    )

@@ -8,10 +8,11 @@ from pathlib import Path
 import pytest
 import torch
 
-import plasticity_bench.run.execute as runner
 from plasticity_bench.leaderboard.aggregate import aggregate
+from plasticity_bench.run.build import StreamMetrics, StreamRun, new_model, run_generator, ticket_model
 from plasticity_bench.run.config import RunConfig
-from plasticity_bench.run.execute import execute, new_model, start_stream, ticket_model, train_on_stream
+from plasticity_bench.run.execute import execute
+from plasticity_bench.run.lone import LoneTrainer
 from plasticity_bench.scenarios.registry import SCENARIOS
 from plasticity_bench.strategies.registry import build_plugins
 
@@ -32,8 +33,9 @@ def trained_grow(data_root: Path, **options: object) -> tuple:
     benchmark = spec.build(cfg.seed, cfg.tasks, None, data_root)
     model = new_model(cfg, benchmark.info, 1.0, "init", "cpu")
     initial = {k: v.clone() for k, v in model.state_dict().items() if not k.endswith("mask")}
-    state = start_stream(cfg, spec, benchmark.info, model, build_plugins(cfg.strategy_config()))
-    train_on_stream(cfg, spec, benchmark, state, "cpu")
+    generator = run_generator(cfg, "init", "cpu")
+    run = StreamRun.start(cfg, (spec, benchmark), model, generator, build_plugins(cfg.strategy_config()))
+    LoneTrainer([run], "cpu").train()
     assert any(m.sum() < len(m) for m in model.masks())  # grow left units off
     return cfg, benchmark, model, initial
 
@@ -78,13 +80,13 @@ def test_record_holds_wt_fields_and_masks_stay_frozen(data_root: Path) -> None:
 
 def test_ticket_run_gets_no_strategy_plugin(data_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     seen: list[list[str]] = []
-    original = runner.train_on_stream
+    original = LoneTrainer.train
 
-    def spy(*args: object, **kwargs: object) -> runner.StreamMetrics:
-        seen.append([type(p).__name__ for p in args[3].plugins])
-        return original(*args, **kwargs)
+    def spy(self: LoneTrainer, *args: object, **kwargs: object) -> list[StreamMetrics]:
+        seen.append([type(p).__name__ for p in self.runs[0].plugins])
+        return original(self, *args, **kwargs)
 
-    monkeypatch.setattr(runner, "train_on_stream", spy)
+    monkeypatch.setattr(LoneTrainer, "train", spy)
     execute(config(), data_root=data_root)
     assert len(seen) == 2 and "GrowPlugin" in seen[0]
     assert seen[1] == [

@@ -1,8 +1,9 @@
 """Optimizers and learning-rate schedules for run-batched training (docs/protocol.md §7, §12).
 
-:class:`StackedOptimizer` is Adam (betas 0.9/0.999, eps 1e-8, no weight decay) or SGD (optional momentum,
-no dampening) on stacked parameters ``(R, *shape)`` with a learning rate and an Adam step counter *per run*
-(per parameter, as torch keeps them), so each run gets the update its own ``torch.optim`` optimizer makes.
+:class:`StackedOptimizer` is a run's :class:`~plasticity_bench.run.config.OptimizerSpec` (Adam or SGD, the
+lone trainer's settings) on stacked parameters ``(R, *shape)`` with a learning rate and an Adam step counter
+*per run* (per parameter, as torch keeps them), so each run gets the update its own ``torch.optim`` optimizer
+makes.
 :class:`RunOptimizer` is one run's window onto it, shaped like the ``torch.optim.Optimizer`` that single-run
 plugins expect as ``strategy.optimizer``: its ``state`` maps the run's parameters to views of the stacked
 buffers, so the masked-unit core's optimizer surgery
@@ -21,18 +22,16 @@ from torch.optim.adam import adam
 from torch.optim.sgd import sgd
 
 from plasticity_bench.batch.stacked import StackedNet
-from plasticity_bench.run.execute import make_lr_schedule
-
-BETAS = (0.9, 0.999)
-EPS = 1e-8
+from plasticity_bench.run.build import make_lr_schedule
+from plasticity_bench.run.config import OptimizerSpec
 
 
 class StackedOptimizer:
     """Adam or SGD over the stacked parameters of a :class:`StackedNet`, each run at its own learning rate.
 
     Args:
-        kind: ``adam`` or ``sgd``. net: the stacked network. lrs: each run's base learning rate.
-        momentum: SGD momentum (0: plain SGD).
+        spec: the runs' optimizer (their shared config's); Adam with a step count per element is not
+            offered. net: the stacked network. lrs: each run's base learning rate.
 
     State per stacked parameter ``p`` (``(R, *shape)``): Adam ``exp_avg``, ``exp_avg_sq`` (like ``p``) and
     ``step`` (float32 ``(R,)``); SGD with momentum ``momentum_buffer``. Zero-initialised state reproduces
@@ -44,15 +43,15 @@ class StackedOptimizer:
     of every parameter, gradient and buffer, so a run gets the arithmetic its own optimizer would do.
 
     Raises:
-        ValueError: for an unknown kind or a learning-rate count other than the number of runs.
+        ValueError: for per-element step counts or a learning-rate count other than the number of runs.
     """
 
-    def __init__(self, kind: str, net: StackedNet, lrs: list[float], momentum: float = 0.0) -> None:
-        if kind not in ("adam", "sgd"):
-            raise ValueError(f"unknown optimizer {kind!r}; choose adam or sgd")
+    def __init__(self, spec: OptimizerSpec, net: StackedNet, lrs: list[float]) -> None:
+        if spec.element_step:
+            raise ValueError("run-batched Adam keeps one step count per run and tensor, not per element")
         if len(lrs) != net.n_runs:
             raise ValueError(f"{len(lrs)} learning rates for {net.n_runs} runs")
-        self.kind, self.momentum, self.net = kind, float(momentum), net
+        self.spec, self.kind, self.momentum, self.net = spec, spec.kind, float(spec.momentum), net
         self.params = list(net.stacked.values())
         self.state: dict[nn.Parameter, dict[str, Tensor]] = {p: self._fresh(p) for p in self.params}
         self.groups: dict[float, list[int]] = {}
@@ -94,8 +93,8 @@ class StackedOptimizer:
             if self.kind == "adam":  # counts the steps up itself, then the fused kernel
                 adam(
                     rows["params"], rows["grads"], rows["exp_avg"], rows["exp_avg_sq"], [], rows["step"],
-                    fused=True, amsgrad=False, lr=lr, beta1=BETAS[0], beta2=BETAS[1], weight_decay=0.0,
-                    eps=EPS, maximize=False,
+                    fused=True, amsgrad=False, lr=lr, beta1=self.spec.BETAS[0], beta2=self.spec.BETAS[1],
+                    weight_decay=0.0, eps=self.spec.EPS, maximize=False,
                 )  # fmt: skip
             else:
                 buffers = rows["momentum_buffer"] if self.momentum else [None] * len(rows["params"])

@@ -22,8 +22,7 @@ each batched forward; a hook's return value cannot replace the output there (rai
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -32,6 +31,7 @@ from torch.nn import functional as F
 
 from plasticity_bench.core.activations import RandSmoothLeaky
 from plasticity_bench.core.models import MaskedNet
+from plasticity_bench.core.seeding import drawing_from
 
 #: Trunk modules a stacked network can run (besides elementwise activations).
 TRUNK_MODULES = (nn.Conv2d, nn.MaxPool2d, nn.Flatten)
@@ -39,24 +39,6 @@ TRUNK_MODULES = (nn.Conv2d, nn.MaxPool2d, nn.Flatten)
 KERNELS = ("auto", "batched", "per_run")
 #: Elementwise activations a stacked network can run.
 ACTIVATIONS = (nn.ReLU, RandSmoothLeaky)
-
-
-@contextmanager
-def drawing_from(generator: torch.Generator) -> Iterator[None]:
-    """Inside the block torch's global RNG of ``generator``'s device is ``generator``: modules that draw from
-    the global RNG (Rand. Smooth-Leaky) advance ``generator``; the global state is restored after."""
-    device = generator.device
-    if device.type == "cuda":
-        get, put = (lambda: torch.cuda.get_rng_state(device)), (lambda s: torch.cuda.set_rng_state(s, device))
-    else:
-        get, put = torch.get_rng_state, torch.set_rng_state
-    kept = get()
-    put(generator.get_state())
-    try:
-        yield
-    finally:
-        generator.set_state(get())
-        put(kept)
 
 
 def replayed_modules(model: MaskedNet) -> list[str]:

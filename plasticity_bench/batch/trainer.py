@@ -19,37 +19,27 @@ from __future__ import annotations
 import itertools
 import os
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass
+from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
-from avalanche.training.plugins import EvaluationPlugin
 from torch import Tensor
 from torch.nn import functional as F
 
-from plasticity_bench.batch.optim import RunOptimizer, StackedOptimizer, StackedSchedule
+from plasticity_bench.batch.optim import StackedOptimizer, StackedSchedule
 from plasticity_bench.batch.stacked import StackedNet
-from plasticity_bench.core.models import MaskedNet, count_params
-from plasticity_bench.core.seeding import derive_seed
-from plasticity_bench.measure.metrics import CURVE_BIN
-from plasticity_bench.run.config import MOMENTUM, RunConfig
-from plasticity_bench.run.execute import (
-    OnlineMetrics,
+from plasticity_bench.core.models import count_params
+from plasticity_bench.run.build import (
     StreamMetrics,
-    StreamState,
+    StreamRun,
     build_benchmark,
-    cycle_results,
     new_model,
-    report_done,
-    run_record,
-    scenario_plugins,
-    ticket_init_key,
-    ticket_model,
-    use_config_resources,
+    width_of,
 )
+from plasticity_bench.run.config import OptimizerSpec, RunConfig
+from plasticity_bench.run.execute import execute_runs
 from plasticity_bench.run.loggers import Recording
 from plasticity_bench.run.loop import (
     ITERATION_EVENTS,
@@ -60,10 +50,10 @@ from plasticity_bench.run.loop import (
     overrides,
 )
 from plasticity_bench.run.records import canonical_json
-from plasticity_bench.run.resume import BoundarySaver, RunCheckpoint, set_rng_state
+from plasticity_bench.run.resume import RunCheckpoint
 from plasticity_bench.scenarios.registry import ScenarioSpec
 from plasticity_bench.scenarios.stream import TaskBenchmark
-from plasticity_bench.strategies.registry import batchable, build_plugins, entry_for
+from plasticity_bench.strategies.registry import batchable
 
 #: RunConfig fields that may differ between the runs of one batch.
 FREE_FIELDS = ("seed", "compactness", "lr")
@@ -125,7 +115,7 @@ def run_bytes(config: RunConfig, data_root: Path | None = None) -> int:
     activations of one batch, and one task's training data (read from the run's first task)."""
     _, benchmark = build_benchmark(config, data_root)
     task = benchmark.train_stream[0].task
-    model = new_model(config, benchmark.info, _width(config), "init", "cpu")
+    model = new_model(config, benchmark.info, width_of(config), "init", "cpu")
     activations = sum(layer.width for layer in model.masked_layers()) * config.batch_size * 8
     return 4 * (5 * count_params(model) + activations) + task.x.element_size() * task.x.numel()
 
@@ -145,53 +135,6 @@ def auto_batch_runs(config: RunConfig, data_root: Path | None, device: str) -> i
     return max(1, min(AUTO_MAX[kind], fit))
 
 
-def run_generator(config: RunConfig, init_key: str, device: str) -> torch.Generator:
-    """The generator of a run's random activations, in the state torch's global RNG has right after
-    :func:`~plasticity_bench.run.execute.new_model` built the run's network (what a lone run draws from next).
-    Call it right after ``new_model``."""
-    generator = torch.Generator(device=device)
-    if torch.device(device).type == "cuda":
-        generator.manual_seed(derive_seed(config.seed, init_key))  # init ran on the CPU: no CUDA draw yet
-    else:
-        generator.set_state(torch.get_rng_state())
-    return generator
-
-
-@dataclass
-class BatchRun:
-    """One run of a batch: its config, scenario, stream, network, plugins (scenario's, then strategy's),
-    metrics and activation generator. ``optimizer`` is its :class:`RunOptimizer` once training started."""
-
-    config: RunConfig
-    spec: ScenarioSpec
-    benchmark: TaskBenchmark
-    model: MaskedNet
-    plugins: list[Any]
-    metrics: OnlineMetrics
-    generator: torch.Generator
-    evaluator: EvaluationPlugin
-    optimizer: RunOptimizer | None = None
-
-    @classmethod
-    def start(
-        cls, config: RunConfig, spec: ScenarioSpec, benchmark: TaskBenchmark, model: MaskedNet,
-        plugins: list[Any], generator: torch.Generator, curve_bin: int = CURVE_BIN,
-        loggers: Sequence[Any] = (),
-    ) -> BatchRun:  # fmt: skip
-        """A run before its first task: the scenario's plugins before ``plugins``, fresh metrics (curve bin
-        ``curve_bin``) whose values go to ``loggers``."""
-        everything = [*scenario_plugins(spec, benchmark.info, config), *plugins]
-        metrics = OnlineMetrics.new(spec.checkpoint, curve_bin)
-        evaluator = metrics.evaluator(list(loggers))
-        return cls(config, spec, benchmark, model, everything, metrics, generator, evaluator)
-
-    def state(self) -> StreamState:
-        """The run as a :class:`StreamState` (what :func:`~plasticity_bench.run.execute.cycle_results`
-        reads)."""
-        done = self.config.tasks
-        return StreamState(self.model, self.optimizer, self.plugins, self.metrics, next_task=done)
-
-
 class RunView:
     """One run of a batch as its plugins and metrics see the strategy (the attributes of
     :class:`~plasticity_bench.run.loop.OnlineStrategy` they read).
@@ -201,7 +144,7 @@ class RunView:
     the current batched step; assigning ``mbatch`` (Tiny ER) replaces the run's batch for this step.
     """
 
-    def __init__(self, trainer: BatchedTrainer, index: int, run: BatchRun) -> None:
+    def __init__(self, trainer: BatchedTrainer, index: int, run: StreamRun) -> None:
         self.trainer, self.index, self.run = trainer, index, run
         self.model, self.optimizer, self.plugins = run.model, run.optimizer, run.plugins
         self.device, self.seed = trainer.device, run.config.seed
@@ -262,12 +205,14 @@ class BatchedTrainer:
         device: training device. kernels: see :class:`~plasticity_bench.batch.stacked.StackedNet`.
     """
 
-    def __init__(self, runs: list[BatchRun], device: str, kernels: str = "auto") -> None:
+    batched: ClassVar[bool] = True
+
+    def __init__(self, runs: list[StreamRun], device: str, kernels: str = "auto") -> None:
         config = runs[0].config
         self.runs, self.device, self.config = runs, device, config
         self.net = StackedNet([r.model for r in runs], [r.generator for r in runs], kernels)
         lrs = [r.config.lr for r in runs]
-        self.optimizer = StackedOptimizer(config.optimizer, self.net, lrs, MOMENTUM.get(config.options))
+        self.optimizer = StackedOptimizer(OptimizerSpec.of(config), self.net, lrs)
         for i, run in enumerate(runs):
             run.optimizer = self.optimizer.run(i, run.config.lr)
         total = config.tasks * config.steps_per_task
@@ -304,27 +249,24 @@ class BatchedTrainer:
         """Inside the block the trainer holds only what a checkpoint saves: no task data, no stream, no
         evaluator (its loggers hold files); all are put back after it."""
         kept = (self.data_x, self.data_y)
-        parts = [(run.spec, run.benchmark, run.evaluator) for run in self.runs]
+        parts = [run.detach() for run in self.runs]
         views = [(view.experience, view.batches) for view in self.views]
         self.data_x = self.data_y = None
-        for run in self.runs:
-            run.spec = run.benchmark = run.evaluator = None
         for view in self.views:
             view.experience = view.batches = None
         try:
             yield
         finally:
             self.data_x, self.data_y = kept
-            for run, (spec, benchmark, evaluator) in zip(self.runs, parts):
-                run.spec, run.benchmark, run.evaluator = spec, benchmark, evaluator
+            for run, part in zip(self.runs, parts):
+                run.reattach(*part)
             for view, (experience, batches) in zip(self.views, views):
                 view.experience, view.batches = experience, batches
 
     def attach(self, streams: list[tuple[ScenarioSpec, TaskBenchmark]], loggers: list[Sequence[Any]]) -> None:
         """Give a trainer loaded from a checkpoint its runs' streams and evaluators again."""
-        for run, (spec, benchmark), logs in zip(self.runs, streams, loggers):
-            run.spec, run.benchmark = spec, benchmark
-            run.evaluator = run.metrics.evaluator(list(logs))
+        for run, stream, logs in zip(self.runs, streams, loggers):
+            run.attach(stream, logs)
 
     def train_task(self, task: int) -> None:
         """One experience for every run: Avalanche's callback sequence around :meth:`train_steps`."""
@@ -461,10 +403,6 @@ class BatchedTrainer:
             view._mbatch = None
 
 
-def _width(config: RunConfig) -> float:
-    return entry_for(config.strategy).width_factor(config.strategy_config())
-
-
 def execute_batch(
     configs: list[RunConfig],
     data_root: Path | None = None,
@@ -490,85 +428,5 @@ def execute_batch(
     """
     if not configs or len({batch_key(c) for c in configs}) != 1:
         raise ValueError("a batch needs runs that differ only in seed, compactness and lr")
-    use_config_resources(configs[0], device)
-    recording = recording or Recording()
-    saved = checkpoint.load(device) if checkpoint is not None else None
-    saver = BoundarySaver(checkpoint, saved["elapsed"] if saved else 0.0)
-    if saved is not None:
-        set_rng_state(saved["rng"])
-    streams = [build_benchmark(config, data_root) for config in configs]
-    report_done(saved, configs[0].tasks, on_task, len(configs))
-    ticket, first = None, 0
-    if saved is None or saved["phase"] == "cycle":
-        with ExitStack() as open_loggers:
-            loggers = [open_loggers.enter_context(recording.logging(c.as_dict())) for c in configs]
-            trainer, first = _cycle_trainer(configs, streams, loggers, saved, device, kernels, recording)
-            metrics = trainer.train(on_task, first, batch_boundary(saver, "cycle", trainer))
-        runs = trainer.runs
-        cycles = [cycle_results(r.spec, r.benchmark.info, r.state(), m) for r, m in zip(runs, metrics)]
-        if configs[0].winning_ticket:
-            ticket, first = _ticket_trainer(runs, device, kernels, recording), 0
-    else:
-        cycles, ticket, first = saved["cycles"], saved["trainer"], saved["next_task"]
-        ticket.attach(streams, [()] * len(configs))
-    tickets = (
-        ticket.train(on_task, first, batch_boundary(saver, "ticket", ticket, cycles))
-        if ticket
-        else [None] * len(configs)
-    )
-    wall = saver.elapsed()
-    records = []
-    for config, cycle, wt in zip(configs, cycles, tickets):
-        record = run_record(config, cycle, wt, wall / len(configs))
-        record["batched"] = {"runs": len(configs), "wall_seconds": wall}
-        records.append(record)
-    return records
-
-
-def _cycle_trainer(
-    configs: list[RunConfig], streams: list[tuple[ScenarioSpec, TaskBenchmark]], loggers: list[Any],
-    saved: dict[str, Any] | None, device: str, kernels: str, recording: Recording,
-) -> tuple[BatchedTrainer, int]:  # fmt: skip
-    """The cycle phase's trainer and its first task: fresh runs, or those of the checkpoint ``saved``."""
-    if saved is not None:
-        trainer = saved["trainer"]
-        trainer.attach(streams, loggers)
-        return trainer, saved["next_task"]
-    runs = []
-    for config, (spec, benchmark), logs in zip(configs, streams, loggers):
-        model = new_model(config, benchmark.info, _width(config), "init", device)
-        generator = run_generator(config, "init", device)
-        plugins = build_plugins(config.strategy_config())
-        runs.append(
-            BatchRun.start(config, spec, benchmark, model, plugins, generator, recording.curve_bin, logs)
-        )
-    return BatchedTrainer(runs, device, kernels), 0
-
-
-def _ticket_trainer(runs: list[BatchRun], device: str, kernels: str, recording: Recording) -> BatchedTrainer:
-    """The winning tickets of a finished batch (docs/protocol.md §1), as one batch."""
-    tickets = []
-    for run in runs:
-        config, info = run.config, run.benchmark.info
-        model = ticket_model(run.model, config, info, _width(config), device)
-        generator = run_generator(config, ticket_init_key(config), device)
-        tickets.append(
-            BatchRun.start(config, run.spec, run.benchmark, model, [], generator, recording.curve_bin)
-        )
-    return BatchedTrainer(tickets, device, kernels)
-
-
-def batch_boundary(
-    saver: BoundarySaver, phase: str, trainer: BatchedTrainer, cycles: list[dict[str, Any]] | None = None
-) -> Callable[[int], object] | None:
-    """The task-boundary callback that checkpoints a batch in ``phase`` (``cycle`` or ``ticket``): the
-    trainer without its task data, streams and loggers (:meth:`BatchedTrainer.detached`); None when
-    ``saver`` saves nothing."""
-    if not saver.enabled:
-        return None
-
-    def boundary(next_task: int) -> None:
-        with trainer.detached():
-            saver.boundary({"phase": phase, "next_task": next_task, "trainer": trainer, "cycles": cycles})
-
-    return boundary
+    trainer = partial(BatchedTrainer, kernels=kernels)
+    return execute_runs(configs, trainer, data_root, device, on_task, checkpoint, recording)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import numpy as np
 import torch
@@ -26,3 +28,21 @@ def generator(seed: int, *keys: int | str) -> torch.Generator:
 def rng(seed: int, *keys: int | str) -> np.random.Generator:
     """A numpy ``Generator`` seeded with :func:`derive_seed`."""
     return np.random.default_rng(derive_seed(seed, *keys))
+
+
+@contextmanager
+def drawing_from(generator: torch.Generator) -> Iterator[None]:
+    """Inside the block torch's global RNG of ``generator``'s device is ``generator``: modules that draw from
+    the global RNG (Rand. Smooth-Leaky) advance ``generator``; the global state is restored after."""
+    device = generator.device
+    if device.type == "cuda":
+        get, put = (lambda: torch.cuda.get_rng_state(device)), (lambda s: torch.cuda.set_rng_state(s, device))
+    else:
+        get, put = torch.get_rng_state, torch.set_rng_state
+    kept = get()
+    put(generator.get_state())
+    try:
+        yield
+    finally:
+        generator.set_state(get())
+        put(kept)

@@ -39,7 +39,8 @@ import torch
 
 from plasticity_bench.core.io import atomic_write
 
-CHECKPOINT_SCHEMA = 2
+#: Layout of a checkpoint payload; 3: lone runs save their trainer as run-batches do (one pipeline).
+CHECKPOINT_SCHEMA = 3
 MAGIC = b"plasticity_bench checkpoint v2\n"
 KEY_BYTES = 32
 

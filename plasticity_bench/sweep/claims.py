@@ -20,8 +20,9 @@ import torch
 from filelock import FileLock, Timeout
 
 from plasticity_bench.batch.trainer import auto_batch_runs, batch_groups, execute_batch, plan_batches
+from plasticity_bench.run.build import build_benchmark, scenario_of
 from plasticity_bench.run.config import RunConfig
-from plasticity_bench.run.execute import build_benchmark, execute, scenario_of
+from plasticity_bench.run.execute import execute
 from plasticity_bench.run.loggers import Recording
 from plasticity_bench.run.records import ResultStore, canonical_json, run_key
 from plasticity_bench.run.resume import CheckpointPolicy, RunCheckpoint
@@ -116,10 +117,10 @@ class SweepSettings:
 
     def batches(self, todo: list[RunConfig], store: ResultStore | None = None) -> list[list[RunConfig]]:
         """``todo`` cut into run-batches (:func:`~plasticity_bench.batch.trainer.plan_batches`); with
-        ``auto``, each
-        group's size fits the device memory (:func:`~plasticity_bench.batch.trainer.auto_batch_runs`). Runs
-        with a
-        checkpoint under ``store`` run alone, so they continue from it (batched runs do not resume)."""
+        ``auto``, each group's size fits the device memory
+        (:func:`~plasticity_bench.batch.trainer.auto_batch_runs`). Runs with a checkpoint of their own under
+        ``store`` run alone, so they continue from it; a batch continues from its batch checkpoint
+        (:func:`batch_checkpoint`) when the same runs are batched again."""
         lone = [c for c in todo if store is not None and store.checkpoint_path(c.as_dict()).is_file()]
         rest = [c for c in todo if c not in lone]
         if self.batch_runs is not None:
@@ -131,6 +132,19 @@ class SweepSettings:
                 for batch in plan_batches(group, auto_batch_runs(group[0], self.data_root, self.device))
             ]
         return [[c] for c in lone] + planned
+
+    def resumable(self, todo: list[RunConfig], store: ResultStore) -> tuple[int, int]:
+        """How many runs of ``todo`` continue from a checkpoint (their own or their batch's), and how many
+        checkpoint files of theirs are unusable (not signed with this user's key: they restart). With
+        ``--batch-runs auto`` only the runs' own checkpoints are counted (the plan needs the data)."""
+        batches = self.batches(todo, store) if self.batch_runs is not None else [[c] for c in todo]
+        usable = unusable = 0
+        for batch in batches:
+            checkpoint = checkpoint_of(batch, store, self)
+            if checkpoint.path.is_file():
+                usable += len(batch) if checkpoint.usable() else 0
+                unusable += 0 if checkpoint.usable() else 1
+        return usable, unusable
 
 
 @dataclass
@@ -202,21 +216,28 @@ def run_claimed(
     its checkpoint if one exists and checkpointing by ``settings.policy``; several run as one batch
     (:func:`~plasticity_bench.batch.trainer.execute_batch`) with one checkpoint for the batch
     (:func:`batch_checkpoint`). Checkpoints are removed once the records are written."""
+    checkpoint = checkpoint_of(configs, store, settings)
     if len(configs) > 1:
-        checkpoint = batch_checkpoint(configs, store, settings)
         records = execute_batch(
             configs, settings.data_root, settings.device, on_task, recording=settings.recording,
             checkpoint=checkpoint,
         )  # fmt: skip
-        for record in records:
-            store.write(record)
-        checkpoint.delete()
-        return
-    key = configs[0].as_dict()
-    checkpoint = RunCheckpoint(store.checkpoint_path(key), run_key(key), settings.policy)
-    record = execute(configs[0], settings.data_root, settings.device, on_task, checkpoint, settings.recording)
-    store.write(record)
+    else:
+        records = [
+            execute(configs[0], settings.data_root, settings.device, on_task, checkpoint, settings.recording)
+        ]
+    for record in records:
+        store.write(record)
     checkpoint.delete()
+
+
+def checkpoint_of(configs: list[RunConfig], store: ResultStore, settings: SweepSettings) -> RunCheckpoint:
+    """The checkpoint of a run (its own, beside its record's path) or of a run-batch
+    (:func:`batch_checkpoint`)."""
+    if len(configs) > 1:
+        return batch_checkpoint(configs, store, settings)
+    key = configs[0].as_dict()
+    return RunCheckpoint(store.checkpoint_path(key), run_key(key), settings.policy)
 
 
 def batch_checkpoint(configs: list[RunConfig], store: ResultStore, settings: SweepSettings) -> RunCheckpoint:

@@ -21,8 +21,9 @@ from pathlib import Path
 from typing import Any
 
 from plasticity_bench.batch.trainer import execute_batch
+from plasticity_bench.run.build import build_benchmark
 from plasticity_bench.run.config import RunConfig
-from plasticity_bench.run.execute import build_benchmark, execute
+from plasticity_bench.run.execute import execute
 from plasticity_bench.run.records import ResultStore
 from plasticity_bench.scenarios import readers
 from plasticity_bench.scenarios.standin import standin_streams

@@ -1,4 +1,5 @@
-"""Sweep files: a sweep as YAML (``plasticity-bench run sweeps/lc26_table14.yaml``).
+"""Sweep files: a sweep as YAML (``plasticity-bench run my_sweep.yaml``; the shipped ones are suites:
+``plasticity-bench run lc26_table14``).
 
 A sweep file holds the grid (what is run), never the machine (where and how fast: ``--data-root``,
 ``--device``, ``--workers``, ``--out`` stay on the command line). Keys and their types::

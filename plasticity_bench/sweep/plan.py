@@ -5,6 +5,7 @@ to do (:func:`pending`)."""
 
 from __future__ import annotations
 
+import itertools
 import math
 from typing import Any
 
@@ -106,11 +107,8 @@ def expand(
     given = dict(options or {})
     wt = bool(base.get("winning_ticket", False))
     used = {name: used_options(spec, name, wt) for name in strategies}
-    check_known(
-        given,
-        {k: o for table in used.values() for k, o in table.items()},
-        f"{scenario} with {', '.join(strategies)}",
-    )
+    known = {k: o for table in used.values() for k, o in table.items()}
+    check_known(given, known, f"{scenario} with {', '.join(strategies)}")
     fields = {k: v for k, v in base.items() if k != "lr"}
     configs: list[RunConfig] = []
     for name in strategies:
@@ -118,16 +116,10 @@ def expand(
         resolved = resolve(given, used[name])
         check_fits(scenario, name, entry.structural, fields, resolved)
         name_lrs = run_lrs(entry.fixed_lr and spec.table14, lrs or [base["lr"]], base["lr"])
-        name_seeds = (
-            seeds + [s for s in (select_seeds or []) if s not in seeds] if len(name_lrs) > 1 else seeds
-        )
+        extra = [s for s in (select_seeds or []) if s not in seeds] if len(name_lrs) > 1 else []
         common = {"scenario": spec.name, "variant": variant, "strategy": name, "options": resolved, **fields}
-        configs += [
-            RunConfig(compactness=c, seed=seed, lr=lr, **common)
-            for c in (compactness if entry.structural else [1.0])
-            for lr in name_lrs
-            for seed in name_seeds
-        ]
+        grid = itertools.product(compactness if entry.structural else [1.0], name_lrs, seeds + extra)
+        configs += [RunConfig(compactness=c, seed=seed, lr=lr, **common) for c, lr, seed in grid]
     return configs
 
 

@@ -207,6 +207,7 @@ def _row(
         lrs_swept=",".join(f"{x:g}" for x in lrs), lr_metric=metric, lr_selection=how, lr_note=note,
         options=canonical_json(config.get("options") or {}), protocol=record_protocol(first),
         paper_protocol="; ".join(paper_protocol_gaps(config)) or "yes",
+        budget="; ".join(sorted({f for r in reported for f in r.get("flags", [])})),
     )  # fmt: skip
     for m in metrics:
         mean, half, n = ci95(math.nan if r["summary"].get(m) is None else r["summary"][m] for r in reported)
@@ -226,7 +227,8 @@ def aggregate(
     half-width, NaN for one seed) and ``<m>_n``, in the records' units (fractions for accuracies); ``n``
     counts the reported seeds, ``seeds`` lists them. Other columns: ``lrs_swept``, ``lr_metric``,
     ``lr_selection``, ``lr_note``, ``options``, ``protocol``, ``settings``, ``paper_protocol`` (``yes`` or
-    how the config departs from the paper's protocol, §10). Rows are sorted by the group keys.
+    how the config departs from the paper's protocol, §10), ``budget`` (empty, or the flags of off-budget
+    runs: ``over budget``, ``edits without training``; §16). Rows are sorted by the group keys.
 
     Raises:
         ValueError: a requested metric absent from every summary; a record without scenario, strategy,
@@ -267,10 +269,22 @@ def row_records(row: dict[str, Any] | pd.Series, records: Sequence[dict[str, Any
     seeds = {int(s) for s in str(row["seeds"]).split(",") if s}
     return [
         r for r in records
-        if all(r["config"].get(k) == row[k] for k in GROUP_KEYS) and r["config"]["seed"] in seeds
+        if all(same_value(r["config"].get(k), row[k]) for k in GROUP_KEYS) and r["config"]["seed"] in seeds
         and canonical_json(r["config"].get("options") or {}) == row["options"]
         and record_protocol(r) == row["protocol"]
     ]  # fmt: skip
+
+
+def short_name(strategy: str) -> str:
+    """A strategy as tables and legends name it: a user plugin by its class (``path/mine.py:MyGrow`` ->
+    ``MyGrow``), a built-in by its name."""
+    return strategy.rpartition(":")[2] if ":" in strategy else strategy
+
+
+def same_value(a: Any, b: Any) -> bool:
+    """Equal config values, a missing one (``None``, or the NaN a DataFrame makes of it) equal to another."""
+    missing = [v is None or (isinstance(v, float) and math.isnan(v)) for v in (a, b)]
+    return all(missing) or (not any(missing) and a == b)
 
 
 def _sort_key(column: pd.Series) -> pd.Series:

@@ -9,18 +9,23 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
+from rich import box
+from rich.console import Group
 from rich.table import Table
+from rich.text import Text
 
 from plasticity_bench.core.io import atomic_write_text
-from plasticity_bench.leaderboard.aggregate import COMPACT_KEYS, fmt_key
+from plasticity_bench.leaderboard.aggregate import COMPACT_KEYS, fmt_key, short_name
 from plasticity_bench.leaderboard.paper import PAPER_LABELS
 
 FRACTION_METRICS = frozenset(
     {"taoa", "early_task_taa", "acc", "taa", "wt_acc", "wt_taa", "wt_taoa", "delta_wt_c"}
     | {"val_acc", "val_taa"}
 )
-#: Counts of the compact network: shown as plain numbers (a seed spread only when the seeds differ).
-COUNT_METRICS = frozenset({"params", "flops"})
+#: Counts of the compact network: shown as plain numbers (a seed spread only when the seeds differ);
+#: the training FLOPs of a run (docs/protocol.md §16) with three significant digits.
+COUNT_METRICS = frozenset({"params", "flops", "train_flops"})
+SCIENTIFIC_METRICS = frozenset({"train_flops"})
 
 
 def _fmt_number(value: float, percent: bool) -> str:
@@ -35,13 +40,15 @@ def _fmt_metric(mean: float, half: float, n: int, percent: bool) -> str:
     return f"{_fmt_number(mean, percent)} ± {ci} (n={n})"
 
 
-def _fmt_count(mean: float, half: float, n: int) -> str:
-    """``"269,322"``; when the seeds' counts differ (DYNO): ``"269,322 ± 1,204 (n=3)"``; none: ``"—"``."""
+def _fmt_count(mean: float, half: float, n: int, scientific: bool = False) -> str:
+    """``"269,322"`` (``scientific``: ``"3.87e+09"``); when the seeds' counts differ (DYNO):
+    ``"269,322 ± 1,204 (n=3)"``; none: ``"—"``."""
     if n == 0 or math.isnan(mean):
         return "—"
+    form = "{:.3g}" if scientific else "{:,.0f}"
     if math.isnan(half) or half == 0:
-        return f"{mean:,.0f}"
-    return f"{mean:,.0f} ± {half:,.0f} (n={n})"
+        return form.format(mean)
+    return f"{form.format(mean)} ± {form.format(half)} (n={n})"
 
 
 def _fmt_paper(value: float, pm: float, comparable: bool) -> str:
@@ -64,10 +71,16 @@ METRIC_LABELS = {
     "delta_wt_c": "Δ WT-C",
     "val_acc": "val ACC",
     "val_taa": "val TAA",
+    "train_flops": "train FLOPs",
 }
-TERMINAL_KEYS = (*COMPACT_KEYS, "settings", "lr", "lr_selection")
-FULL_KEYS = (*COMPACT_KEYS, "settings", "lr", "lr_selection", "lr_note", "model", "tasks", "paper_protocol")
-KEY_LABELS = {"lr_selection": "lr chosen", "lr_note": "lr note", "paper_protocol": "paper's protocol"}
+TERMINAL_KEYS = (*COMPACT_KEYS, "settings", "budget", "lr", "lr_selection")
+FULL_KEYS = (
+    *COMPACT_KEYS, "settings", "budget", "lr", "lr_selection", "lr_note", "model", "tasks", "paper_protocol",
+)  # fmt: skip
+KEY_LABELS = {
+    "lr_selection": "lr chosen", "lr_note": "lr note", "paper_protocol": "paper's protocol",
+    "budget": "off-budget",
+}  # fmt: skip
 
 
 def table_cells(
@@ -91,10 +104,10 @@ def table_cells(
         for m in metrics:
             n = int(row.get(f"{m}_n", row["n"]))
             mean, half = row[f"{m}_mean"], row[f"{m}_ci95"]
-            counted = m in COUNT_METRICS
-            cells.append(
-                _fmt_count(mean, half, n) if counted else _fmt_metric(mean, half, n, m in FRACTION_METRICS)
-            )
+            if m in COUNT_METRICS:
+                cells.append(_fmt_count(mean, half, n, m in SCIENTIFIC_METRICS))
+            else:
+                cells.append(_fmt_metric(mean, half, n, m in FRACTION_METRICS))
         comparable = bool(row.get("paper_comparable", False))
         cells += [_fmt_paper(row[c], row[f"{c}_pm"], comparable) for c in paper]
         rows.append(cells)
@@ -102,7 +115,7 @@ def table_cells(
 
 
 #: Key columns shown only when some row has a value (``settings`` is empty unless rows need telling apart).
-OPTIONAL_KEYS = frozenset({"settings", "lr_note"})
+OPTIONAL_KEYS = frozenset({"settings", "lr_note", "budget"})
 
 
 def render(
@@ -156,3 +169,71 @@ def write_leaderboard(df: pd.DataFrame, out_dir: Path) -> tuple[Path, Path]:
     csv_path = atomic_write_text(out_dir / "leaderboard.csv", df.to_csv(index=False))
     md_path = atomic_write_text(out_dir / "leaderboard.md", to_markdown(df))
     return csv_path, md_path
+
+
+def comparison_cells(table: pd.DataFrame) -> list[tuple[str, list[list[str]]]]:
+    """The cells of a comparison (:func:`~plasticity_bench.leaderboard.compare.compare`) by scenario, in
+    its row order: per strategy the seeds, the mean difference, its Student-t 95% interval, the Holm p,
+    the probability of improvement and the seeds 80% power needs."""
+    sections: dict[str, list[list[str]]] = {}
+    for r in table.to_dict("records"):
+        name = short_name(r["strategy"]) + (
+            f" c={fmt_key(r['compactness'])}" if r["compactness"] != 1.0 else ""
+        )
+        power = "—" if pd.isna(r["seeds_for_80_power"]) else f"{int(r['seeds_for_80_power'])}"
+        p = "—" if pd.isna(r["p_holm"]) else f"{r['p_holm']:.3f}"
+        title = f"{r['scenario']} ({r['metric']}, {r['unit']})"
+        sections.setdefault(title, []).append([
+            name, str(r["n"]), f"{r['mean_diff']:+.2f}", f"[{r['ci_low']:+.1f}, {r['ci_high']:+.1f}]", p,
+            f"{r['prob_improvement']:.2f}", power,
+        ])  # fmt: skip
+    return list(sections.items())
+
+
+COMPARISON_HEADERS = ("strategy", "n", "Δ", "95% CI", "p Holm", "P(>)", "n 80%")
+
+
+def render_comparison(table: pd.DataFrame, scores: pd.DataFrame, baseline: str) -> Group:
+    """``rich`` tables of a comparison with ``baseline``, for printing: one per scenario (then ``ALL``), and
+    the normalised scores (:func:`~plasticity_bench.leaderboard.compare.scores_table`); whole words in an
+    80-column terminal."""
+    parts: list[Table | Text] = [Text(f"strategy − {baseline}, paired per seed on identical streams", "bold")]
+    for title, rows in comparison_cells(table):
+        parts.append(_narrow_table(title, COMPARISON_HEADERS, rows))
+    score_rows = [
+        [r["strategy"], str(r["scenarios"]), str(r["runs"]), f"{r['iqm']:.3f}",
+         f"[{r['iqm_low']:.3f}, {r['iqm_high']:.3f}]", f"{r['mean']:.3f}"]
+        for r in scores.to_dict("records")
+    ]  # fmt: skip
+    headers = ("strategy", "scen.", "runs", "IQM", "95% CI", "mean")
+    parts += [
+        _narrow_table("normalised score (Dense 1, chance 0)", headers, score_rows),
+        Text(COMPARISON_NOTE),
+    ]
+    return Group(*parts)
+
+
+def _narrow_table(title: str, headers: Sequence[str], rows: list[list[str]]) -> Table:
+    """A borderless table whose cells never wrap, the first column left-aligned."""
+    view = Table(title=title, box=box.SIMPLE_HEAD, title_justify="left", pad_edge=False)
+    for i, header in enumerate(headers):
+        view.add_column(header, no_wrap=True, justify="left" if i == 0 else "right")
+    for cells in rows:
+        view.add_row(*cells)
+    return view
+
+
+COMPARISON_NOTE = (
+    "Δ: percent points (ALL: points of the score normalised to Dense, chance 0). P(>): share of seeds "
+    "where the strategy wins. n 80%: the seeds a Δ of this size needs at 80% power. p Holm: Wilcoxon "
+    "signed-rank, Holm-corrected over the rows."
+)
+
+
+def write_comparison(table: pd.DataFrame, scores: pd.DataFrame, out_dir: Path) -> tuple[Path, Path]:
+    """Write ``compare.csv`` (every column of the comparison) and ``compare_scores.csv`` (the normalised
+    scores per strategy) atomically into ``out_dir``; returns both paths."""
+    paths = Path(out_dir) / "compare.csv", Path(out_dir) / "compare_scores.csv"
+    atomic_write_text(paths[0], table.to_csv(index=False))
+    atomic_write_text(paths[1], scores.to_csv(index=False))
+    return paths

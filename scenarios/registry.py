@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from plasticity_bench.core.options import Option
-from plasticity_bench.scenarios import cifar, iid, imagenet, mnist, split
+from plasticity_bench.scenarios import cifar, iid, imagenet, mnist, split, standin
 from plasticity_bench.scenarios.stream import VAL_FRACTION, TaskBenchmark
 
 
@@ -149,3 +149,16 @@ def parse_scenario(text: str) -> tuple[ScenarioSpec, str | None]:
         offered = ", ".join(f"{name}@{v}" for v in spec.variants if v) or "none"
         raise ValueError(f"scenario {name!r} has no data variant {variant!r}; variants: {offered}")
     return spec, chosen
+
+
+def chance_accuracy(scenario: str) -> float:
+    """What a uniform guess over the scenario's head scores on its accuracy metrics (TAOA, ACC, TAA all
+    take the argmax over every output, docs/protocol.md §1): ``1 / head classes`` (e.g. 0.1 for
+    Permuted-MNIST, 0.5 for Continual ImageNet's pairs, 0.01 for the 100-way CIFAR-100 heads).
+
+    Raises:
+        ValueError: for an unknown scenario.
+    """
+    if scenario not in standin.SHAPES:
+        raise ValueError(f"unknown scenario {scenario!r}; choose one of {', '.join(sorted(SCENARIOS))}")
+    return 1.0 / standin.SHAPES[scenario][1]

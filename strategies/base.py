@@ -104,6 +104,8 @@ class StructuralPlugin(SupervisedPlugin):
         self.targets: list[int] | None = None
         self.edit_log: list[dict[str, object]] = []
         self.observers: list[EditObserver] = []
+        #: Task boundaries at which several edits ran with no training between them (docs/protocol.md §16).
+        self.stacked_edits: list[int] = []
 
     def layers(self, strategy: Host) -> list[MaskedLayer]:
         return masked_layers_of(strategy.model)
@@ -121,7 +123,10 @@ class StructuralPlugin(SupervisedPlugin):
 
     def before_training_exp(self, strategy: Host, **kwargs: object) -> None:
         task = strategy.experience.current_experience
-        for _ in range(sum(1 for at, _ in self.edit_points if at == task)):
+        edits = sum(1 for at, _ in self.edit_points if at == task)
+        if edits > 1:
+            self.stacked_edits.append(task)
+        for _ in range(edits):
             for observer in self.observers:
                 observer.edit_starting(strategy, self.cycle)
             first = len(self.edit_log)
@@ -132,8 +137,9 @@ class StructuralPlugin(SupervisedPlugin):
 
     def report(self) -> dict[str, object]:
         """What goes into the run record: ``{"edits": edit_log}`` (when and which units were switched on or
-        off, per layer)."""
-        return {"edits": list(self.edit_log)}
+        off, per layer) and, where several edits ran back to back, ``stacked_edits`` (their tasks)."""
+        stacked = {"stacked_edits": list(self.stacked_edits)} if self.stacked_edits else {}
+        return {"edits": list(self.edit_log), **stacked}
 
     def setup(self, strategy: Host) -> None:
         """Prepare masks and snapshots before the first update (default: nothing)."""

@@ -279,7 +279,7 @@ class DynoPlugin(SupervisedPlugin):
             if not isinstance(layer.producer, nn.Linear):
                 raise TypeError(f"DYNO supports Linear masked layers only (layer {layer.index})")
             nominal = min(layer.width, max(1, round(layer.width / self.reserve_factor)))
-            layer.units.mask.zero_()
+            layer.units.clear()
             active = torch.arange(nominal)
             layer.units.set_units(active, True)
             if self.rescale_init and nominal < layer.width:

@@ -84,7 +84,7 @@ class GrowPlugin(StructuralPlugin):
             seed = torch.randperm(
                 layer.width, generator=generator(self.config.seed, "grow-seed", layer.index)
             )
-            layer.units.mask.zero_()
+            layer.units.clear()
             layer.units.set_units(seed[:n_seed], True)
 
     def edit(self, strategy: Host, cycle: int) -> None:

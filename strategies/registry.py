@@ -9,6 +9,7 @@ A name is ``base[+modifier...]`` (``grow+moment_transplant+two_speed``), or a us
 from __future__ import annotations
 
 import functools
+import hashlib
 import importlib
 import importlib.util
 from collections.abc import Callable
@@ -129,6 +130,28 @@ def load_user_factory(name: str) -> PluginFactory:
     if not hasattr(module, attr):
         raise ValueError(f"{target} has no attribute {attr!r} (from --strategy {name})")
     return getattr(module, attr)
+
+
+def plugin_source(name: str) -> str | None:
+    """The hex sha256 of the source file that defines user strategy ``name`` (None for built-in names):
+    part of its runs' identity, so editing the file makes new runs (docs/protocol.md §16). Only that file
+    counts, not the modules it imports.
+
+    Raises:
+        ValueError: as :func:`load_user_factory`.
+    """
+    if not is_user_plugin(name):
+        return None
+    load_user_factory(name)  # the file, module or entry point exists (or the error names it)
+    target = name.rpartition(":")[0]
+    if target.endswith(".py"):
+        source = target
+    else:
+        module = target or next(e for e in entry_points(group=ENTRY_POINT_GROUP) if e.name == name).module
+        source = getattr(importlib.import_module(module), "__file__", None)
+    if source is None:
+        raise ValueError(f"--strategy {name}: its source file cannot be found (a namespace package?)")
+    return hashlib.sha256(Path(source).read_bytes()).hexdigest()
 
 
 @functools.cache

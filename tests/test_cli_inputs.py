@@ -182,7 +182,8 @@ def test_stale_records_are_rerun_unless_allowed(tmp_path: Path) -> None:
     assert allowed.exit_code == 0 and "1 runs, 1 already on disk" in allowed.text
     assert json.loads(path.read_text())["summary"]["taoa"] == 0.123456
     rerun = invoke(*QUICK, "--out", str(tmp_path))
-    assert rerun.exit_code == 0 and "1 records of an older protocol version will be rerun" in rerun.text
+    assert rerun.exit_code == 0
+    assert "1 records of an older protocol version or strategy file will be rerun" in rerun.text
     fresh = json.loads(path.read_text())
     assert fresh["code"]["protocol"] == PROTOCOL_VERSION and fresh["summary"]["taoa"] != 0.123456
 

@@ -223,3 +223,13 @@ def test_unequal_seed_counts_between_lrs_are_named() -> None:
     (row,) = aggregate(records, select_seeds=[5]).to_dict("records")
     assert row["lr_selection"] == "on reported seeds (optimistic)"  # lr 0.0001 has no selection seed
     assert row["lr_note"].startswith("unequal reported seeds")
+
+
+def test_row_records_match_a_missing_variant_beside_rows_that_have_one() -> None:
+    """A column of variants with None beside "mnist5k" becomes NaN in the table; rows must still find
+    their records (comparisons found no seed of Split-Fashion next to Permuted-MNIST@mnist5k)."""
+    from plasticity_bench.leaderboard.aggregate import row_records
+
+    records = [rec(s, 0.001, 0.7) for s in range(2)] + [rec(s, 0.001, 0.6, variant=None) for s in range(2)]
+    rows = aggregate(records).to_dict("records")
+    assert sorted(len(row_records(row, records)) for row in rows) == [2, 2]

@@ -91,8 +91,9 @@ def test_ticket_run_gets_no_strategy_plugin(data_root: Path, monkeypatch: pytest
     assert len(seen) == 2 and "GrowPlugin" in seen[0]
     assert seen[1] == [
         "PlasticityDiagnostics",
+        "TrainingCost",
         "TinyERPlugin",
-    ]  # the run's diagnostics and the scenario's replay
+    ]  # the run's diagnostics and cost, the scenario's replay
 
 
 def test_online_only_scenario_takes_delta_on_taoa(data_root: Path) -> None:

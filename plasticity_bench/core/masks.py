@@ -69,6 +69,9 @@ class MaskedActivation(nn.Module):
         self.norm = MaskedLayerNorm(n_units) if layer_norm else None
         self.expansion: int = getattr(activation, "expansion", 1)
         self.register_buffer("mask", torch.ones(n_units))
+        #: Counts the mask's changes (:meth:`set_units`, :meth:`clear`, :meth:`assign`): who caches
+        #: something of the active network (its FLOPs) compares it instead of reading the mask (no sync).
+        self.version = 0
 
     @property
     def n_units(self) -> int:
@@ -95,6 +98,17 @@ class MaskedActivation(nn.Module):
     def set_units(self, units: Tensor, on: bool) -> None:
         """Switch the given units on (``on=True``) or off. ``units``: int64 indices."""
         self.mask[units.to(self.mask.device)] = 1.0 if on else 0.0
+        self.version += 1
+
+    def clear(self) -> None:
+        """Switch every unit off."""
+        self.mask.zero_()
+        self.version += 1
+
+    def assign(self, mask: Tensor) -> None:
+        """Set the mask to ``mask`` (float32 ``(n_units,)`` of 0 and 1)."""
+        self.mask.copy_(mask)
+        self.version += 1
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
+from torch.nn.utils import skip_init
 
 from plasticity_bench.core.masks import MaskedActivation, MaskedLayer
 
@@ -124,6 +125,10 @@ class MaskedNet(nn.Module):
         """Active unit count per masked layer."""
         return [units.n_active() for units in self.units]
 
+    def mask_version(self) -> int:
+        """Grows whenever a unit mask changes (the sum of the layers' :attr:`MaskedActivation.version`)."""
+        return sum(units.version for units in self.units)
+
     def masks(self) -> list[Tensor]:
         """Copies of the unit masks (float32, shape ``(d_l,)``), input side first."""
         return [units.mask.detach().clone() for units in self.units]
@@ -139,7 +144,7 @@ class MaskedNet(nn.Module):
         for units, mask in zip(self.units, masks):
             if mask.shape != units.mask.shape:
                 raise ValueError(f"mask shape {tuple(mask.shape)} != {tuple(units.mask.shape)}")
-            units.mask.copy_(mask)
+            units.assign(mask)
 
     def export_compact(self) -> nn.Sequential:
         """A plain network holding only the active units, with the same function.
@@ -165,7 +170,7 @@ class MaskedNet(nn.Module):
 
 
 def _sub_layer_norm(norm: nn.Module, rows: Tensor) -> nn.LayerNorm:
-    out = nn.LayerNorm(rows.numel(), eps=norm.eps).to(rows.device)
+    out = skip_init(nn.LayerNorm, rows.numel(), eps=norm.eps, device=rows.device)
     out.weight.data.copy_(norm.weight.detach()[rows])
     out.bias.data.copy_(norm.bias.detach()[rows])
     return out
@@ -178,7 +183,8 @@ def _sub_linear(layer: nn.Linear, rows_in: Tensor | None, rows_out: Tensor | Non
         weight, bias = weight[rows_out], bias[rows_out]
     if rows_in is not None:
         weight = weight[:, rows_in]
-    out = nn.Linear(weight.shape[1], weight.shape[0]).to(weight.device)
+    # no initial draw (torch's RNG is a run's stream of random activations while it trains)
+    out = skip_init(nn.Linear, weight.shape[1], weight.shape[0], device=weight.device, dtype=weight.dtype)
     out.weight.data.copy_(weight)
     out.bias.data.copy_(bias)
     return out

@@ -4,6 +4,7 @@ run (docs/protocol.md §1, §7). The pipeline that puts them together is :mod:`p
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,10 +14,12 @@ import torch
 from avalanche.core import SupervisedPlugin
 from avalanche.training.plugins import EvaluationPlugin
 
-from plasticity_bench.core.masks import unit_indices
+from plasticity_bench.core.budget import unit_targets
+from plasticity_bench.core.masks import masked_layers_of, unit_indices
 from plasticity_bench.core.models import NETWORKS, MaskedNet, build_model, count_flops, count_params
 from plasticity_bench.core.seeding import derive_seed
 from plasticity_bench.measure.accuracy import CheckpointAccuracy
+from plasticity_bench.measure.cost import TrainingCost
 from plasticity_bench.measure.metrics import (
     CURVE_BIN,
     ActiveUnitsMetric,
@@ -169,10 +172,10 @@ def ticket_model(
 
 
 def scenario_plugins(spec: ScenarioSpec, info: StreamInfo, config: RunConfig) -> list[SupervisedPlugin]:
-    """Plugins that belong to the run, not the strategy: the plasticity diagnostics (docs/protocol.md §14)
-    and the scenario's (§7): Tiny ER for Split-MNIST/Fashion, the head reset of Continual ImageNet's
-    ``reset_head`` option. They run before the strategy's plugins."""
-    plugins: list[SupervisedPlugin] = [PlasticityDiagnostics()]
+    """Plugins that belong to the run, not the strategy: the plasticity diagnostics (docs/protocol.md §14),
+    the training cost (§16) and the scenario's (§7): Tiny ER for Split-MNIST/Fashion, the head reset of
+    Continual ImageNet's ``reset_head`` option. They run before the strategy's plugins."""
+    plugins: list[SupervisedPlugin] = [PlasticityDiagnostics(), TrainingCost()]
     if spec.replay:
         mix, count_replay = REPLAY_MIX.get(config.options), ONLINE_ROWS.get(config.options) == "all"
         plugins.append(TinyERPlugin(config.seed, mix=mix, count_replay=count_replay))
@@ -309,15 +312,16 @@ def use_config_resources(config: RunConfig, device: str) -> None:
 
 def cycle_results(run: StreamRun, metrics: StreamMetrics) -> dict[str, Any]:
     """What the record needs from the finished cycle run: summary (with the compact network's ``params``
-    and ``flops``), per-task arrays, data description, plugin reports, the final masks (active unit
-    indices per masked layer, :func:`~plasticity_bench.core.masks.unit_indices`) and the metrics
-    themselves."""
+    and ``flops`` per sample, and ``train_flops``, the run's training FLOPs), per-task arrays, data
+    description, plugin reports, the final masks (active unit indices per masked layer,
+    :func:`~plasticity_bench.core.masks.unit_indices`) and the metrics themselves."""
     spec, info, model = run.spec, run.benchmark.info, run.model
     compact = model.export_compact()
     summary = {
         **metrics.summary,
         "params": count_params(compact),
         "flops": count_flops(compact, info.input_shape),
+        "train_flops": next(p.flops for p in run.plugins if isinstance(p, TrainingCost)),
     }
     per_task = {**metrics.per_task, "final_active_units": model.active_units()}
     data = {"source": info.source, "variant": info.variant, "input_shape": list(info.input_shape)}
@@ -327,8 +331,46 @@ def cycle_results(run: StreamRun, metrics: StreamMetrics) -> dict[str, Any]:
     masks = unit_indices(model.masks())
     return {
         "summary": summary, "per_task": per_task, "data": data, "reports": reports, "metrics": metrics,
-        "final_masks": masks,
+        "final_masks": masks, "flags": budget_flags(run, reports),
     }  # fmt: skip
+
+
+#: Record flags of runs the leaderboard shows as off-budget (docs/protocol.md §16).
+OVER_BUDGET, STACKED_EDITS = "over budget", "edits without training"
+
+
+def budget_flags(run: StreamRun, reports: dict[str, Any]) -> list[str]:
+    """The finished cycle run's budget flags, each with a warning: :data:`OVER_BUDGET` when a structural
+    strategy ended with more active units in a layer than its compactness target
+    (:func:`~plasticity_bench.core.budget.unit_targets`), :data:`STACKED_EDITS` when its plugin ran several
+    edits at one task boundary (``stacked_edits`` in its report)."""
+    config, flags = run.config, []
+    if entry_for(config.strategy).structural:
+        layers = masked_layers_of(run.model)
+        widths, fan_in = [layer.width for layer in layers], [layer.fan_in_size for layer in layers]
+        targets = unit_targets(widths, fan_in, config.compactness, config.schedule)
+        over = [
+            f"layer {i}: {n} > {t}"
+            for i, (n, t) in enumerate(zip(run.model.active_units(), targets))
+            if n > t
+        ]
+        if over:
+            flags.append(OVER_BUDGET)
+            warn_flag(config, f"ended above its compactness budget ({', '.join(over)})")
+    if reports.get("stacked_edits"):
+        flags.append(STACKED_EDITS)
+        tasks = ", ".join(str(t) for t in reports["stacked_edits"])
+        warn_flag(config, f"ran several structural edits with no training between them (tasks {tasks})")
+    return flags
+
+
+def warn_flag(config: RunConfig, what: str) -> None:
+    """One warning for a flagged run: which run, what it did, what the leaderboard will show."""
+    warnings.warn(
+        f"{config.strategy} c={config.compactness:g} seed {config.seed} on {config.scenario} {what}; the "
+        "leaderboard marks its row off-budget",
+        stacklevel=3,
+    )
 
 
 def winning_ticket_summary(cycle: StreamMetrics, ticket: StreamMetrics) -> tuple[dict[str, float], str]:
@@ -357,6 +399,8 @@ def run_record(
         curves["wt_online_acc"] = wt.curve
     record = make_record(config.as_dict(), summary, per_task, data, wall_seconds)
     record.update(curves=curves, final_masks=cycle["final_masks"])
+    if cycle["flags"]:
+        record["flags"] = cycle["flags"]
     # edit log (docs/protocol.md §3), cohort diagnostics (§9), DYNO widths (§6)
     record.update(cycle["reports"])
     return record

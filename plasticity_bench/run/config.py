@@ -30,8 +30,11 @@ MOMENTUM = Option("momentum", "float", 0.0, "SGD momentum (SGD scenarios)", mini
 class RunConfig:
     """Everything that defines a run's result (what the record's ``config`` holds).
 
-    ``options`` holds every run option the scenario and strategy read (e.g. ``rewind``, ``label_mode``),
-    defaults included (:func:`used_options`, :func:`plasticity_bench.core.options.resolve`). ``device``
+    ``plugin_source`` is the sha256 of a user strategy's source file
+    (:func:`~plasticity_bench.strategies.registry.plugin_source`; None for built-ins): editing the file
+    makes new runs. ``options`` holds every run option the scenario and strategy read (e.g. ``rewind``,
+    ``label_mode``), defaults included (:func:`used_options`,
+    :func:`plasticity_bench.core.options.resolve`). ``device``
     (``cpu`` or ``cuda``) and ``threads`` (torch CPU threads) are part of it because they change float
     reduction
     order, hence the last digits of results and diagnostics; the data root is not (the data must be the
@@ -55,9 +58,15 @@ class RunConfig:
     options: dict[str, Any] = field(default_factory=dict)
     device: str = "cpu"
     threads: int = 1
+    plugin_source: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The record's ``config``: every field, but ``plugin_source`` only for user strategies (built-in
+        runs keep the run keys they had before the field existed)."""
+        fields = asdict(self)
+        if fields["plugin_source"] is None:
+            del fields["plugin_source"]
+        return fields
 
     def strategy_config(self) -> StrategyConfig:
         _, mods = split_name(self.strategy)

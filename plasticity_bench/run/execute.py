@@ -161,19 +161,28 @@ class Phases:
     def cycle_trainer(
         self, loggers: list[Sequence[Any]], saved: dict[str, Any] | None
     ) -> tuple[Trainer, int]:
-        """The cycle phase's trainer and its first task: fresh runs (each network drawn at ``init``, then
-        the generator of its activations, then its strategy's plugins), or the checkpoint ``saved``'s."""
+        """The cycle phase's trainer and its first task: :func:`fresh_runs`, or the checkpoint ``saved``'s."""
         if saved is not None:
             saved["trainer"].attach(self.streams, loggers)
             return saved["trainer"], saved["next_task"]
-        runs = []
-        for config, stream, logs in zip(self.configs, self.streams, loggers):
-            model = new_model(config, stream[1].info, width_of(config), "init", self.device)
-            generator = run_generator(config, "init", self.device)
-            plugins = build_plugins(config.strategy_config())
-            curve_bin = self.recording.curve_bin
-            runs.append(StreamRun.start(config, stream, model, generator, plugins, curve_bin, logs))
+        runs = fresh_runs(self.configs, self.streams, self.device, self.recording.curve_bin, loggers)
         return self.trainer(runs, self.device), 0
+
+
+def fresh_runs(
+    configs: list[RunConfig], streams: list[Stream], device: str, curve_bin: int = CURVE_BIN,
+    loggers: Sequence[Sequence[Any]] | None = None,
+) -> list[StreamRun]:  # fmt: skip
+    """New runs of ``configs`` on their ``streams``: each network drawn at ``init``, then the generator of
+    its activations, then its strategy's plugins; metrics in bins of ``curve_bin`` updates, handed to each
+    run's ``loggers`` (default none)."""
+    runs = []
+    for config, stream, logs in zip(configs, streams, loggers or [()] * len(configs)):
+        model = new_model(config, stream[1].info, width_of(config), "init", device)
+        generator = run_generator(config, "init", device)
+        plugins = build_plugins(config.strategy_config())
+        runs.append(StreamRun.start(config, stream, model, generator, plugins, curve_bin, logs))
+    return runs
 
 
 def ticket_runs(runs: list[StreamRun], device: str, curve_bin: int) -> list[StreamRun]:

@@ -174,7 +174,8 @@ CONFIG_FIELDS: dict[str, tuple[type, ...]] = {
 #: Optional top-level parts and their JSON type; lists hold objects where ``ROWS`` says so.
 PARTS: dict[str, type] = {
     "per_task": dict, "data": dict, "curves": dict, "edits": list, "diagnostics": list, "plasticity": list,
-    "final_masks": list, "dyno": dict, "resets": list, "versions": dict, "code": dict,
+    "final_masks": list, "dyno": dict, "resets": list, "versions": dict, "code": dict, "flags": list,
+    "stacked_edits": list,
 }  # fmt: skip
 ROWS = ("edits", "diagnostics", "plasticity", "resets")
 
@@ -277,10 +278,11 @@ class ResultStore:
 
     def status(self, config: dict[str, Any]) -> str:
         """``current`` (a record of this config and of the current protocol version), ``stale`` (a record
-        of another protocol version), or ``missing`` (none, a corrupt file, or a colliding key)."""
+        of another protocol version, or of this user strategy made from another version of its source file:
+        :meth:`other_source`), or ``missing`` (none, a corrupt file, or a colliding key)."""
         path = self.path_for(config)
         if not path.is_file():
-            return "missing"
+            return "missing" if self.other_source(config) is None else "stale"
         try:
             record = read_record(path)
         except CorruptRecordError:
@@ -288,6 +290,30 @@ class ResultStore:
         if record["key"] != run_key(config):
             return "missing"
         return "current" if record_protocol(record) == PROTOCOL_VERSION else "stale"
+
+    def other_source(self, config: dict[str, Any]) -> dict[str, Any] | None:
+        """A record of user-strategy config ``config`` but for its ``plugin_source``: made before the
+        strategy's file was edited (None when there is none, or for built-in strategies)."""
+        if config.get("plugin_source") is None:
+            return None
+        bare = {k: v for k, v in config.items() if k != "plugin_source"}
+        folder = self.path_for(config).parent
+        for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+            try:
+                record = read_record(path)
+            except CorruptRecordError:
+                continue
+            other = record["config"]
+            same = {k: v for k, v in other.items() if k != "plugin_source"} == bare
+            if same and other.get("plugin_source") != config["plugin_source"]:
+                return record
+        return None
+
+    def counted_key(self, config: dict[str, Any], allow_stale: bool = False) -> str:
+        """The key of the record that stands for ``config``: its own, or with ``allow_stale`` that of the
+        record :meth:`other_source` finds when it has none."""
+        other = None if self.path_for(config).is_file() or not allow_stale else self.other_source(config)
+        return run_key(config) if other is None else other["key"]
 
     def has(self, config: dict[str, Any], allow_stale: bool = False) -> bool:
         """True when a current record of exactly this config exists (or a stale one, with ``allow_stale``)."""
@@ -303,7 +329,9 @@ class ResultStore:
         """Write ``record`` atomically under :meth:`path_for` its config and return the path.
 
         A missing ``key`` is filled in; a ``key`` that is not ``run_key(record["config"])`` raises
-        ``ValueError``. JSON is written indented with sorted keys (NaN is written as ``NaN``).
+        ``ValueError``. JSON is written indented with sorted keys (NaN is written as ``NaN``). Like a record
+        of an older protocol version, which it overwrites, a user strategy's record made from an older
+        version of its file (:meth:`other_source`) is removed.
         """
         config = record["config"]
         key = run_key(config)
@@ -311,7 +339,10 @@ class ResultStore:
             raise ValueError(f"record key {record['key']!r} is not the hash of its config ({key!r})")
         path = self.path_for(config)
         path.parent.mkdir(parents=True, exist_ok=True)
-        return atomic_write_text(path, json.dumps(record, indent=2, sort_keys=True) + "\n")
+        written = atomic_write_text(path, json.dumps(record, indent=2, sort_keys=True) + "\n")
+        while (older := self.other_source(config)) is not None:
+            self.path_for(older["config"]).unlink()
+        return written
 
     def record_paths(self) -> list[Path]:
         """Every record file under the store, sorted (temporary files of unfinished writes excluded)."""

@@ -16,11 +16,7 @@ from plasticity_bench.run.config import MOMENTUM, WT_INIT, RunConfig
 from plasticity_bench.run.records import ResultStore
 from plasticity_bench.scenarios.registry import ScenarioSpec, parse_scenario
 from plasticity_bench.strategies.base import EDIT_EVERY_TASKS, EDIT_PLACEMENT
-from plasticity_bench.strategies.registry import (
-    entry_for,
-    options_for,
-    split_name,
-)
+from plasticity_bench.strategies.registry import entry_for, options_for, plugin_source, split_name
 from plasticity_bench.strategies.replay import ONLINE_ROWS, REPLAY_MIX
 
 
@@ -118,6 +114,7 @@ def expand(
         name_lrs = run_lrs(entry.fixed_lr and spec.table14, lrs or [base["lr"]], base["lr"])
         extra = [s for s in (select_seeds or []) if s not in seeds] if len(name_lrs) > 1 else []
         common = {"scenario": spec.name, "variant": variant, "strategy": name, "options": resolved, **fields}
+        common["plugin_source"] = plugin_source(name)
         grid = itertools.product(compactness if entry.structural else [1.0], name_lrs, seeds + extra)
         configs += [RunConfig(compactness=c, seed=seed, lr=lr, **common) for c, lr, seed in grid]
     return configs

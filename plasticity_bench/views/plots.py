@@ -9,7 +9,8 @@ Per scenario (records of one ``scenario@variant``), each figure as PNG and SVG:
   Sec. 4's "forward-active but backward-starved" picture: act near 0 with grad below 0);
 - ``leaderboard``: the scenario's primary metric per row as a dot with its 95% interval, and LC26 Table 14's
   figure as a marker where comparable (docs/protocol.md §10);
-- ``ticket``: Cycle against winning-ticket ACC (TAOA where the scenario has no checkpoints).
+- ``ticket``: Cycle against winning-ticket ACC (TAOA where the scenario has no checkpoints);
+- ``compute``: the primary metric against the training FLOPs, with the Pareto front (equal compute).
 
 A *group* is a leaderboard row: records equal but for the seed, at the row's chosen lr. Lines are the mean
 over seeds with a 95% Student-t band (none for one seed); colours are the Okabe-Ito palette, safe for
@@ -35,7 +36,7 @@ from matplotlib.ticker import MaxNLocator
 from scipy import stats
 
 from plasticity_bench.core.io import atomic_write
-from plasticity_bench.leaderboard.aggregate import aggregate, primary_metric, row_records
+from plasticity_bench.leaderboard.aggregate import aggregate, primary_metric, row_records, short_name
 from plasticity_bench.leaderboard.paper import attach_reference, paper_metric
 from plasticity_bench.measure.metrics import bin_ends
 from plasticity_bench.measure.plasticity import FIELDS as PLASTICITY_FIELDS
@@ -81,7 +82,8 @@ def groups_of(records: Sequence[dict[str, Any]]) -> list[Group]:
     groups = []
     for _, row in attach_reference(aggregate(records)).iterrows():
         fixed_width = row["strategy"] in ("dense", "dyno")
-        label = row["strategy"] if fixed_width else f"{row['strategy']} c={row['compactness']:g}"
+        name = short_name(row["strategy"])
+        label = name if fixed_width else f"{name} c={row['compactness']:g}"
         label += f" ({row['settings']})" if row.get("settings") else ""
         groups.append(Group(label, row_records(row, records), row.to_dict()))
     return groups
@@ -94,7 +96,7 @@ def _style(i: int) -> dict[str, Any]:
     }
 
 
-def _line(
+def mean_line(
     ax: Any, x: np.ndarray, values: np.ndarray, label: str, i: int, percent: bool = True, stairs: bool = False
 ) -> None:
     """Mean of ``values`` ``(seeds, points)`` against ``x``, with its 95% band; ``percent``: the values are
@@ -124,13 +126,13 @@ def _figure(title: str, panels: int = 1) -> tuple[Figure, list[Any]]:
     return fig, list(axes[0])
 
 
-def _task_axis(ax: Any, ylabel: str) -> None:
+def task_axis(ax: Any, ylabel: str) -> None:
     """An x axis of task numbers (integer ticks only) and ``ylabel``."""
     ax.set(xlabel="task", ylabel=ylabel)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
 
 
-def _finish(fig: Figure, axes: list[Any]) -> Figure:
+def finish(fig: Figure, axes: list[Any]) -> Figure:
     axes[0].legend(fontsize="small", frameon=False)
     for ax in axes:
         ax.grid(alpha=0.3)
@@ -149,9 +151,9 @@ def online_accuracy(groups: list[Group], scenario: str) -> Figure | None:
         values = _stack([[v for task in c["online_acc"] for v in task] for c in curves])
         steps = group.records[0]["config"]["steps_per_task"]
         x = _curve_updates(curves[0]["online_acc"], curves[0]["bin"], steps)[: values.shape[1]]
-        _line(axes[0], x, values, group.label, i)
+        mean_line(axes[0], x, values, group.label, i)
     axes[0].set(xlabel="updates", ylabel="online accuracy (%)")
-    return _finish(fig, axes)
+    return finish(fig, axes)
 
 
 def _curve_updates(tasks: list[list[float]], size: int, steps: int) -> np.ndarray:
@@ -164,9 +166,9 @@ def task_accuracy(groups: list[Group], scenario: str) -> Figure | None:
     fig, axes = _figure(f"{scenario}: online accuracy per task")
     for i, group in enumerate(groups):
         values = _stack([r["per_task"]["online_acc"] for r in group.records])
-        _line(axes[0], np.arange(1, values.shape[1] + 1), values, group.label, i)
-    _task_axis(axes[0], "task online accuracy (%)")
-    return _finish(fig, axes)
+        mean_line(axes[0], np.arange(1, values.shape[1] + 1), values, group.label, i)
+    task_axis(axes[0], "task online accuracy (%)")
+    return finish(fig, axes)
 
 
 def active_units(groups: list[Group], scenario: str) -> Figure | None:
@@ -182,7 +184,7 @@ def active_units(groups: list[Group], scenario: str) -> Figure | None:
             draw(ax, group, layer, i)
     for layer, ax in enumerate(axes):
         ax.set(title=f"layer {layer}", xlabel="updates", ylabel="active units")
-    return _finish(fig, axes)
+    return finish(fig, axes)
 
 
 def _dyno_widths(ax: Any, group: Group, layer: int, i: int) -> None:
@@ -201,7 +203,7 @@ def _task_widths(ax: Any, group: Group, layer: int, i: int) -> None:
          for r in group.records]
     )  # fmt: skip
     steps = group.records[0]["config"]["steps_per_task"]
-    _line(ax, np.arange(values.shape[1]) * steps, values, group.label, i, percent=False, stairs=True)
+    mean_line(ax, np.arange(values.shape[1]) * steps, values, group.label, i, percent=False, stairs=True)
 
 
 def _changes_width(group: Group) -> bool:
@@ -221,11 +223,11 @@ def cohort_parity(groups: list[Group], scenario: str) -> Figure | None:
             per_seed = [_parity_by_age(r.get("diagnostics", []), kind) for r in group.records]
             ages = sorted(set().union(*per_seed))
             values = np.array([[seed.get(a, math.nan) for a in ages] for seed in per_seed], dtype=float)
-            _line(ax, np.array(ages), values, group.label, i, percent=False)
+            mean_line(ax, np.array(ages), values, group.label, i, percent=False)
     for ax, kind in zip(axes, ("activation", "gradient")):
         ax.axhline(0.0, color="grey", linewidth=0.8)
         ax.set(xlabel="updates after the edit", ylabel=f"{kind} log-parity (A vs B)", title=kind)
-    return _finish(fig, axes)
+    return finish(fig, axes)
 
 
 def _parity_by_age(rows: list[dict[str, Any]], kind: str) -> dict[int, float]:
@@ -266,6 +268,42 @@ def leaderboard_chart(groups: list[Group], scenario: str) -> Figure | None:
     return fig
 
 
+def compute(groups: list[Group], scenario: str) -> Figure | None:
+    """Equal compute (docs/protocol.md §16): each row's primary metric (%) against its training FLOPs
+    (log axis), mean and 95% CI over seeds, with the Pareto front (no other row is both cheaper and
+    better) as a dashed line."""
+    costed = [g for g in groups if not math.isnan(g.row.get("train_flops_mean", math.nan))]
+    records = [r for g in costed for r in g.records]
+    metric = primary_metric(records[0]["config"]["scenario"], records) if records else None
+    if metric is None:
+        return None
+    fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    points = []
+    for i, group in enumerate(groups):
+        if group not in costed:
+            continue
+        x, y = group.row["train_flops_mean"], group.row[f"{metric}_mean"] * 100
+        half = group.row[f"{metric}_ci95"] * 100
+        error = None if math.isnan(half) else half
+        ax.errorbar(x, y, yerr=error, fmt="o", capsize=3, label=group.label, color=_style(i)["color"])
+        points.append((x, y))
+    front = pareto_front(points)
+    ax.plot(*zip(*front), "--", color="grey", linewidth=0.8, label="Pareto front")
+    ax.set(xscale="log", xlabel="training FLOPs (forward + backward, active units)",
+           ylabel=f"{metric.upper()} (%)", title=f"{scenario}: metric vs training compute")  # fmt: skip
+    return finish(fig, [ax])
+
+
+def pareto_front(points: Sequence[tuple[float, float]]) -> list[tuple[float, float]]:
+    """The points no other point beats on both cost (lower ``x``) and score (higher ``y``), by cost."""
+    front, best = [], -math.inf
+    for x, y in sorted(points, key=lambda p: (p[0], -p[1])):
+        if y > best:
+            front.append((x, y))
+            best = y
+    return front
+
+
 def ticket(groups: list[Group], scenario: str) -> Figure | None:
     """Cycle against winning-ticket ACC (TAOA without checkpoints), per group: mean and 95% CI over seeds
     on both axes, with the diagonal (points below it: the ticket does worse than the cycle run)."""
@@ -283,7 +321,7 @@ def ticket(groups: list[Group], scenario: str) -> Figure | None:
     low, high = ax.get_xlim()
     ax.plot([low, high], [low, high], color="grey", linewidth=0.8)
     ax.set(xlabel=f"Cycle {metric.upper()} (%)", ylabel=f"winning ticket {metric.upper()} (%)")
-    return _finish(fig, axes)
+    return finish(fig, axes)
 
 
 def plasticity(groups: list[Group], scenario: str) -> Figure | None:
@@ -299,11 +337,11 @@ def plasticity(groups: list[Group], scenario: str) -> Figure | None:
         for ax, field in zip(axes, PLASTICITY_FIELDS):
             values = _stack([f[field].tolist() for f in frames])
             percent = field == "dormant_fraction"
-            _line(ax, np.arange(1, values.shape[1] + 1), values, group.label, i, percent=percent)
+            mean_line(ax, np.arange(1, values.shape[1] + 1), values, group.label, i, percent=percent)
     for ax, field in zip(axes, PLASTICITY_FIELDS):
         unit = " (%)" if field == "dormant_fraction" else ""
-        _task_axis(ax, field.replace("_", " ") + unit)
-    return _finish(fig, axes)
+        task_axis(ax, field.replace("_", " ") + unit)
+    return finish(fig, axes)
 
 
 def _bar(half: float) -> float | None:
@@ -319,6 +357,7 @@ FIGURES: dict[str, Callable[[list[Group], str], Figure | None]] = {
     "leaderboard": leaderboard_chart,
     "ticket": ticket,
     "plasticity": plasticity,
+    "compute": compute,
 }
 
 
@@ -348,9 +387,11 @@ def save_atomically(fig: Figure, path: Path, fmt: str) -> Path:
     return atomic_write(path, lambda stream: fig.savefig(stream, format=fmt, dpi=120, bbox_inches="tight"))
 
 
-def write_figures(records: Sequence[dict[str, Any]], out: Path) -> list[Path]:
-    """Write every figure of ``records`` under ``out`` as ``<scenario>_<name>.png`` and ``.svg``; returns
-    the paths written (PNG and SVG of each figure).
+def write_figures(
+    records: Sequence[dict[str, Any]], out: Path, extra: Sequence[tuple[str, str, Figure]] = ()
+) -> list[Path]:
+    """Write every figure of ``records``, then ``extra`` (the comparison's), under ``out`` as
+    ``<scenario>_<name>.png`` and ``.svg``; returns the paths written (PNG and SVG of each figure).
 
     Raises:
         ValueError: for no records.
@@ -359,7 +400,7 @@ def write_figures(records: Sequence[dict[str, Any]], out: Path) -> list[Path]:
         raise ValueError("no records to plot")
     out.mkdir(parents=True, exist_ok=True)
     written = []
-    for scenario, name, fig in figures(records):
+    for scenario, name, fig in [*figures(records), *extra]:
         stem = f"{scenario.replace('@', '-')}_{name}"
         for fmt in FORMATS:
             written.append(save_atomically(fig, out / f"{stem}.{fmt}", fmt))

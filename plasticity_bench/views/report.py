@@ -22,9 +22,11 @@ import matplotlib.pyplot as plt
 
 from plasticity_bench.core.io import atomic_write_text
 from plasticity_bench.leaderboard.aggregate import aggregate
+from plasticity_bench.leaderboard.compare import compare
 from plasticity_bench.leaderboard.paper import attach_reference
 from plasticity_bench.leaderboard.tables import table_cells
 from plasticity_bench.run.records import code_version
+from plasticity_bench.views.comparison import comparison_figures
 from plasticity_bench.views.plots import figures
 
 STYLE = """
@@ -90,8 +92,11 @@ def _sources(records: Sequence[dict[str, Any]]) -> list[list[str]]:
     return [[*key, str(n)] for key, n in sorted(seen.items())]
 
 
-def render_report(records: Sequence[dict[str, Any]], title: str = "plasticity_bench report") -> str:
-    """The report of ``records`` as one HTML document (see the module docstring).
+def render_report(
+    records: Sequence[dict[str, Any]], title: str = "plasticity_bench report", baseline: str | None = None
+) -> str:
+    """The report of ``records`` as one HTML document (see the module docstring); with ``baseline``, the
+    comparison with it (its table and :mod:`plasticity_bench.views.comparison`'s figures) too.
 
     Raises:
         ValueError: for no records.
@@ -99,7 +104,7 @@ def render_report(records: Sequence[dict[str, Any]], title: str = "plasticity_be
     if not records:
         raise ValueError("no records to report")
     headers, rows = table_cells(attach_reference(aggregate(records)))
-    made = figures(records)
+    made = [*figures(records), *comparison_figures(records, baseline)]
     configs = sorted(
         ([str(r["config"].get(c)) for c in CONFIG_COLUMNS] + [r["key"][:16]] for r in records),
         key=lambda row: row,
@@ -112,6 +117,7 @@ def render_report(records: Sequence[dict[str, Any]], title: str = "plasticity_be
         f"(protocol {current['protocol']}). Ours: mean ± 95% CI over seeds (Student t).</p>",
         "<h2>Leaderboard</h2>",
         _table(headers, rows, "leaderboard"),
+        *_comparison_html(records, baseline),
         f"<h2>Figures</h2><p>{len(made)} figures; lines are means over seeds with 95% bands.</p>",
         _figure_html(made),
         "<h2>Code</h2>",
@@ -133,7 +139,28 @@ def render_report(records: Sequence[dict[str, Any]], title: str = "plasticity_be
     )
 
 
-def write_report(records: Sequence[dict[str, Any]], path: Path) -> Path:
-    """Write :func:`render_report` of ``records`` to ``path`` atomically; returns ``path``."""
-    atomic_write_text(path, render_report(records))
+def _comparison_html(records: Sequence[dict[str, Any]], baseline: str | None) -> list[str]:
+    """The comparison section: the paired table with ``baseline`` (none without a baseline)."""
+    if baseline is None:
+        return []
+    table = compare(records, baseline).table
+    shown = table[[c for c in COMPARED if c in table.columns]]
+    cells = [[_cell(v) for v in row] for row in shown.itertuples(index=False)]
+    note = (f"<p>Paired per seed on identical streams: strategy − {html.escape(baseline)}, percent points "
+            "(ALL: normalised points); 95% Student-t interval; Wilcoxon p, Holm-corrected.</p>")  # fmt: skip
+    return [f"<h2>Compared with {html.escape(baseline)}</h2>", note, _table(COMPARED, cells, "comparison")]
+
+
+COMPARED = ("scenario", "strategy", "compactness", "metric", "n", "mean_diff", "ci_low", "ci_high",
+            "p_holm", "prob_improvement", "seeds_for_80_power")  # fmt: skip
+
+
+def _cell(value: Any) -> str:
+    return f"{value:.3g}" if isinstance(value, float) else str(value)
+
+
+def write_report(records: Sequence[dict[str, Any]], path: Path, baseline: str | None = None) -> Path:
+    """Write :func:`render_report` of ``records`` (compared with ``baseline`` when given) to ``path``
+    atomically; returns ``path``."""
+    atomic_write_text(path, render_report(records, baseline=baseline))
     return path

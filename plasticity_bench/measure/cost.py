@@ -1,0 +1,51 @@
+"""The training cost of a run from its active units (docs/protocol.md §16, equal compute).
+
+Forward plus backward is counted as 3 x the forward FLOPs of the active network per row (the backward
+pass costs two forwards: Kaplan et al. 2020, "Scaling laws for neural language models", C = 6N per token),
+summed over every row of every update (replayed rows included). The forward FLOPs are those of the compact
+network (:func:`~plasticity_bench.core.models.count_flops` of ``export_compact()``): masked units cost
+nothing. They are recounted only when a mask changed (:meth:`~plasticity_bench.core.models.MaskedNet.
+mask_version`, a Python counter): the per-update path reads no tensor.
+"""
+
+from __future__ import annotations
+
+from avalanche.core import SupervisedPlugin
+
+from plasticity_bench.core.host import Host
+from plasticity_bench.core.models import count_flops
+
+#: Training FLOPs per row and update, in forward passes (forward 1 + backward 2).
+PASSES_PER_UPDATE = 3
+
+
+class TrainingCost(SupervisedPlugin):
+    """Sums the training FLOPs of a run (see the module doc).
+
+    Attributes:
+        flops: training FLOPs so far (float; a 1,000-task run passes 2**53 only beyond 10^15 FLOPs per
+            update, where float rounding is far below the count's own approximation).
+    """
+
+    BATCHABLE = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.flops = 0.0
+        self.per_row = 0
+        self.version = -1
+
+    def _recount(self, strategy: Host) -> None:
+        """The forward FLOPs per row of the active network, when a mask changed since the last count."""
+        model = strategy.model
+        if model.mask_version() != self.version:
+            shape = tuple(strategy.experience.task.x.shape[1:])
+            self.per_row = count_flops(model.export_compact(), shape)
+            self.version = model.mask_version()
+
+    def before_training_exp(self, strategy: Host, **kwargs: object) -> None:
+        self._recount(strategy)
+
+    def after_training_iteration(self, strategy: Host, **kwargs: object) -> None:
+        self._recount(strategy)
+        self.flops += PASSES_PER_UPDATE * self.per_row * strategy.mb_x.shape[0]

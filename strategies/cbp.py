@@ -5,12 +5,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 from torch.utils.hooks import RemovableHandle
 
 from plasticity_bench.core.host import Host
-from plasticity_bench.core.masks import MaskedActivation, MaskedLayer, masked_layers_of
+from plasticity_bench.core.masks import MaskCache, MaskedActivation, MaskedLayer, masked_layers_of
 from plasticity_bench.core.options import Option
 from plasticity_bench.measure.importance import Contribution, Importance
 from plasticity_bench.measure.probes import Probe, eval_mode
@@ -38,14 +39,26 @@ class LayerUtility:
     def __init__(self, width: int, device: torch.device) -> None:
         self.utility = torch.zeros(width, device=device)
         self.age = torch.zeros(width, dtype=torch.long, device=device)
+        #: The ages again, on the host: how many units are old enough is known without waiting for the
+        #: device (the ages only depend on the masks and the updates, which the host knows).
+        self.age_host = np.zeros(width, dtype=np.int64)
         self.pending = 0.0
         self.mean_feature: Tensor | None = None
 
-    def update(self, instant: Tensor, active: Tensor, decay: float, features: Tensor | None = None) -> None:
-        """``u <- decay * u + (1 - decay) * instant``; ages of the ``active`` units (bool ``(d,)``) + 1;
-        with ``features`` (the batch mean of each consumer column's input), their running mean likewise."""
+    def update(
+        self,
+        instant: Tensor,
+        active: Tensor,
+        active_host: Tensor,
+        decay: float,
+        features: Tensor | None = None,
+    ) -> None:
+        """``u <- decay * u + (1 - decay) * instant``; ages of the ``active`` units (bool ``(d,)``, on the
+        device and, ``active_host``, a numpy array on the host) + 1; with ``features`` (the batch mean of
+        each consumer column's input), their running mean likewise."""
         self.utility.mul_(decay).add_(instant, alpha=1 - decay)
         self.age += active.long()
+        self.age_host += active_host
         if features is not None:
             if self.mean_feature is None:
                 self.mean_feature = torch.zeros_like(features)
@@ -102,6 +115,7 @@ class ContinualBackpropPlugin(UnitResetPlugin):
         self.bias_correction = bias_correction
         self.score = score or Contribution()
         self.state: list[LayerUtility] = []
+        self.active_host = MaskCache(host_mask)
         self._z: dict[int, Tensor] = {}
         self._hooks: list[RemovableHandle] = []
 
@@ -134,13 +148,15 @@ class ContinualBackpropPlugin(UnitResetPlugin):
 
     def step_layer(self, strategy: Host, layer: MaskedLayer, state: LayerUtility, p: Probe) -> None:
         """One update of ``layer``'s utilities, then its due replacements."""
-        active = layer.units.mask > 0.5
+        active, active_host = layer.units.mask > 0.5, self.active_host(layer)  # host copy: per mask change
         features = consumer_features(p, layer.index) if self.bias_correction else None
-        state.update(self.score(layer, p), active, self.decay, features)
-        eligible = torch.nonzero(active & (state.age > self.maturity)).flatten()
-        due = min(replacement_count(state, eligible.numel(), self.rate), eligible.numel())
+        state.update(self.score(layer, p), active, active_host, self.decay, features)
+        mature = active_host & (state.age_host > self.maturity)
+        count = int(mature.sum())  # host arrays: no device sync
+        due = min(replacement_count(state, count, self.rate), count)
         if due == 0:
             return
+        eligible = torch.from_numpy(np.flatnonzero(mature)).to(layer.units.mask.device)
         utility = state.corrected(self.decay)[eligible]
         order = torch.sort(utility, stable=True).indices[:due]
         units = eligible[order]
@@ -149,6 +165,7 @@ class ContinualBackpropPlugin(UnitResetPlugin):
         self.reset(strategy, layer, units)
         state.utility[units] = 0.0
         state.age[units] = 0
+        state.age_host[units.cpu().numpy()] = 0
 
 
 def consumer_features(p: Probe, index: int) -> Tensor:
@@ -173,3 +190,8 @@ def correct_consumer_bias(layer: MaskedLayer, units: Tensor, state: LayerUtility
     means = state.mean_feature[columns] / scale
     with torch.no_grad():
         bias.add_(layer.consumer.weight[:, columns] @ means)
+
+
+def host_mask(layer: MaskedLayer) -> np.ndarray:
+    """``layer``'s active units as a bool array on the host."""
+    return (layer.units.mask > 0.5).cpu().numpy()

@@ -33,11 +33,13 @@ from typing import Any
 import torch
 from avalanche.core import SupervisedPlugin
 from torch import Tensor, nn
+from torch.profiler import record_function
 
 from plasticity_bench.core.host import Host
 from plasticity_bench.core.masks import MaskedLayer, masked_layers_of, zero_optimizer_state
 from plasticity_bench.core.options import Option
 from plasticity_bench.core.seeding import generator
+from plasticity_bench.measure.dispatch import EDIT_RANGE
 from plasticity_bench.measure.probes import eval_mode
 from plasticity_bench.strategies.base import StrategyConfig
 from plasticity_bench.strategies.grow import top_units
@@ -304,7 +306,8 @@ class DynoPlugin(SupervisedPlugin):
         """Count the update; every ``trigger_every`` updates, :meth:`trigger`."""
         self.step += 1
         if self.step % self.trigger_every == 0:
-            self.trigger(strategy)
+            with record_function(EDIT_RANGE):  # edit work: counted apart from the per-update path
+                self.trigger(strategy)
 
     def trigger(self, strategy: Host) -> None:
         """Measure every layer with a full buffer and apply its prune/grow decision. With the ``network``

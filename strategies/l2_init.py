@@ -8,7 +8,7 @@ from avalanche.core import SupervisedPlugin
 from torch import Tensor, nn
 
 from plasticity_bench.core.host import Host
-from plasticity_bench.core.masks import masked_layers_of
+from plasticity_bench.core.masks import MaskCache, inactive_slices, masked_layers_of
 from plasticity_bench.core.options import Option
 
 L2_INIT_WEIGHT = Option(
@@ -47,6 +47,9 @@ class L2InitPlugin(SupervisedPlugin):
         self.weight = weight
         self.params: list[nn.Parameter] = []
         self.initial: list[Tensor] = []
+        #: The slices of each layer's inactive units, found again only after a mask change (no ``nonzero``
+        #: per update).
+        self.inactive_slices = MaskCache(inactive_slices)
 
     def before_training(self, strategy: Host, **kwargs: object) -> None:
         if not self.params:
@@ -60,7 +63,5 @@ class L2InitPlugin(SupervisedPlugin):
                     param.grad = torch.zeros_like(param)
                 param.grad.add_(param - initial, alpha=self.weight)
             for layer in masked_layers_of(strategy.model):
-                inactive = layer.units.inactive()
-                if inactive.numel():
-                    for piece in layer.slices(inactive):
-                        piece.fill(0.0, piece.param.grad)
+                for piece in self.inactive_slices(layer):
+                    piece.fill(0.0, piece.param.grad)

@@ -11,12 +11,14 @@
 
 from __future__ import annotations
 
+import copy
+
 import torch
 from avalanche.core import SupervisedPlugin
 from torch import Tensor, nn
 
 from plasticity_bench.core.host import Host
-from plasticity_bench.core.masks import masked_layers_of
+from plasticity_bench.core.masks import MaskCache, inactive_slices, masked_layers_of
 from plasticity_bench.core.models import fresh_parameters
 from plasticity_bench.core.options import Option
 from plasticity_bench.core.seeding import generator
@@ -91,18 +93,22 @@ class ShrinkPerturbPlugin(SupervisedPlugin):
             raise ValueError(f"unknown sp_form {form!r} / perturb_noise {noise!r}: {SP_FORMS} / {NOISES}")
         self.form, self.shrink, self.perturb, self.noise, self.seed = form, shrink, perturb, noise, seed
         self.updates = 0
+        self.template: nn.Module | None = None  # a CPU copy of the network the init is drawn into
+        self.kept_slices = MaskCache(inactive_slices)
 
     def draw_noise(self, model: nn.Module, key: int) -> list[Tensor]:
         """``eps`` for update or task ``key``: one tensor per parameter of ``model``, on its device."""
         gen = generator(self.seed, "shrink-perturb", self.form, key)
         if self.noise == "init":
-            return fresh_parameters(model, gen)
+            if self.template is None:
+                self.template = copy.deepcopy(model).cpu()
+            return fresh_parameters(model, gen, self.template)
         return [torch.randn(p.shape, generator=gen).to(p.device) for p in model.parameters()]
 
     def apply(self, model: nn.Module, key: int) -> None:
         """One shrink-and-perturb of ``model``'s parameters; masked-off units' slices are kept."""
         layers = masked_layers_of(model)
-        kept = [(piece, piece.read()) for layer in layers for piece in layer.slices(layer.units.inactive())]
+        kept = [(piece, piece.read()) for layer in layers for piece in self.kept_slices(layer)]
         shrink_perturb(list(model.parameters()), self.shrink, self.perturb, self.draw_noise(model, key))
         for piece, value in kept:
             piece.write(value)

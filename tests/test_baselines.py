@@ -198,8 +198,9 @@ def test_redo_resets_exactly_the_dormant_units_every_f_updates() -> None:
 
 def test_cbp_utility_is_a_running_average_of_contribution() -> None:
     state = LayerUtility(2, torch.device("cpu"))
-    state.update(torch.tensor([1.0, 2.0]), torch.tensor([True, False]), decay=0.9)
-    state.update(torch.tensor([1.0, 2.0]), torch.tensor([True, False]), decay=0.9)
+    active = torch.tensor([True, False])
+    state.update(torch.tensor([1.0, 2.0]), active, active.numpy(), decay=0.9)
+    state.update(torch.tensor([1.0, 2.0]), active, active.numpy(), decay=0.9)
     assert torch.allclose(state.utility, torch.tensor([0.19, 0.38]))  # 0.1 * x, then 0.9 * 0.1x + 0.1x
     assert state.age.tolist() == [2, 0]
     assert torch.allclose(state.corrected(0.9), torch.tensor([0.19 / (1 - 0.81), 0.38]))

@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -330,3 +331,27 @@ def masks_from_indices(indices: list[list[int]], widths: list[int]) -> list[Tens
         mask[list(active)] = 1.0
         masks.append(mask)
     return masks
+
+
+class MaskCache:
+    """Something computed from a masked layer's mask (its inactive units' slices, the mask on the host),
+    kept per layer until the mask changes (:attr:`MaskedActivation.version`): a per-update plugin reads it
+    without a device sync. ``compute`` must be a module-level function (checkpoints pickle the cache)."""
+
+    def __init__(self, compute: Callable[[MaskedLayer], Any]) -> None:
+        self.compute = compute
+        self.kept: dict[int, tuple[int, Any]] = {}
+
+    def __call__(self, layer: MaskedLayer) -> Any:
+        version, value = self.kept.get(layer.index, (-1, None))
+        if version != layer.units.version:
+            value = self.compute(layer)
+            self.kept[layer.index] = (layer.units.version, value)
+        return value
+
+
+def inactive_slices(layer: MaskedLayer) -> list[ParamSlice]:
+    """The parameter slices of ``layer``'s inactive units (none when every unit is on); for a
+    :class:`MaskCache`."""
+    inactive = layer.units.inactive()
+    return list(layer.slices(inactive)) if inactive.numel() else []

@@ -13,8 +13,10 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 from torch.nn.utils import skip_init
+from torch.profiler import record_function
 
 from plasticity_bench.core.masks import MaskedActivation, MaskedLayer
+from plasticity_bench.core.seeding import HOST_RANGE
 
 ActivationFactory = Callable[[], nn.Module]
 
@@ -210,19 +212,27 @@ def init_weights(model: nn.Module, init: str) -> None:
                 module.reset_parameters()
 
 
-def fresh_parameters(model: MaskedNet, gen: torch.Generator) -> list[Tensor]:
+def fresh_parameters(
+    model: MaskedNet, gen: torch.Generator, template: MaskedNet | None = None
+) -> list[Tensor]:
     """A new draw of ``model``'s init (:func:`init_weights` with ``model.init``; layer norms at weight 1,
     bias 0): one tensor per parameter, in ``model.parameters()`` order, on its device. The draw is seeded
-    from ``gen`` and leaves torch's global RNG as it was."""
-    fresh = copy.deepcopy(model).cpu()
+    from ``gen`` (a CPU generator: its draw is a host value, marked :data:`~plasticity_bench.core.seeding.
+    HOST_RANGE`) and leaves torch's global RNG as it was. ``template``: a CPU copy of ``model`` to draw
+    into (and overwrite), so that a draw every update copies nothing from the device."""
+    fresh = template if template is not None else copy.deepcopy(model).cpu()
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(int(torch.randint(2**62, (), generator=gen)))
+        with record_function(HOST_RANGE):
+            torch.manual_seed(int(torch.randint(2**62, (), generator=gen)))
         init_weights(fresh, getattr(model, "init", "torch_default"))
     for units in fresh.units:
         if units.norm is not None:
             nn.init.ones_(units.norm.weight)
             nn.init.zeros_(units.norm.bias)
-    return [q.detach().to(p.device) for p, q in zip(model.parameters(), fresh.parameters(), strict=True)]
+    return [
+        q.detach().to(p.device, copy=True)
+        for p, q in zip(model.parameters(), fresh.parameters(), strict=True)
+    ]
 
 
 def build_model(

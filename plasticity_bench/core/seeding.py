@@ -9,6 +9,10 @@ from contextlib import contextmanager
 import numpy as np
 import torch
 
+#: The ``torch.profiler.record_function`` name of draws made on the host from a CPU generator: reading
+#: their value waits for no device (:mod:`plasticity_bench.measure.dispatch` does not count it as a sync).
+HOST_RANGE = "plasticity_bench::host"
+
 
 def derive_seed(seed: int, *keys: int | str) -> int:
     """A 63-bit seed for the random choice named by ``keys`` (e.g. ``("permutation", task)``).

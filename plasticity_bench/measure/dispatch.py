@@ -3,7 +3,8 @@
 A window of updates inside one task is recorded with ``torch.profiler`` (public API; it sees the backward
 pass too) and its ``aten::`` events are counted: all of them (dispatched ops, nested ones included), and
 those that make the host wait for the device (:data:`SYNC_OPS`: reading a value, ops whose output size
-depends on the data; not the step count a fused optimizer's CPU kernel reads, :data:`HOST_SCALAR_KERNELS`).
+depends on the data; not the step count a fused optimizer's CPU kernel reads, :data:`HOST_SCALAR_KERNELS`,
+nor draws marked as host values, :data:`~plasticity_bench.core.seeding.HOST_RANGE`).
 Work a plugin marks as a structural edit (``torch.profiler.record_function`` with
 :data:`EDIT_RANGE`: DYNO's triggers) is counted apart, like task-boundary work, which the window leaves out.
 On a CPU nothing waits, but the same ops would: a plugin that syncs every update is caught here.
@@ -19,6 +20,7 @@ from avalanche.core import SupervisedPlugin
 from torch.profiler import ProfilerActivity, profile
 
 from plasticity_bench.core.host import Host
+from plasticity_bench.core.seeding import HOST_RANGE
 
 #: Ops whose result the host must wait for: a value read (``item``, ``bool``, ``float`` of a tensor) or an
 #: output whose size depends on the data (``nonzero``, boolean-mask indexing, ``unique``).
@@ -65,7 +67,7 @@ def count_events(events: list, updates: int) -> OpCounts:
             ancestors.add(parent.name)
             parent = parent.cpu_parent
         in_edit = EDIT_RANGE in ancestors
-        sync = event.name in SYNC_OPS and not ancestors & HOST_SCALAR_KERNELS
+        sync = event.name in SYNC_OPS and not ancestors & HOST_SCALAR_KERNELS and HOST_RANGE not in ancestors
         if in_edit:
             counts.edit_ops, counts.edit_syncs = counts.edit_ops + 1, counts.edit_syncs + sync
         else:

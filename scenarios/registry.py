@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from plasticity_bench.core.options import Option
+from plasticity_bench.core.options import Option, did_you_mean
 from plasticity_bench.scenarios import cifar, iid, imagenet, mnist, split, standin
 from plasticity_bench.scenarios.stream import VAL_FRACTION, TaskBenchmark
 
@@ -142,7 +142,8 @@ def parse_scenario(text: str) -> tuple[ScenarioSpec, str | None]:
     """
     name, _, variant = text.partition("@")
     if name not in SCENARIOS:
-        raise ValueError(f"unknown scenario {name!r}; choose one of {', '.join(sorted(SCENARIOS))}")
+        hint = did_you_mean(name, SCENARIOS)
+        raise ValueError(f"unknown scenario {name!r}{hint}; choose one of {', '.join(sorted(SCENARIOS))}")
     spec = SCENARIOS[name]
     chosen = variant or None
     if chosen not in spec.variants:

@@ -37,7 +37,7 @@ from plasticity_bench.core.activations import (
     SmoothLeakySettings,
     make_activation,
 )
-from plasticity_bench.core.options import Option
+from plasticity_bench.core.options import Option, did_you_mean
 from plasticity_bench.strategies.avalanche_cl import AVALANCHE_STRATEGIES
 from plasticity_bench.strategies.base import StrategyConfig
 from plasticity_bench.strategies.cbp import (
@@ -213,7 +213,8 @@ def check_modifiers(base: str, modifiers: tuple[str, ...]) -> None:
     """
     unknown = [m for m in modifiers if m not in MODIFIERS]
     if unknown:
-        raise ValueError(f"unknown modifier(s) {unknown}; choose from {sorted(MODIFIERS)}")
+        hint = did_you_mean(unknown[0], MODIFIERS) if len(unknown) == 1 else ""
+        raise ValueError(f"unknown modifier(s) {unknown}{hint}; choose from {sorted(MODIFIERS)}")
     repeated = sorted({m for m in modifiers if modifiers.count(m) > 1})
     if repeated:
         raise ValueError(f"modifier(s) {repeated} given more than once")

@@ -21,7 +21,7 @@ from typing import Any
 
 from avalanche.core import BasePlugin
 
-from plasticity_bench.core.options import Option
+from plasticity_bench.core.options import Option, did_you_mean
 from plasticity_bench.measure.cohorts import DIAG_EVERY, DIAG_HORIZON, DIAGNOSTICS, CohortDiagnostics
 from plasticity_bench.strategies.base import STRUCTURAL_OPTIONS, StrategyConfig, StructuralPlugin
 from plasticity_bench.strategies.dyno import DYNO_OPTIONS, dyno_plugin, reserve_factor
@@ -185,8 +185,9 @@ def entry_for(name: str) -> StrategyEntry:
         return StrategyEntry(factory, options=options, batchable=getattr(factory, "BATCHABLE", False) is True)
     base, mods = split_name(name)
     if base not in STRATEGIES:
+        hint = did_you_mean(base, STRATEGIES)
         raise ValueError(
-            f"unknown strategy {base!r}; choose one of {sorted(STRATEGIES)}, a user plugin "
+            f"unknown strategy {base!r}{hint}; choose one of {sorted(STRATEGIES)}, a user plugin "
             "'path/to/file.py:ClassName' / 'module:ClassName', or an entry point in "
             f"{ENTRY_POINT_GROUP!r}"
         )

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import re
 from importlib.metadata import EntryPoint
 
 import pytest
 
 from plasticity_bench.measure.cohorts import CohortDiagnostics
+from plasticity_bench.scenarios.registry import parse_scenario
 from plasticity_bench.strategies import registry
 from plasticity_bench.strategies.base import StrategyConfig
 from plasticity_bench.strategies.grow import GrowPlugin
 from plasticity_bench.strategies.prune import PrunePlugin
+from plasticity_bench.strategies.registry import entry_for
 
 
 def config(name: str) -> StrategyConfig:
@@ -48,3 +51,22 @@ def test_unknown_names_say_what_exists() -> None:
 def test_factory_must_return_plugins() -> None:
     with pytest.raises(ValueError, match="returned str, not Avalanche plugins"):
         registry.build_plugins(config("builtins:repr"))
+
+
+@pytest.mark.parametrize(
+    ("make", "hint"),
+    [
+        (lambda: entry_for("grwo"), "unknown strategy 'grwo' (did you mean 'grow'?)"),
+        (lambda: entry_for("grow+two_sped"), "['two_sped'] (did you mean 'two_speed'?)"),
+        (
+            lambda: parse_scenario("permutd_mnist"),
+            "unknown scenario 'permutd_mnist' (did you mean 'permuted_mnist'?)",
+        ),
+    ],
+)
+def test_a_mistyped_name_gets_the_closest_choice(make, hint: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(hint)):
+        make()
+    with pytest.raises(ValueError) as far:
+        entry_for("xyzzy")
+    assert "did you mean" not in str(far.value)

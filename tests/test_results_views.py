@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import pytest
@@ -319,3 +320,19 @@ def test_rows_that_differ_only_in_options_keep_their_own_records(
     for group in groups:
         selectors = {r["config"]["options"]["selector"] for r in group.records}
         assert len(group.records) == 2 and selectors == {group.row["settings"].split("=")[1]}
+
+
+def test_a_strategy_keeps_its_colour_in_every_figure(fixture_records: list[dict[str, Any]]) -> None:
+    """Grow was orange in the online-accuracy figure and blue in the active-units one (each figure
+    coloured the groups it drew in its own order)."""
+    from plasticity_bench.views.plots import figures
+
+    seen: dict[str, set[str]] = {}
+    for _, name, fig in figures(fixture_records):
+        for ax in fig.axes:
+            for line in ax.get_lines():
+                if not line.get_label().startswith("_") and name != "leaderboard":
+                    seen.setdefault(line.get_label(), set()).add(str(line.get_color()))
+        plt.close(fig)
+    assert {"grow c=0.5", "prune c=0.5", "dyno"} <= set(seen)
+    assert all(len(colours) == 1 for colours in seen.values()), seen

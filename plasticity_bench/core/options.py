@@ -10,6 +10,7 @@ every default, so a record's ``config.options`` states every option its run used
 
 from __future__ import annotations
 
+import difflib
 import json
 import math
 from collections.abc import Iterable, Mapping
@@ -176,6 +177,13 @@ def split_assignments(items: Iterable[str]) -> dict[str, str]:
     return pairs
 
 
+def did_you_mean(name: str, choices: Iterable[str]) -> str:
+    """``" (did you mean 'grow'?)"`` for the choice closest to a mistyped ``name`` (``difflib``), or ``""``
+    when none is close."""
+    close = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
 def check_known(given: Mapping[str, Any], used: Mapping[str, Option], context: str) -> None:
     """Refuse keys of ``given`` that no option in ``used`` declares.
 
@@ -185,8 +193,9 @@ def check_known(given: Mapping[str, Any], used: Mapping[str, Option], context: s
     unknown = sorted(set(given) - set(used))
     if unknown:
         valid = ", ".join(sorted(used)) or "none"
+        hint = did_you_mean(unknown[0], used) if len(unknown) == 1 else ""
         raise OptionError(
-            f"unknown or unused --option key(s) {', '.join(unknown)} for {context}; valid keys: {valid}"
+            f"unknown or unused --option key(s) {', '.join(unknown)}{hint} for {context}; valid keys: {valid}"
         )
 
 

@@ -21,7 +21,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from plasticity_bench.leaderboard.compare import Comparison, Pair, compare, scores_table
-from plasticity_bench.views.plots import PALETTE, finish, mean_line, task_axis
+from plasticity_bench.views.plots import colour_map, finish, line_style, mean_line, scenario_name, task_axis
 
 #: Per-task series a metric's paired difference is drawn on (fractions, one value per task or checkpoint).
 PER_TASK = {"taoa": "online_acc", "acc": "checkpoint_acc", "taa": "checkpoint_acc"}
@@ -32,14 +32,18 @@ def default_baseline(records: Sequence[dict[str, Any]]) -> str | None:
     return "dense" if any(r["config"]["strategy"] == "dense" for r in records) else None
 
 
-def colours(labels: Sequence[str]) -> dict[str, str]:
-    """One palette colour per strategy label, in the order given."""
-    return {label: PALETTE[i % len(PALETTE)] for i, label in enumerate(labels)}
+def colours(records: Sequence[dict[str, Any]], labels: Sequence[str]) -> dict[str, int]:
+    """One palette index per strategy label: the one the folder's other figures give it
+    (:func:`~plasticity_bench.views.plots.colour_map`), a free one for a label they lack."""
+    known = colour_map(records)
+    extra = {label: len(known) + i for i, label in enumerate(lb for lb in labels if lb not in known)}
+    return {label: {**known, **extra}[label] for label in labels}
 
 
-def paired_by_task(pairs: Sequence[Pair], scenario: str, colour: dict[str, str]) -> Figure | None:
-    """The per-task paired difference of every pair of ``scenario`` (percent points); None without one."""
-    drawn = [p for p in pairs if p.arm.row["scenario"] == scenario and p.metric in PER_TASK]
+def paired_by_task(pairs: Sequence[Pair], scenario: str, colour: dict[str, int]) -> Figure | None:
+    """The per-task paired difference of every pair of ``scenario`` (``name@variant``; percent points);
+    None without one."""
+    drawn = [p for p in pairs if pair_scenario(p) == scenario and p.metric in PER_TASK]
     if not drawn:
         return None
     fig, ax = plt.subplots(figsize=(6.4, 4.0))
@@ -51,14 +55,19 @@ def paired_by_task(pairs: Sequence[Pair], scenario: str, colour: dict[str, str])
         if min(len(r) for r in rows) == 0:
             continue
         values = 100 * np.array([r[: min(len(r) for r in rows)] for r in rows], dtype=float)
-        index = list(colour).index(pair.arm.label)
-        mean_line(ax, np.arange(1, values.shape[1] + 1), values, pair.arm.label, index, percent=False)
+        mean_line(ax, np.arange(1, values.shape[1] + 1), values, pair.arm.label, colour[pair.arm.label],
+                  percent=False)  # fmt: skip
     ax.axhline(0.0, color="grey", linewidth=0.8)
     task_axis(ax, f"Δ {drawn[0].metric} per task (pp)")
     return finish(fig, [ax])
 
 
-def performance_profile(comparison: Comparison, colour: dict[str, str]) -> Figure | None:
+def pair_scenario(pair: Pair) -> str:
+    """The ``scenario@variant`` a pair was run on, as the other figures name it."""
+    return scenario_name(pair.arm.by_seed[pair.seeds[0]])
+
+
+def performance_profile(comparison: Comparison, colour: dict[str, int]) -> Figure | None:
     """Fraction of runs with a normalised score above τ, per strategy; None without scores."""
     pooled = {label: np.concatenate(list(s.values())) for label, s in comparison.scores.items()}
     finite = np.concatenate([v[np.isfinite(v)] for v in pooled.values()] or [np.zeros(0)])
@@ -69,13 +78,13 @@ def performance_profile(comparison: Comparison, colour: dict[str, str]) -> Figur
     fig.suptitle("performance profile over all scenarios")
     for label, values in pooled.items():
         above = [(values > tau).mean() for tau in taus]
-        ax.plot(taus, above, label=label, color=colour[label], linewidth=1.4)
+        ax.plot(taus, above, label=label, linewidth=1.4, **line_style(colour[label]))
     ax.set(xlabel="normalised score τ (Dense 1, chance 0)", ylabel="fraction of runs with score > τ")
     ax.set_ylim(0, 1.02)
     return finish(fig, [ax])
 
 
-def aggregate_scores(comparison: Comparison, colour: dict[str, str]) -> Figure | None:
+def aggregate_scores(comparison: Comparison, colour: dict[str, int]) -> Figure | None:
     """IQM and mean of the normalised scores, each with its stratified-bootstrap 95% interval."""
     table = scores_table(comparison.scores)
     if table.empty:
@@ -86,7 +95,8 @@ def aggregate_scores(comparison: Comparison, colour: dict[str, str]) -> Figure |
     for ax, stat in zip(axes, ("iqm", "mean")):
         for y, row in zip(ys, table.to_dict("records")):
             errors = [[row[stat] - row[f"{stat}_low"]], [row[f"{stat}_high"] - row[stat]]]
-            ax.errorbar(row[stat], y, xerr=errors, fmt="o", color=colour[row["strategy"]], capsize=3)
+            color = line_style(colour[row["strategy"]])["color"]
+            ax.errorbar(row[stat], y, xerr=errors, fmt="o", color=color, capsize=3)
         ax.set(xlabel="IQM" if stat == "iqm" else "mean")
         ax.axvline(1.0, color="grey", linewidth=0.8, linestyle=":")
         ax.grid(alpha=0.3)
@@ -105,9 +115,9 @@ def comparison_figures(
         return []
     comparison = compare(records, baseline)
     labels = list(dict.fromkeys([*comparison.scores, *(p.arm.label for p in comparison.pairs)]))
-    colour = colours(labels)
+    colour = colours(records, labels)
     made = []
-    for scenario in sorted({p.arm.row["scenario"] for p in comparison.pairs}):
+    for scenario in sorted({pair_scenario(p) for p in comparison.pairs}):
         fig = paired_by_task(comparison.pairs, scenario, colour)
         if fig is not None:
             made.append((scenario, "paired_by_task", fig))

@@ -54,6 +54,8 @@ class Group:
     label: str
     records: list[dict[str, Any]]
     row: dict[str, Any]
+    #: Palette index: one per label in every figure of a results folder (:func:`colour_map`).
+    colour: int = 0
 
 
 def mean_band(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -85,11 +87,19 @@ def groups_of(records: Sequence[dict[str, Any]]) -> list[Group]:
         name = short_name(row["strategy"])
         label = name if fixed_width else f"{name} c={row['compactness']:g}"
         label += f" ({row['settings']})" if row.get("settings") else ""
-        groups.append(Group(label, row_records(row, records), row.to_dict()))
+        groups.append(Group(label, row_records(row, records), row.to_dict(), len(groups)))
     return groups
 
 
-def _style(i: int) -> dict[str, Any]:
+def colour_map(records: Sequence[dict[str, Any]]) -> dict[str, int]:
+    """A palette index per group label of ``records``, in order of first appearance over the scenarios:
+    a strategy keeps its colour in every figure of the folder."""
+    labels = [g.label for members in by_scenario(records).values() for g in groups_of(members)]
+    return {label: i for i, label in enumerate(dict.fromkeys(labels))}
+
+
+def line_style(i: int) -> dict[str, Any]:
+    """Colour (Okabe-Ito, by palette index ``i``) and line style of a group's lines."""
     return {
         "color": PALETTE[i % len(PALETTE)],
         "linestyle": LINESTYLES[(i // len(PALETTE)) % len(LINESTYLES)],
@@ -97,20 +107,24 @@ def _style(i: int) -> dict[str, Any]:
 
 
 def mean_line(
-    ax: Any, x: np.ndarray, values: np.ndarray, label: str, i: int, percent: bool = True, stairs: bool = False
-) -> None:
-    """Mean of ``values`` ``(seeds, points)`` against ``x``, with its 95% band; ``percent``: the values are
-    fractions, drawn in percent with the band cut to [0, 100] (a t-interval of few seeds can pass the
-    bounds); ``stairs``: a value holds until the next x."""
+    ax: Any, x: np.ndarray, values: np.ndarray, label: str, i: int, percent: bool = True,
+    stairs: bool = False, floor: float | None = None,
+) -> None:  # fmt: skip
+    """Mean of ``values`` ``(seeds, points)`` against ``x``, with its 95% band, in colour ``i``
+    (:func:`line_style`); ``percent``: the values are fractions, drawn in percent with the band cut to
+    [0, 100] (a t-interval of few seeds can pass the bounds); ``floor``: the lowest value the quantity can
+    take (a rank, a norm: 0), where the band is cut likewise; ``stairs``: a value holds until the next x."""
     mean, half = mean_band(values)
     scale = 100.0 if percent else 1.0
-    style = _style(i)
+    style = line_style(i)
     draw = {"drawstyle": "steps-post"} if stairs else {}
     ax.plot(x, mean * scale, label=label, linewidth=1.2, **style, **draw)
     if np.isfinite(half).any():
         low, high = (mean - half) * scale, (mean + half) * scale
         if percent:
             low, high = np.clip(low, 0.0, 100.0), np.clip(high, 0.0, 100.0)
+        elif floor is not None:
+            low = np.maximum(low, floor)
         ax.fill_between(x, low, high, color=style["color"], alpha=0.2, lw=0, step="post" if stairs else None)
 
 
@@ -146,7 +160,8 @@ def online_accuracy(groups: list[Group], scenario: str) -> Figure | None:
     if not with_curves:
         return None
     fig, axes = _figure(f"{scenario}: online accuracy over the stream")
-    for i, group in enumerate(with_curves):
+    for group in with_curves:
+        i = group.colour
         curves = [r["curves"] for r in group.records]
         values = _stack([[v for task in c["online_acc"] for v in task] for c in curves])
         steps = group.records[0]["config"]["steps_per_task"]
@@ -164,7 +179,8 @@ def _curve_updates(tasks: list[list[float]], size: int, steps: int) -> np.ndarra
 def task_accuracy(groups: list[Group], scenario: str) -> Figure | None:
     """Mean online accuracy (%) of each task, per group."""
     fig, axes = _figure(f"{scenario}: online accuracy per task")
-    for i, group in enumerate(groups):
+    for group in groups:
+        i = group.colour
         values = _stack([r["per_task"]["online_acc"] for r in group.records])
         mean_line(axes[0], np.arange(1, values.shape[1] + 1), values, group.label, i)
     task_axis(axes[0], "task online accuracy (%)")
@@ -178,7 +194,8 @@ def active_units(groups: list[Group], scenario: str) -> Figure | None:
         return None
     layers = len(moving[0].records[0]["per_task"]["final_active_units"])
     fig, axes = _figure(f"{scenario}: active units per layer", layers)
-    for i, group in enumerate(moving):
+    for group in moving:
+        i = group.colour
         draw = _dyno_widths if "dyno" in group.records[0] else _task_widths
         for layer, ax in enumerate(axes):
             draw(ax, group, layer, i)
@@ -193,7 +210,7 @@ def _dyno_widths(ax: Any, group: Group, layer: int, i: int) -> None:
         widths = record["dyno"]["active_width"]
         x = [w["step"] for w in widths] + [record["config"]["tasks"] * record["config"]["steps_per_task"]]
         y = [w["widths"][layer] for w in widths] + [widths[-1]["widths"][layer]]
-        ax.step(x, y, where="post", label=group.label if r == 0 else None, **_style(i))
+        ax.step(x, y, where="post", label=group.label if r == 0 else None, **line_style(i))
 
 
 def _task_widths(ax: Any, group: Group, layer: int, i: int) -> None:
@@ -203,7 +220,8 @@ def _task_widths(ax: Any, group: Group, layer: int, i: int) -> None:
          for r in group.records]
     )  # fmt: skip
     steps = group.records[0]["config"]["steps_per_task"]
-    mean_line(ax, np.arange(values.shape[1]) * steps, values, group.label, i, percent=False, stairs=True)
+    x = np.arange(values.shape[1]) * steps
+    mean_line(ax, x, values, group.label, i, percent=False, stairs=True, floor=0.0)  # units: >= 0
 
 
 def _changes_width(group: Group) -> bool:
@@ -218,7 +236,8 @@ def cohort_parity(groups: list[Group], scenario: str) -> Figure | None:
     if not with_rows:
         return None
     fig, axes = _figure(f"{scenario}: newborn/kept vs incumbent/pruned cohorts after each edit", 2)
-    for i, group in enumerate(with_rows):
+    for group in with_rows:
+        i = group.colour
         for ax, kind in zip(axes, ("act", "grad")):
             per_seed = [_parity_by_age(r.get("diagnostics", []), kind) for r in group.records]
             ages = sorted(set().union(*per_seed))
@@ -252,7 +271,8 @@ def leaderboard_chart(groups: list[Group], scenario: str) -> Figure | None:
     for y, group in enumerate(groups):
         row = group.row
         mean, half = row[f"{metric}_mean"] * 100, row[f"{metric}_ci95"] * 100
-        axes.errorbar(mean, y, xerr=None if math.isnan(half) else half, fmt="o", color=PALETTE[0], capsize=3)
+        error = None if math.isnan(half) else half
+        axes.errorbar(mean, y, xerr=error, fmt="o", color=line_style(group.colour)["color"], capsize=3)
         paper = row.get("paper_avg_acc", math.nan) if metric == paper_metric(name) else math.nan
         if bool(row.get("paper_comparable", False)) and not math.isnan(paper):
             axes.plot(
@@ -279,13 +299,14 @@ def compute(groups: list[Group], scenario: str) -> Figure | None:
         return None
     fig, ax = plt.subplots(figsize=(6.4, 4.0))
     points = []
-    for i, group in enumerate(groups):
+    for group in groups:
+        i = group.colour
         if group not in costed:
             continue
         x, y = group.row["train_flops_mean"], group.row[f"{metric}_mean"] * 100
         half = group.row[f"{metric}_ci95"] * 100
         error = None if math.isnan(half) else half
-        ax.errorbar(x, y, yerr=error, fmt="o", capsize=3, label=group.label, color=_style(i)["color"])
+        ax.errorbar(x, y, yerr=error, fmt="o", capsize=3, label=group.label, color=line_style(i)["color"])
         points.append((x, y))
     front = pareto_front(points)
     ax.plot(*zip(*front), "--", color="grey", linewidth=0.8, label="Pareto front")
@@ -313,11 +334,12 @@ def ticket(groups: list[Group], scenario: str) -> Figure | None:
     metric = "acc" if all("wt_acc" in r["summary"] for g in with_wt for r in g.records) else "taoa"
     fig, axes = _figure(f"{scenario}: Cycle vs winning ticket ({metric.upper()})")
     ax = axes[0]
-    for i, group in enumerate(with_wt):
+    for group in with_wt:
+        i = group.colour
         (cm,), (ch,) = mean_band(np.array([[r["summary"][metric]] for r in group.records]))
         (wm,), (wh,) = mean_band(np.array([[r["summary"][f"wt_{metric}"]] for r in group.records]))
         ax.errorbar(cm * 100, wm * 100, xerr=_bar(ch), yerr=_bar(wh), fmt="o", capsize=3, label=group.label,
-                    color=_style(i)["color"])  # fmt: skip
+                    color=line_style(i)["color"])  # fmt: skip
     low, high = ax.get_xlim()
     ax.plot([low, high], [low, high], color="grey", linewidth=0.8)
     ax.set(xlabel=f"Cycle {metric.upper()} (%)", ylabel=f"winning ticket {metric.upper()} (%)")
@@ -330,14 +352,18 @@ def plasticity(groups: list[Group], scenario: str) -> Figure | None:
     with_rows = [g for g in groups if all(r.get("plasticity") for r in g.records)]
     if not with_rows:
         return None
-    fig, axes = _figure(f"{scenario}: plasticity diagnostics at task ends (mean over masked layers)", 4)
-    for i, group in enumerate(with_rows):
+    fig, grid = plt.subplots(2, 2, figsize=(9.6, 7.2))  # a grid that fits a page, not a 1 x 4 strip
+    fig.suptitle(f"{scenario}: plasticity diagnostics at task ends (mean over masked layers)")
+    axes = list(grid.flat)
+    for group in with_rows:
+        i = group.colour
         fields = list(PLASTICITY_FIELDS)
         frames = [pd.DataFrame(r["plasticity"]).groupby("task")[fields].mean() for r in group.records]
         for ax, field in zip(axes, PLASTICITY_FIELDS):
             values = _stack([f[field].tolist() for f in frames])
             percent = field == "dormant_fraction"
-            mean_line(ax, np.arange(1, values.shape[1] + 1), values, group.label, i, percent=percent)
+            x = np.arange(1, values.shape[1] + 1)
+            mean_line(ax, x, values, group.label, i, percent=percent, floor=0.0)  # ranks, norms: >= 0
     for ax, field in zip(axes, PLASTICITY_FIELDS):
         unit = " (%)" if field == "dormant_fraction" else ""
         task_axis(ax, field.replace("_", " ") + unit)
@@ -371,9 +397,11 @@ def by_scenario(records: Sequence[dict[str, Any]]) -> dict[str, list[dict[str, A
 
 def figures(records: Sequence[dict[str, Any]]) -> list[tuple[str, str, Figure]]:
     """Every figure of ``records``: ``(scenario, figure name, matplotlib Figure)``, skipped ones left out."""
-    made = []
+    made, colours = [], colour_map(records)
     for scenario, members in by_scenario(records).items():
         groups = groups_of(members)
+        for group in groups:
+            group.colour = colours[group.label]
         for name, plot in FIGURES.items():
             fig = plot(groups, scenario)
             if fig is not None:

@@ -42,6 +42,7 @@ class Host:
         self.model = model
         self.experience = type("E", (), {"task": type("T", (), {"x": torch.zeros(4, 1, 28, 28)})()})()
         self.mb_x = torch.zeros(16, 1, 28, 28)
+        self.mb_rows = 16
 
 
 def test_cost_is_recounted_only_after_a_mask_change(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -58,6 +58,10 @@ class StackedOptimizer:
         for r, lr in enumerate(lrs):
             self.groups.setdefault(float(lr), []).append(r)
         self._rows: dict[str, list[list[Tensor]]] = {}
+        #: True while every run's Adam step counts are equal (no run's state was dropped): then one call
+        #: on the stacked tensors serves all runs (:meth:`whole`), and ``steps`` holds the common count.
+        self.uniform = True
+        self.steps = [torch.zeros((), dtype=torch.float32, device=p.device) for p in self.params]
 
     def _fresh(self, p: nn.Parameter) -> dict[str, Tensor]:
         if self.kind == "adam":
@@ -77,9 +81,32 @@ class StackedOptimizer:
         tensors = [p.data if name == "params" else self.state[p][name] for p in self.params]
         return self._group_rows([[t[r] for r in range(self.net.n_runs)] for t in tensors])
 
+    def check_steps(self) -> None:
+        """At a task start, after the boundary's edits (an IMP rewind zeroes a run's step counts in place):
+        update the stacked tensors whole again only when every run's counts agree. It reads the counts on
+        the host: boundary work, not per update. Mid-task, a plugin restarts a run's counts with
+        ``state.pop(param)``, which switches to updates by rows at once."""
+        if self.kind != "adam":
+            return
+        rows = torch.stack([self.state[p]["step"] for p in self.params])  # (params, runs)
+        self.uniform = bool((rows == rows[:, :1]).all())
+        if self.uniform:
+            for common, count in zip(self.steps, rows[:, 0]):
+                common.copy_(count)
+
+    @property
+    def whole(self) -> bool:
+        """One update call on the stacked tensors serves every run: one learning-rate group, gradients on
+        the stacked parameters (batched kernels) and equal step counts. Elementwise, it is the arithmetic of
+        one call per run's rows, with a dispatch count independent of the number of runs."""
+        return len(self.groups) == 1 and not self.net.per_run and self.uniform
+
     @torch.no_grad()
     def step(self, lrs: list[float]) -> None:
         """One update of every run; ``lrs``: this step's learning rate of each run (Python floats)."""
+        if self.whole:
+            self._step_whole(lrs[0])
+            return
         if not self._rows:  # views of parameters and buffers stay valid: built once
             self._rows = {name: self._stacked_rows(name) for name in ("params", *self.state[self.params[0]])}
         gradients = self.net.gradients()
@@ -102,6 +129,29 @@ class StackedOptimizer:
                     rows["params"], rows["grads"], buffers, foreach=True, weight_decay=0.0,
                     momentum=self.momentum, lr=lr, dampening=0.0, nesterov=False, maximize=False,
                 )  # fmt: skip
+
+    def _step_whole(self, lr: float) -> None:
+        """:meth:`step` as one call on the stacked parameters (see :attr:`whole`); the per-run step rows
+        are kept counting, for a later step by rows."""
+        grads = [p.grad for p in self.params]
+        if any(g is None for g in grads):
+            raise RuntimeError("run-batched step without a gradient for every parameter and run")
+        params = [p.data for p in self.params]
+        if self.kind == "adam":
+            adam(
+                params, grads, [self.state[p]["exp_avg"] for p in self.params],
+                [self.state[p]["exp_avg_sq"] for p in self.params], [], self.steps, fused=True,
+                amsgrad=False, lr=lr, beta1=self.spec.BETAS[0], beta2=self.spec.BETAS[1], weight_decay=0.0,
+                eps=self.spec.EPS, maximize=False,
+            )  # fmt: skip
+            for p in self.params:
+                self.state[p]["step"].add_(1.0)
+        else:
+            buffers = [self.state[p]["momentum_buffer"] for p in self.params] if self.momentum else None
+            sgd(
+                params, grads, buffers or [None] * len(params), foreach=True, weight_decay=0.0,
+                momentum=self.momentum, lr=lr, dampening=0.0, nesterov=False, maximize=False,
+            )  # fmt: skip
 
     def run(self, r: int, lr: float) -> RunOptimizer:
         """Run ``r``'s view (see :class:`RunOptimizer`); ``lr``: that run's base learning rate."""
@@ -131,6 +181,7 @@ class RunState(MutableMapping):
     def __delitem__(self, param: nn.Parameter) -> None:
         for buffer in self[param].values():
             buffer.zero_()
+        self.optimizer.uniform = False  # this run's step count restarts: update by rows from now on
 
     def __iter__(self) -> Iterator[nn.Parameter]:
         return iter(self.aliases)

@@ -176,6 +176,11 @@ class RunView:
         return self.mbatch[0]
 
     @property
+    def mb_rows(self) -> int:
+        """Rows of the run's batch this step, without a view of it (the batch's shape says)."""
+        return len(self._mbatch[0]) if self._mbatch is not None else self.trainer.x.shape[1]
+
+    @property
     def mb_y(self) -> Tensor:
         return self.mbatch[1]
 
@@ -276,6 +281,7 @@ class BatchedTrainer:
         self.notify("before_training")
         index = self._load_task(task)
         self.notify("before_training_exp")
+        self.optimizer.check_steps()
         self.notify("before_training_epoch")
         acc = self.train_steps(index)
         host = acc.cpu().numpy()

@@ -28,6 +28,7 @@ class Host(Protocol):
         mbatch: this step's ``[x, y, ...]``; a plugin may assign it (replay mixes rows in) and then says
             in ``current_rows`` how many leading rows are the current task's.
         mb_x, mb_y: this step's inputs ``(B, *input_shape)`` float32 and labels ``(B,)`` int64.
+        mb_rows: ``B``, the rows of this step's batch (replayed ones included), read without a tensor op.
         mb_output: the logits of this step's forward ``(B, classes)``; ``loss`` its scalar loss.
         batches: the task's batch source; ``batches.batch(step)`` gives a step's ``(x, y)`` (probes).
         device: the training device; ``train_mb_size`` the batch size; ``eval_mb_size`` the test batch.
@@ -49,6 +50,9 @@ class Host(Protocol):
 
     @property
     def mb_x(self) -> Tensor: ...
+
+    @property
+    def mb_rows(self) -> int: ...
 
     @property
     def mb_y(self) -> Tensor: ...

@@ -48,4 +48,7 @@ class TrainingCost(SupervisedPlugin):
 
     def after_training_iteration(self, strategy: Host, **kwargs: object) -> None:
         self._recount(strategy)
-        self.flops += PASSES_PER_UPDATE * self.per_row * strategy.mb_x.shape[0]
+        rows = getattr(strategy, "mb_rows", None)  # our hosts; another Avalanche template: its batch
+        self.flops += (
+            PASSES_PER_UPDATE * self.per_row * (rows if rows is not None else len(strategy.mbatch[0]))
+        )

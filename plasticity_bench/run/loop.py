@@ -229,6 +229,11 @@ class OnlineStrategy(SupervisedTemplate):
     def _unpack_minibatch(self) -> None:
         """Batches are sliced on the device already: nothing to move."""
 
+    @property
+    def mb_rows(self) -> int:
+        """Rows of this step's batch (the Host contract's ``mb_rows``)."""
+        return len(self.mbatch[0])
+
 
 def online_accuracy(output: Tensor, y: Tensor, rows: int | None = None) -> Tensor:
     """Accuracy of a training step's forward pass (docs/protocol.md §1): a float32 scalar tensor on the

@@ -414,15 +414,16 @@ def show_leaderboard(out: Path, select_seeds: list[int], keys: set[str] | None =
     from plasticity_bench.leaderboard.tables import render, write_leaderboard
 
     report = load_records(out)
-    if not report.records:
-        say("warning:", "yellow", f"no records under {out}: run `plasticity-bench run --out {out}` first")
+    mine = [r for r in report.records if keys is None or r["key"] in keys]
+    if not mine:
+        if keys:
+            say("warning:", "yellow", "no record of this sweep: every run failed (above); no leaderboard")
+        else:
+            say("warning:", "yellow", f"no records under {out}: run `plasticity-bench run --out {out}` first")
         raise typer.Exit(1)
     table = attach_reference(aggregate(report.records, select_seeds=select_seeds))
     csv_path, md_path = write_leaderboard(table, out)
-    shown = table
-    if keys is not None:
-        mine = [r for r in report.records if r["key"] in keys]
-        shown = attach_reference(aggregate(mine, select_seeds=select_seeds))
+    shown = table if keys is None else attach_reference(aggregate(mine, select_seeds=select_seeds))
     skipped = len(report.corrupt) + len(report.duplicates)
     note = f"; {skipped} files skipped (see warnings)" if skipped else ""
     console.print(render(shown, only=PRINTED_METRICS))

@@ -12,6 +12,7 @@ import functools
 import hashlib
 import importlib
 import importlib.util
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib.metadata import entry_points
@@ -160,7 +161,17 @@ def _file_module(path: str) -> ModuleType:
     class objects (``path``: absolute)."""
     spec = importlib.util.spec_from_file_location(f"user_strategy_{Path(path).stem}", path)
     module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    try:
+        spec.loader.exec_module(module)
+    except SyntaxError as err:
+        raise ValueError(f"strategy file {path}, line {err.lineno}: {err.msg} (--debug shows it)") from err
+    except Exception as err:  # the file's own imports or top-level code: one line, not a traceback
+        frames = [f for f in traceback.extract_tb(err.__traceback__) if f.filename == path]
+        line = f", line {frames[-1].lineno}" if frames else ""
+        raise ValueError(
+            f"strategy file {path}{line}: loading it raised {type(err).__name__}: {err} (--debug shows the "
+            "traceback)"
+        ) from err
     return module
 
 

@@ -358,3 +358,58 @@ def test_a_dry_run_estimates_without_the_data(tmp_path: Path) -> None:
     for name in ("permuted_mnist", "random_label_mnist"):
         assert f"warning: data absent for {name}" in result.text
     assert not (tmp_path / "lc26" / "records").exists()
+
+
+@pytest.mark.parametrize(
+    ("source", "fragments"),
+    [
+        ("class Bad(object)\n    pass\n", ["bad.py, line 1: expected ':'", "--debug"]),
+        (
+            "import not_a_module_anywhere\n",
+            ["bad.py, line 1: loading it raised ModuleNotFoundError", "--debug"],
+        ),
+    ],
+)
+def test_a_plugin_that_does_not_load_is_one_error_line(
+    tmp_path: Path, source: str, fragments: list[str]
+) -> None:
+    """A syntax error or a failing import in a plugin file gave a 61-line traceback and exit 1."""
+    plugin = tmp_path / "bad.py"
+    plugin.write_text(source)
+    result = invoke(*QUICK[:2], f"{plugin}:Bad", *QUICK[3:], "--out", str(tmp_path / "out"))
+    assert_one_error(result, *fragments)
+
+
+BOOM = """
+from plasticity_bench.strategies.grow import GrowPlugin
+
+
+class Boom(GrowPlugin):
+    def edit(self, strategy, cycle):
+        raise RuntimeError("my bug")
+"""
+
+
+def test_a_plugin_that_raises_is_named_with_its_line_and_no_empty_leaderboard_follows(tmp_path: Path) -> None:
+    plugin = tmp_path / "boom.py"
+    plugin.write_text(BOOM)
+    args = [
+        "run",
+        "--strategy",
+        f"{plugin}:Boom",
+        "--tasks",
+        "3",
+        "--steps",
+        "3",
+        "--cycles",
+        "2",
+        "--seeds",
+        "1",
+    ]
+    result = invoke(*args, "--out", str(tmp_path / "out"))
+    assert result.exit_code == 1
+    assert f"RuntimeError: my bug (at {plugin}:7; --debug shows the traceback)" in result.output
+    assert "no record of this sweep: every run failed" in result.output
+    assert (
+        "leaderboard" not in result.output.replace("no leaderboard", "") and "records." not in result.output
+    )

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import tempfile
+import traceback
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -145,6 +146,16 @@ class SweepSettings:
                 usable += len(batch) if checkpoint.usable() else 0
                 unusable += 0 if checkpoint.usable() else 1
         return usable, unusable
+
+
+def failure_text(err: BaseException) -> str:
+    """One line for a run that raised: ``Type: message (at file:line; --debug shows the traceback)``, the
+    line being the innermost one outside installed packages (a user plugin's, or ours)."""
+    frames = [f for f in traceback.extract_tb(err.__traceback__) if not f.filename.startswith("<")]
+    own = [f for f in frames if "site-packages" not in f.filename and "dist-packages" not in f.filename]
+    where = (own or frames)[-1:] if frames else []
+    at = f"at {where[0].filename}:{where[0].lineno}; " if where else ""
+    return f"{type(err).__name__}: {err} ({at}--debug shows the traceback)"
 
 
 @dataclass
@@ -310,7 +321,7 @@ def run_sweep(
             ) as err:  # one failed run (or a plugin's exit) must not stop the others
                 if reraise:
                     raise
-                outcome.failed += [(config, f"{type(err).__name__}: {err}") for config in batch]
+                outcome.failed += [(config, failure_text(err)) for config in batch]
                 continue
             busy = [c for c, status in zip(batch, statuses) if status == "busy"]
             deferred += [busy] if busy else []

@@ -21,7 +21,7 @@ import torch
 
 from plasticity_bench.run.config import RunConfig
 from plasticity_bench.run.records import ResultStore
-from plasticity_bench.sweep.claims import SweepOutcome, SweepSettings, claim_and_run_batch
+from plasticity_bench.sweep.claims import SweepOutcome, SweepSettings, claim_and_run_batch, failure_text
 
 LOCAL_OBJECT_STORE_BYTES = 256 * 1024**2  # runs exchange configs and status strings only
 
@@ -136,4 +136,4 @@ def _collect(ray: Any, ref: Any, batch: list[RunConfig], outcome: SweepOutcome) 
             outcome.add(config, status)
     except ray.exceptions.RayTaskError as err:
         cause = err.cause if getattr(err, "cause", None) is not None else err
-        outcome.failed += [(config, f"{type(cause).__name__}: {cause}") for config in batch]
+        outcome.failed += [(config, failure_text(cause)) for config in batch]

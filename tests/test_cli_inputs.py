@@ -257,3 +257,4 @@ def test_two_sweeps_on_one_folder_never_compute_a_run_twice(tmp_path: Path) -> N
     assert len(set(runs[0::2])) == 2, "both processes should have run some seeds"
     for output in outputs:  # each prints the complete row of its sweep: all six seeds
         assert "(n=6)" in output, output
+    assert not list(tmp_path.rglob("*.lock"))  # every record is there: no lock file is left beside it

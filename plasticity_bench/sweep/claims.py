@@ -190,6 +190,15 @@ def acquire(lock: FileLock, wait: bool) -> bool:
     return True
 
 
+def release(lock: FileLock, store: ResultStore, config: RunConfig) -> None:
+    """Release a run's lock, and remove its file once the run's record exists: a process that waited on
+    the lock, or takes it later, then finds the record and computes nothing. After a failed run the file
+    stays, so two later sweeps cannot both take the run (one on the old file, one on a new one)."""
+    lock.release()
+    if store.has(config.as_dict(), allow_stale=True):
+        Path(lock.lock_file).unlink(missing_ok=True)
+
+
 def claim_and_run(
     config: RunConfig,
     store: ResultStore,
@@ -214,7 +223,7 @@ def claim_and_run(
         run_claimed([config], store, settings, on_task)
         return "ran"
     finally:
-        lock.release()
+        release(lock, store, config)
 
 
 def run_claimed(
@@ -278,7 +287,7 @@ def claim_and_run_batch(
             if not acquire(lock, wait):
                 status.append("busy")
                 continue
-            held.append(lock)
+            held.append((config, lock))
             done = (wait or not settings.force) and store.has(key, settings.allow_stale)
             status.append("done" if done else "ran")
             if not done:
@@ -286,8 +295,8 @@ def claim_and_run_batch(
         if claimed:
             run_claimed(claimed, store, settings, on_task)
     finally:
-        for lock in held:
-            lock.release()
+        for config, lock in held:
+            release(lock, store, config)
     return status
 
 

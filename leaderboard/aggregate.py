@@ -256,11 +256,35 @@ def aggregate(
     for row, settings in zip(rows, _settings(rows, flats)):
         row["settings"] = settings
     df = pd.DataFrame(rows)
-    leading = [*GROUP_KEYS, "settings", "n", "seeds", "lrs_swept", "lr_metric", "lr_selection", "lr_note"]
+    figures = [f"{m}_{part}" for m in sorted(wanted, key=metric_rank) for part in ("mean", "ci95", "n")]
+    leading = [
+        *COMPACT_KEYS,
+        "settings",
+        "budget",
+        "n",
+        *figures,
+        *GROUP_KEYS,
+        "seeds",
+        "lrs_swept",
+        "lr_metric",
+    ]
+    leading = list(dict.fromkeys([*leading, "lr_selection", "lr_note"]))
     df = df[leading + [c for c in df.columns if c not in leading]]
     return df.sort_values([*LR_FREE_KEYS, "settings"], na_position="first", key=_sort_key).reset_index(
         drop=True
     )
+
+
+#: The order of metric columns in the leaderboard files: the primary metrics first (docs/protocol.md §1).
+METRIC_ORDER = (
+    "taoa", "acc", "taa", "early_task_taa", "wt_taoa", "wt_acc", "wt_taa", "delta_wt_c", "params", "flops",
+    "train_flops",
+)  # fmt: skip
+
+
+def metric_rank(metric: str) -> tuple[int, str]:
+    """Sort key of a metric column: its place in :data:`METRIC_ORDER`, then by name."""
+    return (METRIC_ORDER.index(metric) if metric in METRIC_ORDER else len(METRIC_ORDER), metric)
 
 
 def row_records(row: dict[str, Any] | pd.Series, records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:

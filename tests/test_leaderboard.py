@@ -233,3 +233,11 @@ def test_row_records_match_a_missing_variant_beside_rows_that_have_one() -> None
     records = [rec(s, 0.001, 0.7) for s in range(2)] + [rec(s, 0.001, 0.6, variant=None) for s in range(2)]
     rows = aggregate(records).to_dict("records")
     assert sorted(len(row_records(row, records)) for row in rows) == [2, 2]
+
+
+def test_leaderboard_files_lead_with_the_primary_metric() -> None:
+    """Columns were alphabetical, the primary metric last."""
+    records = [rec(s, 0.001, 0.7) for s in range(2)]
+    columns = list(aggregate(records).columns)
+    assert columns[:5] == ["scenario", "variant", "strategy", "compactness", "settings"]
+    assert columns.index("taoa_mean") < columns.index("early_task_taa_mean") < columns.index("lr")

@@ -168,3 +168,17 @@ def test_diagnose_command_prints_and_writes_csv(tmp_path) -> None:
     assert len(csv) == 6 and set(csv["snapshot"]) == {"post", "exit", "curve"}
     empty = CliRunner().invoke(app, ["diagnose", "--out", str(tmp_path / "none")])
     assert empty.exit_code == 1
+
+
+def test_the_plasticity_table_numbers_tasks_from_one_like_the_figures() -> None:
+    import pandas as pd
+    from rich.console import Console
+
+    from plasticity_bench.measure.plasticity import render_plasticity
+
+    summary = pd.DataFrame([{"scenario": "permuted_mnist", "strategy": "grow", "task": 4, "layer": 0,
+                             "dormant_fraction": 0.25, "effective_rank": 12.0}])  # fmt: skip
+    console = Console(width=200, record=True)
+    console.print(render_plasticity(summary))
+    row = next(line for line in console.export_text().splitlines() if "permuted_mnist" in line)
+    assert row.split("│")[3].strip() == "5" and "25.0%" in row

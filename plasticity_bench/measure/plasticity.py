@@ -110,7 +110,8 @@ def last_task_summary(frame: pd.DataFrame, per_seed: bool = False) -> pd.DataFra
 
 
 def render_plasticity(summary: pd.DataFrame) -> Table:
-    """A rich table of :func:`last_task_summary` (dormant fraction in percent)."""
+    """A rich table of :func:`last_task_summary` (dormant fraction in percent; tasks numbered from 1, as
+    the figures number them; records and the CSV keep Avalanche's index from 0)."""
     table = Table(title="Plasticity diagnostics at the last task (docs/protocol.md §14; mean over seeds)")
     for column in summary.columns:
         table.add_column(
@@ -121,6 +122,8 @@ def render_plasticity(summary: pd.DataFrame) -> Table:
         for column, value in zip(summary.columns, row):
             if column == "dormant_fraction":
                 cells.append(f"{100 * value:.1f}%")
+            elif column == "task":
+                cells.append(str(int(value) + 1))
             elif isinstance(value, float) and column not in ("compactness", "lr"):
                 cells.append(f"{value:.3g}")
             else:

@@ -101,7 +101,18 @@ def test_loggers_write_files_their_readers_parse(data_root: Path, tmp_path: Path
     record = execute(config, data_root, recording=recording)
     name = run_name(config.as_dict())
     table = pd.read_csv(tmp_path / "csv" / f"{name}.csv")
-    assert list(table.columns) == ["metric", "x", "value"]
+    assert list(table.columns) == [
+        "run",
+        "scenario",
+        "strategy",
+        "compactness",
+        "lr",
+        "seed",
+        "metric",
+        "x",
+        "value",
+    ]
+    assert set(table.run) == {name} and set(table.strategy) == {"grow"} and set(table.seed) == {0}
     curve = table[table.metric == "OnlineAcc/Curve"]
     flat = [v for task in record["curves"]["online_acc"] for v in task]
     assert curve.value.tolist() == pytest.approx(flat) and curve.x.tolist()[-1] == TASKS * STEPS
@@ -336,3 +347,19 @@ def test_a_strategy_keeps_its_colour_in_every_figure(fixture_records: list[dict[
         plt.close(fig)
     assert {"grow c=0.5", "prune c=0.5", "dyno"} <= set(seen)
     assert all(len(colours) == 1 for colours in seen.values()), seen
+
+
+def test_force_starts_fresh_logger_runs(data_root: Path, tmp_path: Path) -> None:
+    """``--force`` appended duplicate rows to the CSV log (96 -> 191 lines) and a second event file to the
+    same TensorBoard run."""
+    out = tmp_path / "results"
+    args = ["run", "--scenario", "permuted_mnist", "--strategy", "dense", "--seeds", "1", "--tasks", "2",
+            "--steps", "8", "--data-root", str(data_root), "--out", str(out), "--logger", "csv",
+            "--logger", "tensorboard"]  # fmt: skip
+    assert CliRunner().invoke(app, args).exit_code == 0
+    (csv_log,) = (out / "logs" / "csv").glob("*.csv")
+    lines = csv_log.read_text().splitlines()
+    assert CliRunner().invoke(app, [*args, "--force"]).exit_code == 0
+    assert csv_log.read_text().splitlines() == lines
+    (run,) = (out / "logs" / "tensorboard").iterdir()
+    assert len(list(run.glob("events.out.tfevents.*"))) == 1

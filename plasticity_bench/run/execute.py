@@ -143,7 +143,8 @@ class Phases:
             ticket.attach(self.streams, [()] * len(self.configs))
             return cycles, self.train(ticket, "ticket", saved["next_task"], cycles), ticket
         with ExitStack() as open_loggers:
-            loggers = [open_loggers.enter_context(self.recording.logging(c.as_dict())) for c in self.configs]
+            logs = (self.recording.logging(c.as_dict(), fresh=saved is None) for c in self.configs)
+            loggers = [open_loggers.enter_context(log) for log in logs]
             cycle, first = self.cycle_trainer(loggers, saved)
             metrics = self.train(cycle, "cycle", first)
         cycles = [cycle_results(run, m) for run, m in zip(cycle.runs, metrics)]

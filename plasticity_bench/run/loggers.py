@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import csv
 import os
+import shutil
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -30,7 +31,9 @@ from plasticity_bench.measure.metrics import CURVE_BIN
 from plasticity_bench.run.records import run_key, safe_name
 
 LOGGERS = ("tensorboard", "wandb", "csv")
-CSV_COLUMNS = ("metric", "x", "value")
+#: The run's own columns in every CSV row (so that rows of several runs concatenate), then the value's.
+RUN_COLUMNS = ("run", "scenario", "strategy", "compactness", "lr", "seed")
+CSV_COLUMNS = (*RUN_COLUMNS, "metric", "x", "value")
 WANDB_PROJECT = "plasticity_bench"
 
 
@@ -59,14 +62,17 @@ def parse_loggers(names: Sequence[str] | None) -> tuple[str, ...]:
 
 
 class MetricCSVLogger(BaseLogger):
-    """Appends every metric value as a ``metric,x,value`` row to ``path`` (long format, for pandas).
+    """Appends every metric value as a row of :data:`CSV_COLUMNS` to ``path`` (long format, for pandas):
+    the run (its name, scenario, strategy, compactness, lr and seed from ``config``), then
+    ``metric,x,value``.
 
     The header is written when the file is new; rows are flushed after every batch of values (one per
     task boundary), so a killed run keeps the rows of the tasks it finished.
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, config: dict[str, Any]) -> None:
         super().__init__()
+        self.run = (run_name(config), *(config.get(k) for k in RUN_COLUMNS[1:]))
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fresh = not self.path.exists()
@@ -77,7 +83,7 @@ class MetricCSVLogger(BaseLogger):
 
     def log_single_metric(self, name: str, value: Any, x_plot: int) -> None:
         if isinstance(value, int | float):
-            self._writer.writerow((name, x_plot, value))
+            self._writer.writerow((*self.run, name, x_plot, value))
 
     def log_metrics(self, metric_values: list[Any]) -> None:
         super().log_metrics(metric_values)
@@ -115,13 +121,20 @@ class Recording:
             "tensorboard": f"tensorboard: tensorboard --logdir {root / 'tensorboard'}",
             "wandb": f"wandb ({os.environ.get('WANDB_MODE', 'offline')}): wandb sync "
             f"{root / 'wandb' / 'wandb'}/offline-run-*",
-            "csv": f"csv: {root / 'csv'}/*.csv (metric,x,value rows)",
+            "csv": f"csv: {root / 'csv'}/*.csv (run columns, then metric,x,value)",
         }
         return [hints[name] for name in self.loggers]
 
     @contextmanager
-    def logging(self, config: dict[str, Any]) -> Iterator[list[BaseLogger]]:
-        """The loggers of one run (a fresh logger run each, named by :func:`run_name`), closed on exit."""
+    def logging(self, config: dict[str, Any], fresh: bool = True) -> Iterator[list[BaseLogger]]:
+        """The loggers of one run (named by :func:`run_name`), closed on exit. ``fresh`` (a run that starts
+        from its first task, e.g. under ``--force``): the run's earlier CSV file and TensorBoard folder are
+        removed first, so the logs hold one run, not two appended; a run resumed from its checkpoint
+        appends to them."""
+        if fresh and self.log_dir is not None:
+            name = run_name(config)
+            Path(self.log_dir, "csv", f"{name}.csv").unlink(missing_ok=True)
+            shutil.rmtree(Path(self.log_dir, "tensorboard", name), ignore_errors=True)
         loggers = [_LOGGER_FACTORIES[name](Path(self.log_dir), config) for name in self.loggers]
         try:
             yield loggers
@@ -179,7 +192,7 @@ def _wandb(log_dir: Path, config: dict[str, Any]) -> BaseLogger:
 
 
 def _csv(log_dir: Path, config: dict[str, Any]) -> BaseLogger:
-    return MetricCSVLogger(log_dir / "csv" / f"{run_name(config)}.csv")
+    return MetricCSVLogger(log_dir / "csv" / f"{run_name(config)}.csv", config)
 
 
 _LOGGER_FACTORIES = {"tensorboard": _tensorboard, "wandb": _wandb, "csv": _csv}

@@ -307,6 +307,8 @@ def test_wandb_logger_logs_against_updates_offline(
     (run,) = runs
     assert run.init["mode"] == "offline" and run.init["name"] == run_name(config.as_dict())
     assert run.init["settings"].silent, "wandb's ~25 console lines per run are off by default"
+    assert run.init["group"] == "permuted_mnist/grow/c0.5/lr0.001"  # the row, across its seeds
+    assert run.init["tags"] == ["permuted_mnist", "grow", "c=0.5", "seed=0"]
     assert recording.where() == [f"wandb (offline): wandb sync {tmp_path / 'wandb' / 'wandb'}/offline-run-*"]
     assert ("*", {"step_metric": "updates"}) in run.metrics and run.finished
     taoa = [v for v in run.logged if "TAOA" in v]

@@ -173,7 +173,7 @@ class WandbLogger(BaseLogger):
         folder.mkdir(parents=True, exist_ok=True)
         self.run = wandb.init(
             project=WANDB_PROJECT, name=run_name(config), id=run_key(config)[:16], dir=folder, config=config,
-            mode=mode, reinit="finish_previous",
+            mode=mode, reinit="finish_previous", group=wandb_group(config), tags=wandb_tags(config),
             settings=wandb.Settings(silent="WANDB_SILENT" not in os.environ),
         )  # fmt: skip
         self.run.define_metric("updates")
@@ -185,6 +185,20 @@ class WandbLogger(BaseLogger):
 
     def close(self) -> None:
         self.run.finish()
+
+
+def wandb_group(config: dict[str, Any]) -> str:
+    """A W&B group per leaderboard row but the seed: ``scenario[@variant]/strategy/c0.5/lr0.001``."""
+    scenario = config["scenario"] + (f"@{config['variant']}" if config.get("variant") else "")
+    return f"{scenario}/{config['strategy']}/c{config['compactness']:g}/lr{config['lr']:g}"
+
+
+def wandb_tags(config: dict[str, Any]) -> list[str]:
+    """W&B tags to filter by: scenario, strategy and each modifier, compactness, seed (64 characters at
+    most each, as wandb requires)."""
+    base, *modifiers = str(config["strategy"]).split("+")
+    tags = [config["scenario"], base, *modifiers, f"c={config['compactness']:g}", f"seed={config['seed']}"]
+    return [tag[:64] for tag in tags]
 
 
 def _wandb(log_dir: Path, config: dict[str, Any]) -> BaseLogger:

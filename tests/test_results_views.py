@@ -120,6 +120,13 @@ def test_loggers_write_files_their_readers_parse(data_root: Path, tmp_path: Path
     assert taoa.x.tolist() == [STEPS, 2 * STEPS, 3 * STEPS]
     assert taoa.value.iloc[-1] == pytest.approx(record["summary"]["taoa"])
     assert table.metric.str.startswith("Parity/grad/Layer0/").any()
+    ranks = table[table.metric == "Plasticity/effective_rank/Layer0"]  # the diagnostics reach the loggers
+    expected = [row["effective_rank"] for row in record["plasticity"] if row["layer"] == 0]
+    assert ranks.value.tolist() == pytest.approx(expected) and ranks.x.tolist() == [
+        STEPS,
+        2 * STEPS,
+        3 * STEPS,
+    ]
     assert table[table.metric == "ActiveUnits/Layer0"].value.tolist() == [
         t[0] for t in record["per_task"]["active_units"]
     ]

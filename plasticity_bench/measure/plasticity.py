@@ -20,6 +20,7 @@ from plasticity_bench.core.host import Host
 from plasticity_bench.core.io import atomic_write_text
 from plasticity_bench.core.masks import masked_layers_of
 from plasticity_bench.measure.importance import Dormancy
+from plasticity_bench.measure.metrics import updates_before
 from plasticity_bench.measure.probes import probe, probe_batch, unit_output
 
 #: tau of the dormant fraction: ReDo's default threshold, so the diagnostic counts what ReDo would reset.
@@ -76,17 +77,32 @@ def layer_diagnostics(model: nn.Module, x: Tensor, tau: float = DORMANT_TAU) -> 
 class PlasticityDiagnostics(SupervisedPlugin):
     """Records :func:`layer_diagnostics` at the end of every task on the task's first ``size`` training rows
     (the same rows for every strategy of a seed). Works in any Avalanche ``SupervisedTemplate``.
-    ``report()`` gives the record's ``plasticity`` rows: ``task``, ``layer``, ``active``, :data:`FIELDS`."""
+    ``report()`` gives the record's ``plasticity`` rows: ``task``, ``layer``, ``active``, :data:`FIELDS`;
+    :meth:`logged_values` hands the same figures to experiment loggers."""
 
     def __init__(self, size: int = PROBE_SIZE) -> None:
         super().__init__()
         self.size = size
         self.rows: list[dict[str, Any]] = []
+        self.updates: list[int] = []  # per row: the global update count at its task's end
+        self._logged = 0
 
     def after_training_exp(self, strategy: Host, **kwargs: object) -> None:
         x, _ = probe_batch(strategy, self.size)
         task = strategy.experience.current_experience
-        self.rows += [{"task": task, **row} for row in layer_diagnostics(strategy.model, x)]
+        rows = layer_diagnostics(strategy.model, x)
+        self.rows += [{"task": task, **row} for row in rows]
+        self.updates += [updates_before(strategy, end=True)] * len(rows)
+
+    def logged_values(self) -> list[tuple[str, float, int]]:
+        """The rows added since the last call, for experiment loggers:
+        ``(f"Plasticity/{field}/Layer{l}", value, updates)`` for every field of :data:`FIELDS`."""
+        start, self._logged = self._logged, len(self.rows)
+        return [
+            (f"Plasticity/{field}/Layer{row['layer']}", float(row[field]), x)
+            for row, x in zip(self.rows[start:], self.updates[start:])
+            for field in FIELDS
+        ]
 
     def report(self) -> dict[str, Any]:
         return {"plasticity": list(self.rows)}

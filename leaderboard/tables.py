@@ -16,7 +16,7 @@ from rich.text import Text
 
 from plasticity_bench.core.io import atomic_write_text
 from plasticity_bench.leaderboard.aggregate import COMPACT_KEYS, fmt_key, short_name
-from plasticity_bench.leaderboard.paper import PAPER_LABELS
+from plasticity_bench.leaderboard.paper import PAPER_LABELS, paper_metric
 
 FRACTION_METRICS = frozenset(
     {"taoa", "early_task_taa", "acc", "taa", "wt_acc", "wt_taa", "wt_taoa", "delta_wt_c"}
@@ -237,3 +237,47 @@ def write_comparison(table: pd.DataFrame, scores: pd.DataFrame, out_dir: Path) -
     atomic_write_text(paths[0], table.to_csv(index=False))
     atomic_write_text(paths[1], scores.to_csv(index=False))
     return paths
+
+
+#: Below this many columns the terminal gets :func:`render_narrow` (one small table per scenario).
+NARROW_WIDTH = 140
+
+
+def render_narrow(df: pd.DataFrame) -> Group:
+    """The leaderboard for a narrow terminal: one table per scenario with the strategy (compactness,
+    settings, off-budget), seeds, the chosen lr, the scenario's primary metric, Early TAA, Δ WT-C where
+    measured and LC26's figure where comparable, in percent, whole words. The files hold every column."""
+    parts: list[Table | Text] = []
+    for (scenario, variant), rows in df.groupby(["scenario", "variant"], sort=False, dropna=False):
+        metric = paper_metric(scenario)
+        metrics = [m for m in (metric, "early_task_taa", "delta_wt_c") if rows.get(f"{m}_mean") is not None
+                   and rows[f"{m}_mean"].notna().any()]  # fmt: skip
+        paper = bool("paper_avg_acc" in rows and rows["paper_comparable"].astype(bool).any())
+        headers = ["strategy", "n", "lr", *(f"{METRIC_LABELS.get(m, m)} (%)" for m in metrics)] + [
+            "LC26"
+        ] * paper
+        name = scenario + ("" if pd.isna(variant) or not variant else f"@{variant}")
+        cells = [
+            [_narrow_label(r), str(r["n"]), fmt_key(r["lr"]), *(_narrow_metric(r, m) for m in metrics)]
+            + ([_fmt_paper(r["paper_avg_acc"], r["paper_avg_acc_pm"], bool(r["paper_comparable"]))] if paper
+               else [])
+            for r in rows.to_dict("records")
+        ]  # fmt: skip
+        parts.append(_narrow_table(f"{name}: mean ± 95% CI over seeds", headers, cells))
+    parts.append(Text("All columns (lr, lr chosen, the paper's protocol, ...): leaderboard.csv / .md"))
+    return Group(*parts)
+
+
+def _narrow_label(row: dict) -> str:
+    label = short_name(row["strategy"]) + (
+        f" c={fmt_key(row['compactness'])}" if row["compactness"] != 1 else ""
+    )
+    label += f" ({row['settings']})" if row.get("settings") else ""
+    return label + (" [off-budget]" if row.get("budget") else "")
+
+
+def _narrow_metric(row: dict, metric: str) -> str:
+    mean, half = row[f"{metric}_mean"], row[f"{metric}_ci95"]
+    if pd.isna(mean):
+        return "—"
+    return f"{100 * mean:.1f}" + ("" if pd.isna(half) else f" ± {100 * half:.1f}")

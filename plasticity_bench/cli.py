@@ -411,7 +411,7 @@ def show_leaderboard(out: Path, select_seeds: list[int], keys: set[str] | None =
     """
     from plasticity_bench.leaderboard.aggregate import aggregate
     from plasticity_bench.leaderboard.paper import attach_reference
-    from plasticity_bench.leaderboard.tables import render, write_leaderboard
+    from plasticity_bench.leaderboard.tables import NARROW_WIDTH, render, render_narrow, write_leaderboard
 
     report = load_records(out)
     mine = [r for r in report.records if keys is None or r["key"] in keys]
@@ -426,7 +426,8 @@ def show_leaderboard(out: Path, select_seeds: list[int], keys: set[str] | None =
     shown = table if keys is None else attach_reference(aggregate(mine, select_seeds=select_seeds))
     skipped = len(report.corrupt) + len(report.duplicates)
     note = f"; {skipped} files skipped (see warnings)" if skipped else ""
-    console.print(render(shown, only=PRINTED_METRICS))
+    narrow = console.width < NARROW_WIDTH
+    console.print(render_narrow(shown) if narrow else render(shown, only=PRINTED_METRICS))
     console.print(f"{len(report.records)} records{note}. written: {csv_path}  {md_path}")
 
 

@@ -241,3 +241,17 @@ def test_leaderboard_files_lead_with_the_primary_metric() -> None:
     columns = list(aggregate(records).columns)
     assert columns[:5] == ["scenario", "variant", "strategy", "compactness", "settings"]
     assert columns.index("taoa_mean") < columns.index("early_task_taa_mean") < columns.index("lr")
+
+
+def test_a_narrow_terminal_gets_whole_words() -> None:
+    """At 80 columns the leaderboard split words (``permu│ted_m│nist``, ``singl│e lr``)."""
+    from plasticity_bench.leaderboard.tables import render_narrow
+
+    records = [rec(s, 0.001, 0.7 + s / 100) for s in range(3)]
+    records += [rec(s, 0.001, 0.6, strategy="dense", compactness=1.0) for s in range(3)]
+    console = Console(width=80, record=True)
+    console.print(render_narrow(attach_reference(aggregate(records))))
+    text = console.export_text()
+    assert all(len(line) <= 80 for line in text.splitlines())
+    assert "permuted_mnist@mnist5k" in text and "grow+moment_transplant c=0.5" in text
+    assert "71.0 ± 2.5" in text  # TAOA of seeds 0.70, 0.71, 0.72 in percent with its t interval

@@ -255,21 +255,7 @@ def aggregate(
         return pd.DataFrame(columns=[*GROUP_KEYS, "n", "lrs_swept", "lr_metric", "lr_selection", "settings"])
     for row, settings in zip(rows, _settings(rows, flats)):
         row["settings"] = settings
-    df = pd.DataFrame(rows)
-    figures = [f"{m}_{part}" for m in sorted(wanted, key=metric_rank) for part in ("mean", "ci95", "n")]
-    leading = [
-        *COMPACT_KEYS,
-        "settings",
-        "budget",
-        "n",
-        *figures,
-        *GROUP_KEYS,
-        "seeds",
-        "lrs_swept",
-        "lr_metric",
-    ]
-    leading = list(dict.fromkeys([*leading, "lr_selection", "lr_note"]))
-    df = df[leading + [c for c in df.columns if c not in leading]]
+    df = ordered_columns(pd.DataFrame(rows), wanted)
     return df.sort_values([*LR_FREE_KEYS, "settings"], na_position="first", key=_sort_key).reset_index(
         drop=True
     )
@@ -280,6 +266,15 @@ METRIC_ORDER = (
     "taoa", "acc", "taa", "early_task_taa", "wt_taoa", "wt_acc", "wt_taa", "delta_wt_c", "params", "flops",
     "train_flops",
 )  # fmt: skip
+
+
+def ordered_columns(df: pd.DataFrame, metrics: Sequence[str]) -> pd.DataFrame:
+    """``df``'s columns in leaderboard order: who (scenario, strategy, compactness, settings, budget, n),
+    the metrics by :func:`metric_rank`, the rest of the config, then everything else."""
+    figures = [f"{m}_{part}" for m in sorted(metrics, key=metric_rank) for part in ("mean", "ci95", "n")]
+    leading = [*COMPACT_KEYS, "settings", "budget", "n", *figures, *GROUP_KEYS, "seeds", "lrs_swept"]
+    leading = list(dict.fromkeys([*leading, "lr_metric", "lr_selection", "lr_note"]))
+    return df[leading + [c for c in df.columns if c not in leading]]
 
 
 def metric_rank(metric: str) -> tuple[int, str]:

@@ -12,7 +12,7 @@ import math
 import os
 import sys
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from functools import partial
@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.padding import Padding
 from rich.table import Table
 from rich.text import Text
 
@@ -798,12 +799,29 @@ def options(
     if markdown:
         console.print(options_markdown(rows), highlight=False, soft_wrap=True, markup=False)
         return
-    view = Table(title="run options (--option KEY=VALUE)")
-    for header in OPTION_HEADERS:
-        view.add_column(header, overflow="fold")
+    print_table("run options (--option KEY=VALUE)", OPTION_HEADERS, rows)
+
+
+def print_table(title: str, headers: Sequence[str], rows: list[tuple[str, ...]]) -> None:
+    """A table in the terminal; narrower than :data:`NARROW` columns, one block per row instead (the first
+    cell in bold, the others ``header: value``, the last as a wrapped paragraph): whole words."""
+    if console.width >= NARROW:
+        view = Table(title=title)
+        for header in headers:
+            view.add_column(header, overflow="fold")
+        for row in rows:
+            view.add_row(*row)
+        console.print(view)
+        return
+    console.print(Text(title, "bold underline"))
     for row in rows:
-        view.add_row(*row)
-    console.print(view)
+        fields = "   ".join(f"{h}: {v}" for h, v in zip(headers[1:-1], row[1:-1]))
+        console.print(Text.assemble((row[0], "bold"), "   ", fields), highlight=False)
+        console.print(Padding(Text(row[-1]), (0, 0, 0, 4)), highlight=False)
+
+
+#: Terminals narrower than this get tables as stacked blocks (``options``, ``list``).
+NARROW = 120
 
 
 OPTION_HEADERS = ("option", "used by", "values", "default", "meaning")
@@ -823,12 +841,7 @@ def list_(what: str = typer.Argument(..., help="scenarios, strategies, options o
             "options": option_table,
             "suites": suite_rows,
         }[what]()
-    view = Table(title=what)
-    for header in headers:
-        view.add_column(header, overflow="fold")
-    for row in rows:
-        view.add_row(*row)
-    console.print(view)
+    print_table(what, headers, rows)
 
 
 def suite_rows() -> tuple[tuple[str, ...], list[tuple[str, ...]]]:

@@ -121,3 +121,19 @@ def test_both_hosts_satisfy_the_host_contract(tmp_path: Path) -> None:
     execute_batch(configs)
     seen = set((tmp_path / "hosts.log").read_text().splitlines())
     assert seen == {"OnlineStrategy True", "RunView True"}
+
+
+def test_options_read_whole_words_in_an_80_column_terminal() -> None:
+    """``options`` had a 12-character meaning column at 80 columns."""
+    import os
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-m", "plasticity_bench.cli", "options"], capture_output=True, text=True, check=True,
+        env={**os.environ, "COLUMNS": "80"},
+    )  # fmt: skip
+    lines = done.stdout.splitlines()
+    assert all(len(line) <= 80 for line in lines)
+    assert any(line.startswith("subset   used by: permuted_mnist") for line in lines)
+    assert any("one image subset for the stream" in line for line in lines)

@@ -332,15 +332,19 @@ def execute_sweep(
     if outcome.by_others:
         console.print(f"{len(outcome.by_others)} runs were computed meanwhile by another sweep on {out}")
     for config, error in outcome.failed:
-        say("run failed:", "red", f"{describe(config)}: {error}")
+        say("run failed:", "red", f"{describe(config, full=True)}: {error}")
     for line in settings.recording.where() if todo else []:
         console.print(f"logs, {line}", highlight=False, soft_wrap=True)
     return outcome
 
 
-def describe(config: RunConfig) -> str:
-    """``strategy c=0.5 lr=0.001 seed=2`` (the fields that tell the runs of one sweep apart)."""
-    return f"{config.strategy} c={config.compactness:g} lr={config.lr:g} seed={config.seed}"
+def describe(config: RunConfig, full: bool = False) -> str:
+    """``strategy c=0.5 lr=0.001 seed=2`` (the fields that tell the runs of one sweep apart); a user plugin
+    by its class name unless ``full`` (its path, for error lines)."""
+    from plasticity_bench.leaderboard.aggregate import short_name
+
+    name = config.strategy if full else short_name(config.strategy)
+    return f"{name} c={config.compactness:g} lr={config.lr:g} seed={config.seed}"
 
 
 def run_in_process(

@@ -271,7 +271,7 @@ def leaderboard_chart(groups: list[Group], scenario: str) -> Figure | None:
     for y, group in enumerate(groups):
         row = group.row
         mean, half = row[f"{metric}_mean"] * 100, row[f"{metric}_ci95"] * 100
-        error = None if math.isnan(half) else half
+        error = None if math.isnan(half) else percent_error(mean, half)
         axes.errorbar(mean, y, xerr=error, fmt="o", color=line_style(group.colour)["color"], capsize=3)
         paper = row.get("paper_avg_acc", math.nan) if metric == paper_metric(name) else math.nan
         if bool(row.get("paper_comparable", False)) and not math.isnan(paper):
@@ -290,8 +290,8 @@ def leaderboard_chart(groups: list[Group], scenario: str) -> Figure | None:
 
 def compute(groups: list[Group], scenario: str) -> Figure | None:
     """Equal compute (docs/protocol.md §16): each row's primary metric (%) against its training FLOPs
-    (log axis), mean and 95% CI over seeds, with the Pareto front (no other row is both cheaper and
-    better) as a dashed line."""
+    (log axis), mean and 95% CI over seeds (cut to [0, 100]), with the Pareto front (no other row is both
+    cheaper and better) as a dashed line."""
     costed = [g for g in groups if not math.isnan(g.row.get("train_flops_mean", math.nan))]
     records = [r for g in costed for r in g.records]
     metric = primary_metric(records[0]["config"]["scenario"], records) if records else None
@@ -305,7 +305,7 @@ def compute(groups: list[Group], scenario: str) -> Figure | None:
             continue
         x, y = group.row["train_flops_mean"], group.row[f"{metric}_mean"] * 100
         half = group.row[f"{metric}_ci95"] * 100
-        error = None if math.isnan(half) else half
+        error = None if math.isnan(half) else percent_error(y, half)
         ax.errorbar(x, y, yerr=error, fmt="o", capsize=3, label=group.label, color=line_style(i)["color"])
         points.append((x, y))
     front = pareto_front(points)
@@ -313,6 +313,12 @@ def compute(groups: list[Group], scenario: str) -> Figure | None:
     ax.set(xscale="log", xlabel="training FLOPs (forward + backward, active units)",
            ylabel=f"{metric.upper()} (%)", title=f"{scenario}: metric vs training compute")  # fmt: skip
     return finish(fig, [ax])
+
+
+def percent_error(value: float, half: float) -> list[list[float]]:
+    """Matplotlib's asymmetric error bar of ``value ± half`` (percent) cut to [0, 100]: an interval of few
+    seeds can pass the bounds an accuracy cannot."""
+    return [[value - max(0.0, value - half)], [min(100.0, value + half) - value]]
 
 
 def pareto_front(points: Sequence[tuple[float, float]]) -> list[tuple[float, float]]:

@@ -372,3 +372,14 @@ def test_force_starts_fresh_logger_runs(data_root: Path, tmp_path: Path) -> None
     assert csv_log.read_text().splitlines() == lines
     (run,) = (out / "logs" / "tensorboard").iterdir()
     assert len(list(run.glob("events.out.tfevents.*"))) == 1
+
+
+def test_the_report_keeps_the_paper_protocol_text_out_of_the_table(
+    fixture_records: list[dict[str, Any]],
+) -> None:
+    """The protocol text dominated the HTML table and overflowed 1400 px: now a note number per row, and
+    each distinct departure once under the table."""
+    page = render_report(fixture_records)
+    table = page[page.index('<table id="leaderboard">') : page.index("</table>")]
+    assert "no [1]" in table and "(paper: 500)" not in table
+    assert '<ol class="notes"><li>tasks=3 (paper: 500)' in page

@@ -103,7 +103,7 @@ def render_report(
     """
     if not records:
         raise ValueError("no records to report")
-    headers, rows = table_cells(attach_reference(aggregate(records)))
+    headers, rows, gaps = short_protocol(*table_cells(attach_reference(aggregate(records))))
     made = [*figures(records), *comparison_figures(records, baseline)]
     configs = sorted(
         ([str(r["config"].get(c)) for c in CONFIG_COLUMNS] + [r["key"][:16]] for r in records),
@@ -117,6 +117,7 @@ def render_report(
         f"(protocol {current['protocol']}). Ours: mean ± 95% CI over seeds (Student t).</p>",
         "<h2>Leaderboard</h2>",
         _table(headers, rows, "leaderboard"),
+        _notes(gaps),
         *_comparison_html(records, baseline),
         f"<h2>Figures</h2><p>{len(made)} figures; lines are means over seeds with 95% bands.</p>",
         _figure_html(made),
@@ -137,6 +138,31 @@ def render_report(
         f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
         f"<style>{STYLE}</style><script>{SCRIPT}</script></head>\n<body>\n{body}\n</body></html>\n"
     )
+
+
+PROTOCOL_HEADER = "paper's protocol"
+
+
+def short_protocol(headers: list[str], rows: list[list[str]]) -> tuple[list[str], list[list[str]], list[str]]:
+    """The leaderboard's "paper's protocol" cells cut to ``yes`` or a note number (``no [2]``), and the
+    notes: each distinct way rows depart from the paper's protocol, listed once under the table."""
+    if PROTOCOL_HEADER not in headers:
+        return headers, rows, []
+    column, notes = headers.index(PROTOCOL_HEADER), []
+    for row in rows:
+        if row[column] != "yes":
+            if row[column] not in notes:
+                notes.append(row[column])
+            row[column] = f"no [{notes.index(row[column]) + 1}]"
+    return headers, rows, notes
+
+
+def _notes(notes: list[str]) -> str:
+    """The numbered notes of :func:`short_protocol` as a list under the table."""
+    if not notes:
+        return ""
+    items = "".join(f"<li>{html.escape(note)}</li>" for note in notes)
+    return f'<p>How rows depart from the paper\'s protocol:</p><ol class="notes">{items}</ol>'
 
 
 def _comparison_html(records: Sequence[dict[str, Any]], baseline: str | None) -> list[str]:

@@ -300,6 +300,15 @@ def short_name(strategy: str) -> str:
     return strategy.rpartition(":")[2] if ":" in strategy else strategy
 
 
+def row_label(row: dict[str, Any] | pd.Series) -> str:
+    """A leaderboard row as tables, legends and comparisons name it: ``grow c=0.5`` (compactness only
+    below 1), a user plugin by its class (:func:`short_name`), its settings in parentheses when it has any
+    (``prune c=0.5 (option.rewind=none)``)."""
+    name = short_name(row["strategy"])
+    name += f" c={fmt_key(row['compactness'])}" if row["compactness"] != 1 else ""
+    return f"{name} ({row['settings']})" if row.get("settings") else name
+
+
 def same_value(a: Any, b: Any) -> bool:
     """Equal config values, a missing one (``None``, or the NaN a DataFrame makes of it) equal to another."""
     missing = [v is None or (isinstance(v, float) and math.isnan(v)) for v in (a, b)]

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from plasticity_bench.leaderboard import stats
-from plasticity_bench.leaderboard.aggregate import aggregate, fmt_key, row_records, short_name
+from plasticity_bench.leaderboard.aggregate import aggregate, row_label, row_records
 from plasticity_bench.run.records import is_number
 from plasticity_bench.scenarios.registry import SCENARIOS, chance_accuracy
 
@@ -36,6 +36,18 @@ COLUMNS = (
     "score_mean_high", "scenarios",
 )  # fmt: skip
 ALL = "ALL"
+#: The columns of ``compare_scores.csv`` (:func:`scores_table`).
+SCORE_COLUMNS = (
+    "strategy",
+    "scenarios",
+    "runs",
+    "iqm",
+    "iqm_low",
+    "iqm_high",
+    "mean",
+    "mean_low",
+    "mean_high",
+)
 
 
 @dataclass
@@ -52,11 +64,8 @@ class Arm:
 
     @property
     def label(self) -> str:
-        """The strategy as the tables name it: ``grow c=0.5``, with its settings when it has any."""
-        name = short_name(self.row["strategy"])
-        if self.row["compactness"] != 1.0:
-            name += f" c={fmt_key(self.row['compactness'])}"
-        return f"{name} ({self.row['settings']})" if self.row["settings"] else name
+        """The strategy as the tables name it (:func:`~plasticity_bench.leaderboard.aggregate.row_label`)."""
+        return row_label(self.row)
 
     def values(self, metric: str, seeds: Sequence[int]) -> np.ndarray:
         """The metric on ``seeds`` (NaN where a record lacks it), float64 ``(len(seeds),)``."""
@@ -78,11 +87,12 @@ class Pair:
 class Comparison:
     """What :func:`compare` found: ``table`` (the :data:`COLUMNS`, per-scenario rows then ``ALL``),
     ``pairs`` (for figures), ``scores`` (per strategy label, per scenario: the normalised scores of its
-    seeds) and ``notes`` (rows left out and why)."""
+    seeds), ``score_table`` (:func:`scores_table` of them) and ``notes`` (rows left out and why)."""
 
     table: pd.DataFrame
     pairs: list[Pair]
     scores: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
+    score_table: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=SCORE_COLUMNS))
     notes: list[str] = field(default_factory=list)
 
 
@@ -158,14 +168,14 @@ def compare(
     Raises:
         ValueError: for a baseline or strategy that no record has.
     """
-    pairs, notes = pair_arms(arms_of(records, select_seeds), baseline, metric, strategies)
-    references = dense_references(arms_of(records, select_seeds))
-    rows = [scenario_row(p) for p in pairs]
-    scores = normalised_scores(pairs, references, notes)
-    rows += aggregate_rows(pairs, scores, baseline)
+    arms = arms_of(records, select_seeds)
+    pairs, notes = pair_arms(arms, baseline, metric, strategies)
+    scores = normalised_scores(pairs, dense_references(arms), notes)
+    score_table = scores_table(scores)
+    rows = [scenario_row(p) for p in pairs] + aggregate_rows(pairs, scores, score_table, baseline)
     table = pd.DataFrame(rows, columns=list(COLUMNS))
     table["p_holm"] = stats.holm(table["p_wilcoxon"].tolist())
-    return Comparison(table, pairs, scores, notes)
+    return Comparison(table, pairs, scores, score_table, notes)
 
 
 def scenario_row(pair: Pair) -> dict[str, Any]:
@@ -221,11 +231,14 @@ def normalised_scores(
 
 
 def aggregate_rows(
-    pairs: Sequence[Pair], scores: dict[str, dict[str, np.ndarray]], baseline: str
-) -> list[dict[str, Any]]:
+    pairs: Sequence[Pair], scores: dict[str, dict[str, np.ndarray]], score_table: pd.DataFrame,
+    baseline: str,
+) -> list[dict[str, Any]]:  # fmt: skip
     """One ``ALL`` row per strategy label: the normalised difference to the baseline pooled over the
     scenarios (mean, stratified-bootstrap interval, Wilcoxon on the pooled differences, probability of
-    improvement averaged over scenarios) and the strategy's own normalised IQM and mean."""
+    improvement averaged over scenarios) and the strategy's own normalised IQM and mean (its row of
+    ``score_table``)."""
+    own_scores = score_table.set_index("strategy")
     rows = []
     by_label: dict[str, list[Pair]] = {}
     for pair in pairs:
@@ -238,7 +251,7 @@ def aggregate_rows(
         )  # fmt: skip
         pooled = np.concatenate(diffs)
         low, high = stats.stratified_interval(diffs, np.mean)
-        own = scores_table({label: scores[label]}).iloc[0]
+        own = own_scores.loc[label]
         first = members[0].arm.row
         rows.append({
             "scenario": ALL, "strategy": first["strategy"], "compactness": first["compactness"],
@@ -270,19 +283,6 @@ def scores_table(scores: dict[str, dict[str, np.ndarray]]) -> pd.DataFrame:
             "mean_high": mean_high,
         })  # fmt: skip
     return pd.DataFrame(rows, columns=SCORE_COLUMNS)
-
-
-SCORE_COLUMNS = (
-    "strategy",
-    "scenarios",
-    "runs",
-    "iqm",
-    "iqm_low",
-    "iqm_high",
-    "mean",
-    "mean_low",
-    "mean_high",
-)
 
 
 def finite(strata: Sequence[np.ndarray]) -> list[np.ndarray]:

@@ -15,7 +15,7 @@ from rich.table import Table
 from rich.text import Text
 
 from plasticity_bench.core.io import atomic_write_text
-from plasticity_bench.leaderboard.aggregate import COMPACT_KEYS, fmt_key, short_name
+from plasticity_bench.leaderboard.aggregate import COMPACT_KEYS, fmt_key, row_label
 from plasticity_bench.leaderboard.paper import PAPER_LABELS, paper_metric
 
 FRACTION_METRICS = frozenset(
@@ -177,9 +177,7 @@ def comparison_cells(table: pd.DataFrame) -> list[tuple[str, list[list[str]]]]:
     the probability of improvement and the seeds 80% power needs."""
     sections: dict[str, list[list[str]]] = {}
     for r in table.to_dict("records"):
-        name = short_name(r["strategy"]) + (
-            f" c={fmt_key(r['compactness'])}" if r["compactness"] != 1.0 else ""
-        )
+        name = row_label(r)
         power = "—" if pd.isna(r["seeds_for_80_power"]) else f"{int(r['seeds_for_80_power'])}"
         p = "—" if pd.isna(r["p_holm"]) else f"{r['p_holm']:.3f}"
         title = f"{r['scenario']} ({r['metric']}, {r['unit']})"
@@ -269,11 +267,7 @@ def render_narrow(df: pd.DataFrame) -> Group:
 
 
 def _narrow_label(row: dict) -> str:
-    label = short_name(row["strategy"]) + (
-        f" c={fmt_key(row['compactness'])}" if row["compactness"] != 1 else ""
-    )
-    label += f" ({row['settings']})" if row.get("settings") else ""
-    return label + (" [off-budget]" if row.get("budget") else "")
+    return row_label(row) + (" [off-budget]" if row.get("budget") else "")
 
 
 def _narrow_metric(row: dict, metric: str) -> str:

@@ -624,16 +624,14 @@ def compare(
     """Is a strategy better than the baseline? Paired per seed on identical streams, per scenario and over
     all of them; prints the table and writes compare.csv under --out (docs/protocol.md §16)."""
     from plasticity_bench.leaderboard.compare import compare as compare_records
-    from plasticity_bench.leaderboard.compare import scores_table
     from plasticity_bench.leaderboard.tables import render_comparison, write_comparison
 
     with user_errors():
         held = parse_list(select_seeds, int, "--select-seeds") if select_seeds else []
         names = parse_list(strategies, str, "--strategies") if strategies else None
         result = compare_records(records_or_exit(out), baseline, metric, names, held)
-        scores = scores_table(result.scores)
-        paths = write_comparison(result.table, scores, out)
-    console.print(render_comparison(result.table, scores, baseline))
+        paths = write_comparison(result.table, result.score_table, out)
+    console.print(render_comparison(result.table, result.score_table, baseline))
     for note in result.notes:
         console.print(f"left out: {note}", highlight=False)
     console.print("written: " + "  ".join(str(p) for p in paths), highlight=False)
@@ -766,12 +764,14 @@ def plot(
     """Write the figures of the records under --out (PNG and SVG): online accuracy over the stream, per-task
     accuracy, active units, cohort log-parities, the leaderboard chart, Cycle vs winning ticket, and the
     comparison with the baseline (paired difference per task, performance profile, aggregate scores)."""
+    from plasticity_bench.leaderboard.compare import compare as compare_records
     from plasticity_bench.views.comparison import comparison_figures, default_baseline
     from plasticity_bench.views.plots import write_figures
 
     with user_errors():
         records = records_or_exit(out)
-        extra = comparison_figures(records, baseline or default_baseline(records))
+        chosen = baseline or default_baseline(records)
+        extra = comparison_figures(records, compare_records(records, chosen) if chosen else None)
         written = write_figures(records, figures or out / "figures", extra)
     for path in written:
         console.print(f"written: {path}", highlight=False)

@@ -163,7 +163,9 @@ def test_plot_and_report_draw_the_comparison_with_dense(tmp_path: Path) -> None:
     from plasticity_bench.views.comparison import comparison_figures
     from plasticity_bench.views.report import render_report
 
-    made = {(scenario, name): fig for scenario, name, fig in comparison_figures(grid(), "dense")}
+    made = {
+        (scenario, name): fig for scenario, name, fig in comparison_figures(grid(), compare(grid(), "dense"))
+    }
     assert set(made) == {
         ("permuted_mnist", "paired_by_task"), ("split_mnist", "paired_by_task"),
         ("all", "performance_profile"), ("all", "aggregate_scores"),

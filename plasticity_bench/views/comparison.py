@@ -20,7 +20,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
 
-from plasticity_bench.leaderboard.compare import Comparison, Pair, compare, scores_table
+from plasticity_bench.leaderboard.compare import Comparison, Pair
 from plasticity_bench.views.plots import colour_map, finish, line_style, mean_line, scenario_name, task_axis
 
 #: Per-task series a metric's paired difference is drawn on (fractions, one value per task or checkpoint).
@@ -86,7 +86,7 @@ def performance_profile(comparison: Comparison, colour: dict[str, int]) -> Figur
 
 def aggregate_scores(comparison: Comparison, colour: dict[str, int]) -> Figure | None:
     """IQM and mean of the normalised scores, each with its stratified-bootstrap 95% interval."""
-    table = scores_table(comparison.scores)
+    table = comparison.score_table
     if table.empty:
         return None
     fig, axes = plt.subplots(1, 2, figsize=(9.6, 0.6 * len(table) + 1.6), sharey=True)
@@ -107,13 +107,12 @@ def aggregate_scores(comparison: Comparison, colour: dict[str, int]) -> Figure |
 
 
 def comparison_figures(
-    records: Sequence[dict[str, Any]], baseline: str | None
+    records: Sequence[dict[str, Any]], comparison: Comparison | None
 ) -> list[tuple[str, str, Figure]]:
-    """The comparison figures of ``records`` with ``baseline`` (none when it is None): ``(scenario or
-    "all", figure name, Figure)``."""
-    if baseline is None:
+    """The figures of ``comparison`` (:func:`~plasticity_bench.leaderboard.compare.compare` of
+    ``records``; none when it is None): ``(scenario or "all", figure name, Figure)``."""
+    if comparison is None:
         return []
-    comparison = compare(records, baseline)
     labels = list(dict.fromkeys([*comparison.scores, *(p.arm.label for p in comparison.pairs)]))
     colour = colours(records, labels)
     made = []

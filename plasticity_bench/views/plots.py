@@ -36,7 +36,7 @@ from matplotlib.ticker import MaxNLocator
 from scipy import stats
 
 from plasticity_bench.core.io import atomic_write
-from plasticity_bench.leaderboard.aggregate import aggregate, primary_metric, row_records, short_name
+from plasticity_bench.leaderboard.aggregate import aggregate, primary_metric, row_label, row_records
 from plasticity_bench.leaderboard.paper import attach_reference, paper_metric
 from plasticity_bench.measure.metrics import bin_ends
 from plasticity_bench.measure.plasticity import FIELDS as PLASTICITY_FIELDS
@@ -83,11 +83,7 @@ def groups_of(records: Sequence[dict[str, Any]]) -> list[Group]:
     in table order."""
     groups = []
     for _, row in attach_reference(aggregate(records)).iterrows():
-        fixed_width = row["strategy"] in ("dense", "dyno")
-        name = short_name(row["strategy"])
-        label = name if fixed_width else f"{name} c={row['compactness']:g}"
-        label += f" ({row['settings']})" if row.get("settings") else ""
-        groups.append(Group(label, row_records(row, records), row.to_dict(), len(groups)))
+        groups.append(Group(row_label(row), row_records(row, records), row.to_dict(), len(groups)))
     return groups
 
 

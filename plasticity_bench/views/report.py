@@ -22,7 +22,7 @@ import matplotlib.pyplot as plt
 
 from plasticity_bench.core.io import atomic_write_text
 from plasticity_bench.leaderboard.aggregate import aggregate
-from plasticity_bench.leaderboard.compare import compare
+from plasticity_bench.leaderboard.compare import Comparison, compare
 from plasticity_bench.leaderboard.paper import attach_reference
 from plasticity_bench.leaderboard.tables import table_cells
 from plasticity_bench.run.records import code_version
@@ -104,7 +104,8 @@ def render_report(
     if not records:
         raise ValueError("no records to report")
     headers, rows, gaps = short_protocol(*table_cells(attach_reference(aggregate(records))))
-    made = [*figures(records), *comparison_figures(records, baseline)]
+    comparison = compare(records, baseline) if baseline is not None else None
+    made = [*figures(records), *comparison_figures(records, comparison)]
     configs = sorted(
         ([str(r["config"].get(c)) for c in CONFIG_COLUMNS] + [r["key"][:16]] for r in records),
         key=lambda row: row,
@@ -118,7 +119,7 @@ def render_report(
         "<h2>Leaderboard</h2>",
         _table(headers, rows, "leaderboard"),
         _notes(gaps),
-        *_comparison_html(records, baseline),
+        *_comparison_html(comparison, baseline),
         f"<h2>Figures</h2><p>{len(made)} figures; lines are means over seeds with 95% bands.</p>",
         _figure_html(made),
         "<h2>Code</h2>",
@@ -165,11 +166,11 @@ def _notes(notes: list[str]) -> str:
     return f'<p>How rows depart from the paper\'s protocol:</p><ol class="notes">{items}</ol>'
 
 
-def _comparison_html(records: Sequence[dict[str, Any]], baseline: str | None) -> list[str]:
-    """The comparison section: the paired table with ``baseline`` (none without a baseline)."""
-    if baseline is None:
+def _comparison_html(comparison: Comparison | None, baseline: str | None) -> list[str]:
+    """The comparison section: the paired table with ``baseline`` (none without a comparison)."""
+    if comparison is None or baseline is None:
         return []
-    table = compare(records, baseline).table
+    table = comparison.table
     shown = table[[c for c in COMPARED if c in table.columns]]
     cells = [[_cell(v) for v in row] for row in shown.itertuples(index=False)]
     note = (f"<p>Paired per seed on identical streams: strategy − {html.escape(baseline)}, percent points "

@@ -45,7 +45,9 @@ def paper_protocol_gaps(config: dict[str, Any]) -> list[str]:
     """How a run's config departs from the paper's protocol (docs/protocol.md §10); empty when it follows it.
 
     Checked: the scenario's own data (no variant), full stream (tasks, steps per task), batch size, model,
-    optimizer, cycles, the neutral schedule, every option at its default, and Dense at the scenario lr.
+    optimizer, cycles, the neutral schedule, every option at its default, Dense at the scenario lr, and on
+    DYNO's transfer streams (docs/protocol.md §17) pretrained weights; the path of a weights file is a
+    user's choice, not a gap.
     """
     spec = SCENARIOS.get(config.get("scenario"))
     if spec is None:
@@ -60,6 +62,8 @@ def paper_protocol_gaps(config: dict[str, Any]) -> list[str]:
     ]
     if config.get("strategy") == "dense" and spec.table14 and config.get("lr") != spec.lr:
         gaps.append(f"Dense at lr {config.get('lr')} (paper: {spec.lr:g})")
+    if spec.show_flops and (config.get("options") or {}).get("weights", "none") == "none":
+        gaps.append("random init (DYNO paper: ImageNet-pretrained VGG11, --weights)")
     gaps += _option_gaps(spec, config)
     return gaps
 
@@ -72,12 +76,15 @@ def _option_gaps(spec: Any, config: dict[str, Any]) -> list[str]:
         return [f"{strategy} is a user strategy, not in the paper"]
     try:
         defaults = resolve(
-            {}, used_options(spec, str(config["strategy"]), bool(config.get("winning_ticket")))
+            {}, used_options(spec, strategy, bool(config.get("winning_ticket")), config.get("model"))
         )
     except ValueError:
         return [f"strategy {config.get('strategy')!r} is not in the paper"]
     options = config.get("options") or {}
-    return [f"{k}={v} (paper: {defaults[k]})" for k, v in sorted(options.items()) if defaults.get(k, v) != v]
+    return [
+        f"{k}={v} (paper: {defaults[k]})"
+        for k, v in sorted(options.items()) if defaults.get(k, v) != v and k != "weights"
+    ]  # fmt: skip
 
 
 def _compactness_pct(row: pd.Series) -> int:

@@ -17,6 +17,7 @@ from rich.text import Text
 from plasticity_bench.core.io import atomic_write_text
 from plasticity_bench.leaderboard.aggregate import COMPACT_KEYS, fmt_key, row_label
 from plasticity_bench.leaderboard.paper import PAPER_LABELS, paper_metric
+from plasticity_bench.scenarios.registry import SCENARIOS
 
 FRACTION_METRICS = frozenset(
     {"taoa", "early_task_taa", "acc", "taa", "wt_acc", "wt_taa", "wt_taoa", "delta_wt_c"}
@@ -45,10 +46,15 @@ def _fmt_count(mean: float, half: float, n: int, scientific: bool = False) -> st
     ``"269,322 ± 1,204 (n=3)"``; none: ``"—"``."""
     if n == 0 or math.isnan(mean):
         return "—"
+    text = _count_text(mean, half, scientific)
+    return text if "±" not in text else f"{text} (n={n})"
+
+
+def _count_text(mean: float, half: float, scientific: bool) -> str:
     form = "{:.3g}" if scientific else "{:,.0f}"
     if math.isnan(half) or half == 0:
         return form.format(mean)
-    return f"{form.format(mean)} ± {form.format(half)} (n={n})"
+    return f"{form.format(mean)} ± {form.format(half)}"
 
 
 def _fmt_paper(value: float, pm: float, comparable: bool) -> str:
@@ -72,6 +78,7 @@ METRIC_LABELS = {
     "val_acc": "val ACC",
     "val_taa": "val TAA",
     "train_flops": "train FLOPs",
+    "flops": "inference FLOPs",
 }
 TERMINAL_KEYS = (*COMPACT_KEYS, "settings", "budget", "lr", "lr_selection")
 FULL_KEYS = (
@@ -93,10 +100,9 @@ def table_cells(
     metrics = [c[: -len("_mean")] for c in df.columns if c.endswith("_mean")]
     metrics = metrics if only is None else [m for m in only if m in metrics]
     paper = [c for c in PAPER_LABELS if c in df.columns and df[c].notna().any()]
-    labels = [METRIC_LABELS.get(m, m) for m in metrics]
     keys = [k for k in keys if k in df.columns and (k not in OPTIONAL_KEYS or df[k].astype(bool).any())]
     headers = [KEY_LABELS.get(k, k) for k in keys]
-    headers += [f"{lb} (%)" if m in FRACTION_METRICS else lb for m, lb in zip(metrics, labels)]
+    headers += [metric_header(m) for m in metrics]
     headers += [PAPER_LABELS[c] + " (%)" for c in paper]
     rows = []
     for _, row in df.iterrows():
@@ -248,12 +254,10 @@ def render_narrow(df: pd.DataFrame) -> Group:
     parts: list[Table | Text] = []
     for (scenario, variant), rows in df.groupby(["scenario", "variant"], sort=False, dropna=False):
         metric = paper_metric(scenario)
-        metrics = [m for m in (metric, "early_task_taa", "delta_wt_c") if rows.get(f"{m}_mean") is not None
-                   and rows[f"{m}_mean"].notna().any()]  # fmt: skip
+        wanted = (metric, "early_task_taa", "delta_wt_c", *(("flops",) if shows_flops(scenario) else ()))
+        metrics = [m for m in wanted if rows.get(f"{m}_mean") is not None and rows[f"{m}_mean"].notna().any()]
         paper = bool("paper_avg_acc" in rows and rows["paper_comparable"].astype(bool).any())
-        headers = ["strategy", "n", "lr", *(f"{METRIC_LABELS.get(m, m)} (%)" for m in metrics)] + [
-            "LC26"
-        ] * paper
+        headers = ["strategy", "n", "lr", *(metric_header(m) for m in metrics)] + ["LC26"] * paper
         name = scenario + ("" if pd.isna(variant) or not variant else f"@{variant}")
         cells = [
             [_narrow_label(r), str(r["n"]), fmt_key(r["lr"]), *(_narrow_metric(r, m) for m in metrics)]
@@ -270,8 +274,22 @@ def _narrow_label(row: dict) -> str:
     return row_label(row) + (" [off-budget]" if row.get("budget") else "")
 
 
+def shows_flops(scenario: str) -> bool:
+    """True for the scenarios whose leaderboard prints inference FLOPs (``ScenarioSpec.show_flops``)."""
+    spec = SCENARIOS.get(scenario)
+    return bool(spec is not None and spec.show_flops)
+
+
+def metric_header(metric: str) -> str:
+    """A metric's column header: its label, with ``(%)`` for fractions."""
+    label = METRIC_LABELS.get(metric, metric)
+    return f"{label} (%)" if metric in FRACTION_METRICS else label
+
+
 def _narrow_metric(row: dict, metric: str) -> str:
     mean, half = row[f"{metric}_mean"], row[f"{metric}_ci95"]
     if pd.isna(mean):
         return "—"
+    if metric in COUNT_METRICS:
+        return _count_text(mean, half, metric in SCIENTIFIC_METRICS)
     return f"{100 * mean:.1f}" + ("" if pd.isna(half) else f" ± {100 * half:.1f}")

@@ -416,7 +416,13 @@ def show_leaderboard(out: Path, select_seeds: list[int], keys: set[str] | None =
     """
     from plasticity_bench.leaderboard.aggregate import aggregate
     from plasticity_bench.leaderboard.paper import attach_reference
-    from plasticity_bench.leaderboard.tables import NARROW_WIDTH, render, render_narrow, write_leaderboard
+    from plasticity_bench.leaderboard.tables import (
+        NARROW_WIDTH,
+        render,
+        render_narrow,
+        shows_flops,
+        write_leaderboard,
+    )
 
     report = load_records(out)
     mine = [r for r in report.records if keys is None or r["key"] in keys]
@@ -432,7 +438,8 @@ def show_leaderboard(out: Path, select_seeds: list[int], keys: set[str] | None =
     skipped = len(report.corrupt) + len(report.duplicates)
     note = f"; {skipped} files skipped (see warnings)" if skipped else ""
     narrow = console.width < NARROW_WIDTH
-    console.print(render_narrow(shown) if narrow else render(shown, only=PRINTED_METRICS))
+    flops = ("flops",) if any(shows_flops(s) for s in shown["scenario"].unique()) else ()
+    console.print(render_narrow(shown) if narrow else render(shown, only=(*PRINTED_METRICS, *flops)))
     console.print(f"{len(report.records)} records{note}. written: {csv_path}  {md_path}")
 
 
@@ -486,25 +493,41 @@ def grid_from_flags(flags: dict[str, Any]) -> SweepGrid:
         seeds=flags["seeds"] or "3",
         select_seeds=flags["select_seeds"],
         lrs=parse_list(flags["lr"], float, "--lr") if flags["lr"] else None,
-        options=split_assignments(flags["option"] or []),
+        options=with_weights(split_assignments(flags["option"] or []), flags["weights"]),
         preset=preset, tasks=flags["tasks"], steps=flags["steps"], batch_size=flags["batch_size"],
         model=flags["model"], cycles=flags["cycles"], schedule=flags["schedule"] or "neutral",
         winning_ticket=flags["winning_ticket"],
     )  # fmt: skip
 
 
+def with_weights(options: dict[str, Any], weights: str | None) -> dict[str, Any]:
+    """``options`` with ``--weights`` as the run option ``weights`` (a file path made absolute; the name
+    ``imagenet1k_v1`` as it is), over any ``weights`` they hold (a sweep file's)."""
+    if weights is None:
+        return options
+    from plasticity_bench.core.vgg import TORCHVISION_WEIGHTS
+
+    chosen = (
+        weights if weights in (TORCHVISION_WEIGHTS, "none") else str(Path(weights).expanduser().resolve())
+    )
+    return {**options, "weights": chosen}
+
+
 def the_grid(sweep: Path | None, flags: dict[str, Any]) -> SweepGrid:
-    """The sweep file's grid, or the flags'; a grid flag given beside a sweep file is refused."""
+    """The sweep file's grid, or the flags'; a grid flag given beside a sweep file is refused, but for
+    ``--weights`` (where the weights are on this machine)."""
     if sweep is None:
         return grid_from_flags(flags)
-    given = sorted(f"--{k.replace('_', '-')}" for k, v in flags.items() if v not in (None, False, []))
+    grid_flags = {k: v for k, v in flags.items() if k != "weights"}
+    given = sorted(f"--{k.replace('_', '-')}" for k, v in grid_flags.items() if v not in (None, False, []))
     if given:
         raise ValueError(
             f"{', '.join(given)}: the sweep file {sweep} defines the grid; set these in the file"
         )
     from plasticity_bench.leaderboard.suite import sweep_file
 
-    return load_sweep(sweep_file(sweep))
+    grid = load_sweep(sweep_file(sweep))
+    return replace(grid, options=with_weights(grid.options, flags.get("weights")))
 
 
 #: The grid flags of ``run`` (one sweep's axes and stream sizes; a sweep file sets them instead).
@@ -519,7 +542,15 @@ Tasks = Annotated[int | None, grid_flag(help="tasks in the stream (default: prot
 Steps = Annotated[int | None, grid_flag(help="steps per task (default: protocol size at the batch size)")]
 Lrs = Annotated[str | None, grid_flag(help="learning rate, or a comma list to sweep (Dense stays)")]
 BatchSize = Annotated[int | None, grid_flag(help="mini-batch size (default: the scenario's)")]
-Model = Annotated[str | None, grid_flag(help="mlp, kumar_mlp, convnet, kumar_cnn (default: per scenario)")]
+Model = Annotated[
+    str | None, grid_flag(help="mlp, kumar_mlp, convnet, kumar_cnn, vgg11 (default: per scenario)")
+]
+Weights = Annotated[
+    str | None,
+    grid_flag(
+        help="vgg11: ImageNet weights, a torchvision state-dict file or imagenet1k_v1 (torch hub's cache)"
+    ),
+]
 Cycles = Annotated[int | None, grid_flag(help="structural edits per run T (default 5; Split-*: per task)")]
 Schedule = Annotated[str | None, grid_flag(help="per-layer budget schedule (default neutral)")]
 Preset = Annotated[str | None, grid_flag(help="demo (short streams; the default) or paper (§7 sizes)")]
@@ -530,7 +561,7 @@ WinningTicket = Annotated[
 RunOptions = Annotated[list[str] | None, grid_flag("--option", help=OPTION_HELP)]
 GRID_FLAGS = (
     "scenario", "strategy", "compactness", "seeds", "select_seeds", "tasks", "steps", "lr", "batch_size",
-    "model", "cycles", "schedule", "preset", "winning_ticket", "option",
+    "model", "cycles", "schedule", "preset", "winning_ticket", "option", "weights",
 )  # fmt: skip
 SWEEP_HELP = "a sweep file (YAML) or a suite's name (plasticity-bench list suites), instead of grid flags"
 
@@ -553,6 +584,7 @@ def run(
     preset: Preset = None,
     winning_ticket: WinningTicket = False,
     option: RunOptions = None,
+    weights: Weights = None,
     out: Annotated[Path, typer.Option(parser=output_path, help="results folder")] = Path("results"),
     data_root: DataRoot = None,
     device: Device = "cpu",

@@ -142,7 +142,7 @@ def default_data_root() -> Path:
     return cache_dir() / "data"
 
 
-def _resolve_root(root: PathLike | None) -> Path:
+def resolve_root(root: PathLike | None) -> Path:
     return Path(root) if root is not None else default_data_root()
 
 
@@ -316,7 +316,7 @@ def _load_idx_dataset(
 ) -> ImageSet:
     """Generic MNIST-like loader: locate (or download) the split's two IDX files, read and validate them."""
     _check_split(split)
-    base = _resolve_root(root)
+    base = resolve_root(root)
     dirs = [base / spec.folder / "raw", base, *extra_dirs]
     fetch = _torchvision_fetch(spec.torchvision_class, base, split) if download else None
     image_path, label_path = _locate(
@@ -516,7 +516,7 @@ def _read_cifar_batch(path: Path, label_key: str, n_classes: int) -> tuple[np.nd
 def _load_cifar_dataset(spec: _CifarSpec, root: PathLike | None, split: Split, download: bool) -> ImageSet:
     """Generic CIFAR loader: locate (or download) the split's batch files, read, validate, concatenate."""
     _check_split(split)
-    base = _resolve_root(root)
+    base = resolve_root(root)
     names = spec.train_files if split == "train" else spec.test_files
     fetch = _torchvision_fetch(spec.torchvision_class, base, split) if download else None
     dirs = [base / spec.folder, base]

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from plasticity_bench.core.options import Option, did_you_mean
-from plasticity_bench.scenarios import cifar, iid, imagenet, mnist, split, standin
+from plasticity_bench.scenarios import cifar, iid, imagenet, mnist, split, standin, transfer
 from plasticity_bench.scenarios.stream import VAL_FRACTION, TaskBenchmark
 
 
@@ -28,6 +28,10 @@ class ScenarioSpec:
     the number of tasks (Split-*, §3); otherwise ``T = DEFAULT_CYCLES``.
     ``table14``: one of the six continual benchmarks of LC26 Table 14 (Sec. 6), where Dense keeps the
     scenario's lr in an lr sweep; elsewhere (Sec. 4-5, A.2) Dense is swept like every method (§7).
+    ``show_flops``: the leaderboard prints the final network's inference FLOPs beside the accuracy (DYNO's
+    transfer streams report accuracy against FLOPs, §17).
+    ``weight_decay``: the scenario's Adam weight decay, which its runs may change with the run option
+    ``weight_decay`` (DYNO's transfer streams: 1e-3, §17); ``None``: no weight decay and no such option.
     ``metric`` ``acc`` / ``taa`` with a validation split (option ``val_fraction``): the lr is chosen by
     the validation figure of that metric, the test figure is reported (§7).
     """
@@ -50,6 +54,8 @@ class ScenarioSpec:
     checkpoint: str = "none"
     edit_every_task: bool = False
     table14: bool = False
+    weight_decay: float | None = None
+    show_flops: bool = False
 
     @property
     def steps_per_task(self) -> int:
@@ -77,6 +83,8 @@ def epoch_steps(n_train: int, batch_size: int, epochs: int) -> int:
 
 
 SPLIT_MNIST_IMAGES = 60_000 // 5  # 2 of 10 classes of 60,000 images: 3,740 steps at batch 64, 20 epochs
+#: DYNO's transfer runs (App. A): 1000 iterations of 64 images, kept as images seen at another batch size.
+TRANSFER_IMAGES = 1_000 * 64
 SPLIT_CIFAR100_IMAGES = 50_000 // 10  # 10 of 100 classes: 3,120 steps at batch 32, 20 epochs
 
 #: Options of the scenarios whose lr is chosen on a test-set metric: the validation split (§7).
@@ -129,6 +137,17 @@ SCENARIOS: dict[str, ScenarioSpec] = {
         ScenarioSpec(
             "cifar100_iid", iid.cifar100_iid, 5, 50_000, 40, 64, "sgd", 0.1, "convnet", "acc",
             options=VALIDATED, lr_schedule="cosine", checkpoint="current",
+        ),
+        *(
+            ScenarioSpec(
+                name, build, 1, TRANSFER_IMAGES, 1, 64, "adam", 3e-4, "vgg11", "acc", options=options,
+                checkpoint="current", weight_decay=1e-3, show_flops=True,
+            )
+            for name, build, options in (
+                ("imagenette", transfer.imagenette, (transfer.IMAGE_SIZE,)),
+                ("imagewoof", transfer.imagewoof, (transfer.IMAGE_SIZE,)),
+                ("galaxy10", transfer.galaxy10, transfer.GALAXY10_OPTIONS),
+            )
         ),
     )
 }  # fmt: skip

@@ -31,6 +31,7 @@ SHAPES: dict[str, tuple[tuple[int, ...], int, int]] = {
     "mnist_iid": ((1, 28, 28), 10, 10),
     "cifar10_iid": ((3, 32, 32), 10, 10),
     "cifar100_iid": ((3, 32, 32), 100, 100),
+    **{name: ((3, 224, 224), 10, 10) for name in ("imagenette", "imagewoof", "galaxy10")},
 }
 _ACTIVE: ContextVar[bool] = ContextVar("standin", default=False)
 

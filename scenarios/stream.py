@@ -120,6 +120,8 @@ class StreamInfo:
 
     ``input_shape``: one sample's shape, e.g. ``(1, 28, 28)``; ``source``: the files or package the data
     came from; ``variant``: data variant (``mnist5k``, ``fashion`` or ``None`` for the PROTOCOL data).
+    ``imagenet_classes``: the ImageNet-1k output index of each class where a pretrained classifier's rows
+    make the head (Imagenette, Imagewoof; docs/protocol.md §17), else ``None``.
     """
 
     scenario: str
@@ -128,6 +130,7 @@ class StreamInfo:
     n_classes: int
     source: str
     options: dict[str, object] = field(default_factory=dict)
+    imagenet_classes: tuple[int, ...] | None = None
 
 
 class TaskBenchmark(CLScenario):

@@ -16,12 +16,13 @@ the start. The registry marks DYNO non-structural (no compactness budget: its wi
 effective dimension), so a sweep runs it once, at compactness 1.0; the compact export of the final model
 gives its real parameter and FLOP counts.
 
-Buffer [ours]: a preallocated ring of the last ``buffer_factor x width`` inputs of each masked layer's
-producer (width with the reserve), filled by a forward hook that copies the training mini-batch (one
-slice copy per layer and step; eval-mode forwards are skipped). At a trigger the post-activations are
-recomputed from those inputs with the current weights, in eval mode (deterministic activation), with the
-previous layer's current mask applied to its buffered outputs. A layer is measured only once its ring is
-full. The first measurement sets ``phi*`` (no change).
+Buffer [ours]: a preallocated ring of the last inputs of each masked layer's producer, enough of them for
+``buffer_factor x width`` rows of post-activations (width with the reserve; a conv layer's sample gives one
+row per output position, H x W, DYNO eq. 2), filled by a forward hook that copies the training
+mini-batch (one slice copy per layer and step; eval-mode forwards are skipped). At a trigger the
+post-activations are recomputed from those inputs with the current weights, in eval mode (deterministic
+activation), with the previous layer's current mask applied to its buffered outputs. A layer is measured
+only once its ring is full. The first measurement sets ``phi*`` (no change).
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from torch import Tensor, nn
 from torch.profiler import record_function
 
 from plasticity_bench.core.host import Host
-from plasticity_bench.core.masks import MaskedLayer, masked_layers_of, zero_optimizer_state
+from plasticity_bench.core.masks import MaskedLayer, apply_producer, masked_layers_of, zero_optimizer_state
 from plasticity_bench.core.options import Option
 from plasticity_bench.core.seeding import generator
 from plasticity_bench.measure.dispatch import EDIT_RANGE
@@ -145,24 +146,30 @@ def north_select(
     gen: torch.Generator,
     n_candidates: int | None = None,
     eps: float = EPS,
+    producer: nn.Linear | nn.Conv2d | None = None,
 ) -> Tensor:
-    """NORTH-Select fan-in rows for ``n_new`` units (Maile et al. 2022; docs/protocol.md §6).
+    """NORTH-Select fan-in weights for ``n_new`` units (Maile et al. 2022; docs/protocol.md §6).
 
-    Draws ``n_candidates`` (default ``100 n_new``) rows ``~ U(-bound, bound)`` (Kaiming-uniform scale),
-    computes their activations ``activation(inputs @ w.T)`` (zero bias) and keeps the ``n_new`` whose
-    activations have the largest residual after projection onto the span of ``existing``.
+    Draws ``n_candidates`` (default ``100 n_new``) fan-ins ``~ U(-bound, bound)`` (Kaiming-uniform scale),
+    computes their activations ``activation(producer with w, zero bias)`` on ``inputs`` and keeps the
+    ``n_new`` whose activations have the largest residual after projection onto the span of ``existing``
+    (a conv candidate's activation is one column of ``n H W`` rows, DYNO eq. 2).
 
     Args:
-        inputs: ``(n, fan_in)`` layer inputs; existing: ``(n, M)`` post-activations of active units.
-        gen: CPU generator for the draw.
+        inputs: the layer's inputs, ``(n, fan_in)`` (Linear) or ``(n, C, H, W)`` (Conv2d); existing: the
+            active units' post-activations, ``(n, M)`` or ``(n, M, H', W')``. gen: CPU generator for the
+            draw. producer: the layer that reads ``inputs`` (default: a Linear of ``inputs``' width).
 
     Returns:
-        ``(n_new, fan_in)`` weights on ``inputs``' device and dtype.
+        ``(n_new, *fan-in shape)`` weights (``(n_new, fan_in)``, conv ``(n_new, C, kH, kW)``) on
+        ``inputs``' device and dtype.
     """
     count = n_candidates or CANDIDATES_PER_UNIT * n_new
-    draw = torch.rand(count, inputs.shape[1], generator=gen, dtype=inputs.dtype).to(inputs.device)
+    shape = tuple(producer.weight.shape[1:]) if producer is not None else (inputs.shape[1],)
+    draw = torch.rand(count, *shape, generator=gen, dtype=inputs.dtype).to(inputs.device)
     weights = (2 * draw - 1) * bound
-    scores = residual_norms(activation(inputs @ weights.T), existing, eps)
+    z = apply_producer(producer, inputs, weights) if producer is not None else inputs @ weights.T
+    scores = residual_norms(_rows(activation(z)), _rows(existing), eps)
     keep = top_units(torch.arange(count, device=scores.device), scores, n_new)
     return weights[keep.to(weights.device)]
 
@@ -204,13 +211,39 @@ def _eval_apply(module: nn.Module, x: Tensor) -> Tensor:
 
 
 def post_activations(layer: MaskedLayer, inputs: Tensor) -> Tensor:
-    """``act(producer(inputs)) * m`` of ``layer`` in eval mode, no grad: ``(n, fan_in) -> (n, width)``.
+    """``act(producer(inputs)) * m`` of ``layer`` in eval mode, no grad: ``(n, fan_in) -> (n, width)``
+    (conv: ``(n, C, H, W) -> (n, width, H', W')``).
 
     The producer is applied functionally, so forward hooks on it (the buffer's) do not fire.
     """
     with torch.no_grad():
-        z = nn.functional.linear(inputs, layer.producer.weight, layer.producer.bias)
-        return _eval_apply(layer.units, z)
+        return _eval_apply(layer.units, apply_producer(layer.producer, inputs))
+
+
+def output_positions(model: nn.Module, input_shape: tuple[int, ...] | None) -> list[int]:
+    """Per masked layer, the rows one sample adds to its post-activation matrix: ``H' x W'`` of a conv
+    layer's output, 1 for a Linear layer (found by one eval forward of a zero sample of ``input_shape``).
+
+    Raises:
+        ValueError: a conv masked layer and no ``input_shape``.
+    """
+    layers = masked_layers_of(model)
+    if all(isinstance(layer.producer, nn.Linear) for layer in layers):
+        return [1] * len(layers)
+    if input_shape is None:
+        raise ValueError("DYNO on conv layers needs the input shape to size its buffers")
+    sizes: list[int] = []
+    hooks = [
+        layer.producer.register_forward_hook(lambda m, i, out: sizes.append(out[0, 0].numel()))
+        for layer in layers
+    ]
+    try:
+        device = next(model.parameters()).device
+        _eval_apply(model, torch.zeros(1, *input_shape, device=device))
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return sizes
 
 
 class DynoPlugin(SupervisedPlugin):
@@ -236,7 +269,8 @@ class DynoPlugin(SupervisedPlugin):
             ``grown`` (unit indices).
 
     Raises:
-        ValueError: for non-positive factors or intervals. TypeError (at setup) for non-Linear producers.
+        ValueError: for non-positive factors or intervals. TypeError (at setup) for producers other than
+            Linear and Conv2d.
     """
 
     def __init__(
@@ -271,28 +305,30 @@ class DynoPlugin(SupervisedPlugin):
         self.events: list[dict[str, Any]] = []
         self._hooks: list[Any] = []
 
-    def before_training(self, strategy: Host, **kwargs: object) -> None:
-        if not self.buffers:
-            self.setup(strategy.model)
-
-    def setup(self, model: nn.Module) -> None:
-        """Switch the reserve off (the first ``round(width / reserve_factor)`` units stay on); buffers."""
+    def setup(self, model: nn.Module, input_shape: tuple[int, ...] | None = None) -> None:
+        """Switch the reserve off (the first ``round(width / reserve_factor)`` units stay on); buffers
+        (conv layers: sized from ``input_shape``, :func:`output_positions`). ``rescale_init`` is skipped for
+        pretrained weights (``model.weights``): they are the nominal network's already."""
+        positions = output_positions(model, input_shape)
+        pretrained = getattr(model, "weights", None) is not None
         for layer in masked_layers_of(model):
-            if not isinstance(layer.producer, nn.Linear):
-                raise TypeError(f"DYNO supports Linear masked layers only (layer {layer.index})")
             nominal = min(layer.width, max(1, round(layer.width / self.reserve_factor)))
             layer.units.clear()
             active = torch.arange(nominal)
             layer.units.set_units(active, True)
-            if self.rescale_init and nominal < layer.width:
+            if self.rescale_init and nominal < layer.width and not pretrained:
                 for piece in layer.slices(active).fan_out:
                     piece.write(piece.read() * math.sqrt(layer.width / nominal))
-            self.buffers.append(RingBuffer(math.ceil(self.buffer_factor * layer.width)))
+            rows = math.ceil(self.buffer_factor * layer.width)
+            self.buffers.append(RingBuffer(math.ceil(rows / positions[layer.index])))
             self.phi_star.append(None)
         self._log_width(model, task=0)
 
     def before_training_exp(self, strategy: Host, **kwargs: object) -> None:
-        """Attach the buffer hooks (removed again after the experience)."""
+        """At the first task, :meth:`setup` (conv buffers sized from the task's input shape); attach the
+        buffer hooks (removed again after the experience)."""
+        if not self.buffers:
+            self.setup(strategy.model, tuple(strategy.experience.task.x.shape[1:]))
         for layer, buffer in zip(masked_layers_of(strategy.model), self.buffers):
             self._hooks.append(layer.producer.register_forward_hook(_capture(buffer)))
 
@@ -325,9 +361,15 @@ class DynoPlugin(SupervisedPlugin):
         self._log_width(strategy.model, strategy.experience.current_experience)
 
     def layer_inputs(self, layers: list[MaskedLayer], index: int) -> Tensor:
-        """Buffered inputs of layer ``index`` ``(n, fan_in)``, with the previous layer's current mask."""
+        """Buffered inputs of layer ``index`` (``(n, fan_in)`` or conv ``(n, C, H, W)``), with the previous
+        layer's current mask (over each unit's columns or channel)."""
         inputs = self.buffers[index].rows()
-        return inputs * layers[index - 1].units.mask.to(inputs.dtype) if index > 0 else inputs
+        if index == 0:
+            return inputs
+        mask = layers[index - 1].units.mask.to(inputs.dtype)
+        if inputs.dim() > 2:
+            return inputs * mask.view(1, -1, *(1,) * (inputs.dim() - 2))
+        return inputs * mask.repeat_interleave(inputs.shape[1] // mask.numel())
 
     def measure(self, layer: MaskedLayer, inputs: Tensor) -> float:
         """``phi`` of ``layer``'s current active units on the buffered ``inputs`` (docs/protocol.md §6)."""
@@ -373,10 +415,14 @@ class DynoPlugin(SupervisedPlugin):
         """Switch on the ``n`` lowest-index reserve units with NORTH-Select fan-in, zero bias and fan-out.
 
         Their optimizer state is zeroed. Kaiming-uniform bound ``sqrt(6 / fan_in)`` with ``fan_in`` the
-        active inputs (layer 0: all inputs) [ours]. Returns the grown unit indices (int64 ``(n,)``).
+        active inputs (layer 0: all inputs; conv: active input channels x kernel area) [ours]. Returns the
+        grown unit indices (int64 ``(n,)``).
         """
         newborn = layer.units.inactive()[:n]
-        fan_in = layers[layer.index - 1].units.n_active() if layer.index > 0 else inputs.shape[1]
+        fan_in = layer.fan_in_size
+        if layer.index > 0:  # the active inputs: the previous layer's active units' columns / channels
+            previous = layers[layer.index - 1]
+            fan_in = previous.units.n_active() * (layer.fan_in_size // previous.width)
         gen = generator(self.config.seed, "dyno-north", self.step, layer.index)
         weights = north_select(
             inputs,
@@ -387,6 +433,7 @@ class DynoPlugin(SupervisedPlugin):
             gen,
             self.candidates_per_unit * n,
             self.eps,
+            layer.producer,
         )
         slices = layer.slices(newborn)
         slices.fan_in[0].write(weights)

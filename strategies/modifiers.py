@@ -12,6 +12,8 @@ the modified one (docs/protocol.md §5). Options read from ``StrategyConfig.opti
   — §5.5. It leaves the plugins as they are: the runner asks :func:`activation_factory` for the model's
   activation, and the CLI asks :func:`preferred_lr` when the user gives no ``--lr``.
 
+- ``sft``: Auto-RGN layer-wise learning rates (surgical fine-tuning, Lee et al. 2023), ``sft_group``
+  (``tensor``) — docs/protocol.md §17; combines with any base (``dense+sft``, ``dyno+sft``).
 - the plasticity remedies ``l2_init``, ``shrink_perturb``, ``redo``, ``cbp`` (plugins added to the base's) and
   ``crelu``, ``layernorm`` (model options, read by :func:`model_options`) — docs/protocol.md §14;
 - Avalanche's classic CL strategies ``ewc``, ``si``, ``lwf``, ``replay``, ``agem``
@@ -59,6 +61,7 @@ from plasticity_bench.strategies.interventions import (
 )
 from plasticity_bench.strategies.l2_init import L2_INIT_WEIGHT, L2InitPlugin
 from plasticity_bench.strategies.redo import REDO_EVERY, REDO_OPTIONS, REDO_TAU, ReDoPlugin
+from plasticity_bench.strategies.sft import SFT_GROUP, SurgicalFineTuningPlugin
 from plasticity_bench.strategies.shrink_perturb import (
     PERTURB,
     PERTURB_NOISE,
@@ -201,6 +204,7 @@ MODIFIERS: dict[str, Modifier] = {
     "net2wider": _intervention(_net2wider, "net2wider", (NET2WIDER_NOISE_OPTION,)),
     "gradmax": Modifier(_gradmax),
     "rand_smooth_leaky": Modifier(_unchanged, bases=None, options=(SMOOTH_LEAKY,)),
+    "sft": _remedy(lambda config: SurgicalFineTuningPlugin(SFT_GROUP.get(config.options)), (SFT_GROUP,)),
     **BASELINES,
 }
 

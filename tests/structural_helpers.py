@@ -32,7 +32,7 @@ def fake_strategy(
         model=model,
         optimizer=optimizer or torch.optim.SGD(model.parameters(), lr=0.1),
         batches=SimpleNamespace(batch=lambda step: (x, y)),
-        experience=SimpleNamespace(current_experience=task),
+        experience=SimpleNamespace(current_experience=task, task=SimpleNamespace(x=x, y=y)),
         mb_x=x,
         mb_y=y,
     )

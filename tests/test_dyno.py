@@ -138,7 +138,7 @@ def identity_dyno(reserve: float = 2.0) -> tuple[DynoPlugin, object]:
         model.hidden[0].bias.zero_()
     plugin = DynoPlugin(StrategyConfig("dyno"), reserve_factor=reserve, buffer_factor=2.0, rescale_init=False)
     strategy = fake_strategy(model, torch.rand(16, 8), torch.randint(0, 3, (16,)))
-    plugin.before_training(strategy)
+    plugin.setup(strategy.model)
     return plugin, strategy
 
 
@@ -189,7 +189,7 @@ def test_dyno_stays_stable_after_pruning_dormant_units() -> None:
         model.hidden[0].bias.zero_()
     plugin = DynoPlugin(StrategyConfig("dyno"), reserve_factor=2.0, buffer_factor=2.0, rescale_init=False)
     strategy = fake_strategy(model, torch.rand(16, width), torch.randint(0, 3, (16,)))
-    plugin.before_training(strategy)
+    plugin.setup(strategy.model)
     gen = torch.Generator().manual_seed(0)
     full = torch.zeros(2 * width, width)
     full[:, :100] = torch.rand(2 * width, 100, generator=gen) + 0.1

@@ -31,6 +31,7 @@ from torch.nn import functional as F
 from plasticity_bench.batch.optim import StackedOptimizer, StackedSchedule
 from plasticity_bench.batch.stacked import StackedNet
 from plasticity_bench.core.models import count_params
+from plasticity_bench.core.networks import CONV_UNIT_NETWORKS
 from plasticity_bench.run.build import (
     StreamMetrics,
     StreamRun,
@@ -79,7 +80,8 @@ def batch_groups(configs: list[RunConfig]) -> list[list[RunConfig]]:
 def plan_batches(configs: list[RunConfig], size: int) -> list[list[RunConfig]]:
     """:func:`batch_groups` of ``configs``, each cut into batches of at most ``size`` runs; runs of a strategy
     that may not share a batch (:func:`~plasticity_bench.strategies.registry.batchable`: the plasticity
-    remedies and Avalanche CL strategies) each get a batch of their own.
+    remedies and Avalanche CL strategies), of a network with conv-channel units (VGG11) or with weight
+    decay each get a batch of their own (:func:`shares_batches`).
 
     Raises:
         ValueError: if ``size < 1``.
@@ -88,9 +90,16 @@ def plan_batches(configs: list[RunConfig], size: int) -> list[list[RunConfig]]:
         raise ValueError(f"--batch-runs must be >= 1 or auto (got {size})")
     batches = []
     for group in batch_groups(configs):
-        step = size if batchable(group[0].strategy) else 1
+        step = size if shares_batches(group[0]) else 1
         batches += [group[i : i + step] for i in range(0, len(group), step)]
     return batches
+
+
+def shares_batches(config: RunConfig) -> bool:
+    """True when runs like ``config`` may share a run-batch: a batchable strategy on a network whose units
+    are hidden Linear units only, without weight decay (the stacked network and optimizer have neither)."""
+    spec = OptimizerSpec.of(config)
+    return batchable(config.strategy) and config.model not in CONV_UNIT_NETWORKS and not spec.weight_decay
 
 
 def parse_batch_runs(text: str) -> int | None:

@@ -207,6 +207,24 @@ class MaskedLayer:
         return tuple(self.producer.parameters()) + tuple(self.consumer.parameters())
 
 
+def apply_producer(producer: nn.Linear | nn.Conv2d, x: Tensor, weight: Tensor | None = None) -> Tensor:
+    """``producer``'s function on ``x`` with its own weights and bias, or with ``weight`` (``(k, *fan_in
+    shape)``) and no bias; functional, so the producer's forward hooks do not fire. Linear: ``(n, in) ->
+    (n, k)``; Conv2d: ``(n, C, H, W) -> (n, k, H', W')`` with the producer's stride, padding and dilation.
+
+    Raises:
+        TypeError: for a producer that is neither.
+    """
+    bias = producer.bias if weight is None else None
+    weight = producer.weight if weight is None else weight
+    if isinstance(producer, nn.Conv2d):
+        geometry = (producer.stride, producer.padding, producer.dilation, producer.groups)
+        return nn.functional.conv2d(x, weight, bias, *geometry)
+    if isinstance(producer, nn.Linear):
+        return nn.functional.linear(x, weight, bias)
+    raise TypeError(f"masked layers are produced by Linear or Conv2d layers, not {type(producer).__name__}")
+
+
 def zero_optimizer_state(optimizer: torch.optim.Optimizer, slices: UnitSlices) -> None:
     """Set every per-element optimizer buffer entry of ``slices`` to zero.
 

@@ -1,7 +1,9 @@
 """Unit-masked networks (docs/protocol.md §2) and their compact export.
 
-Every network is ``trunk -> [Linear -> act -> mask] x L -> head``: an unedited trunk (flatten for the
-MLPs, a conv stack for the CNNs), ``L`` masked hidden Linear layers and an unmasked output layer.
+Every network is ``trunk -> [producer -> act -> mask -> after] x L -> head``: an unedited trunk (flatten for
+the MLPs, a conv stack for the CNNs), ``L`` masked layers and an unmasked output layer. The LC26 networks
+mask hidden Linear layers only (``after`` is the identity); VGG11 (:mod:`plasticity_bench.core.vgg`) masks
+every conv channel too, with its pooling, flatten and dropout as the ``after`` modules.
 """
 
 from __future__ import annotations
@@ -75,7 +77,7 @@ NETWORKS: dict[str, NetSpec] = {
 
 
 class MaskedNet(nn.Module):
-    """``trunk -> (Linear -> act -> mask) x L -> head`` with unit masks on every hidden layer.
+    """``trunk -> (producer -> act -> mask -> after) x L -> head`` with unit masks on every hidden layer.
 
     Args:
         trunk: unedited feature extractor producing ``(B, in_features)``.
@@ -88,7 +90,14 @@ class MaskedNet(nn.Module):
         init: the init scheme the weights were drawn from (``kaiming`` / ``torch_default``); unit resets
             (:func:`~plasticity_bench.core.masks.reinitialize_units`) draw from it again.
 
-    Input: ``(B, *input_shape)`` float32. Output: logits ``(B, n_classes)``.
+    Input: ``(B, *input_shape)`` float32. Output: logits ``(B, n_classes)``. :meth:`from_layers` builds any
+    other stack of masked Linear / Conv2d layers (VGG11).
+
+    Attributes:
+        after: per masked layer, the module applied to its masked output (identity here; pooling,
+            flatten or dropout in VGG11). Holds no parameters.
+        weights: where the weights came from: ``None`` (drawn from ``init``) or ``{"weights", "sha256"}``
+            of a pretrained file (:func:`~plasticity_bench.core.vgg.load_pretrained`).
     """
 
     def __init__(
@@ -107,12 +116,38 @@ class MaskedNet(nn.Module):
         inputs = (in_features, *(d * u.expansion for d, u in zip(hidden, units)))
         self.hidden = nn.ModuleList(nn.Linear(a, b) for a, b in zip(inputs, hidden))
         self.units = nn.ModuleList(units)
+        self.after = nn.ModuleList(nn.Identity() for _ in hidden)
         self.head = nn.Linear(inputs[-1], n_classes)
+        self.weights: dict[str, str] | None = None
+
+    @classmethod
+    def from_layers(
+        cls, producers: list[nn.Linear | nn.Conv2d], units: list[MaskedActivation], after: list[nn.Module],
+        head: nn.Linear, init: str,
+    ) -> MaskedNet:  # fmt: skip
+        """A masked net of the given layers (no trunk): ``producers[l] -> units[l] -> after[l]``, then
+        ``head``; ``producers[l + 1]`` must read ``after[l]``'s output (a Linear after a flatten of
+        ``C x H x W`` reads ``H * W`` columns per channel, channel-major, as :meth:`MaskedLayer.slices
+        <plasticity_bench.core.masks.MaskedLayer.slices>` assumes).
+
+        Raises:
+            ValueError: for lists of different lengths.
+        """
+        if not len(producers) == len(units) == len(after):
+            raise ValueError(
+                f"{len(producers)} producers, {len(units)} unit masks, {len(after)} after-modules"
+            )
+        net = cls.__new__(cls)
+        nn.Module.__init__(net)
+        net.trunk, net.init, net.weights = nn.Identity(), init, None
+        net.hidden, net.units = nn.ModuleList(producers), nn.ModuleList(units)
+        net.after, net.head = nn.ModuleList(after), head
+        return net
 
     def forward(self, x: Tensor) -> Tensor:
         x = self.trunk(x)
-        for layer, units in zip(self.hidden, self.units):
-            x = units(layer(x))
+        for layer, units, after in zip(self.hidden, self.units, self.after):
+            x = after(units(layer(x)))
         return self.head(x)
 
     def masked_layers(self) -> list[MaskedLayer]:
@@ -151,23 +186,25 @@ class MaskedNet(nn.Module):
     def export_compact(self) -> nn.Sequential:
         """A plain network holding only the active units, with the same function.
 
-        Hidden layers keep only active rows (fan-in) and the following layer only the matching columns
-        (fan-out; with CReLU both features of a unit); a masked layer norm becomes an ``nn.LayerNorm`` over
-        the active units; the trunk and head are copied. In eval mode its outputs equal this network's
-        outputs (up to float rounding). Parameter and FLOP counts (:func:`count_params`,
+        Hidden layers (Linear or Conv2d) keep only active rows / output channels (fan-in) and the following
+        layer only the matching columns / input channels (fan-out; with CReLU both features of a unit, after
+        a flatten every position of a channel); a masked layer norm becomes an ``nn.LayerNorm`` over the
+        active units; the trunk, the after-modules and the head are copied. In eval mode its outputs equal
+        this network's outputs (up to float rounding). Parameter and FLOP counts (:func:`count_params`,
         :func:`count_flops`) are taken from it.
         """
         layers: list[nn.Module] = [copy.deepcopy(self.trunk)]
         keep_in = None
-        for layer, units in zip(self.hidden, self.units):
+        consumers = [*self.hidden[1:], self.head]
+        for layer, units, after, consumer in zip(self.hidden, self.units, self.after, consumers):
             keep_out = units.active()
-            layers.append(_sub_linear(layer, keep_in, keep_out))
+            layers.append(_sub_producer(layer, keep_in, keep_out))
             if units.norm is not None:
                 layers.append(_sub_layer_norm(units.norm, keep_out))
-            layers.append(copy.deepcopy(units.activation))
-            e = units.expansion
-            keep_in = (keep_out[:, None] * e + torch.arange(e, device=keep_out.device)).flatten()
-        layers.append(_sub_linear(self.head, keep_in, None))
+            layers += [copy.deepcopy(units.activation), copy.deepcopy(after)]
+            group = consumer.weight.shape[1] // units.n_units  # consumer columns per unit
+            keep_in = (keep_out[:, None] * group + torch.arange(group, device=keep_out.device)).flatten()
+        layers.append(_sub_producer(self.head, keep_in, None))
         return nn.Sequential(*layers)
 
 
@@ -178,7 +215,7 @@ def _sub_layer_norm(norm: nn.Module, rows: Tensor) -> nn.LayerNorm:
     return out
 
 
-def _sub_linear(layer: nn.Linear, rows_in: Tensor | None, rows_out: Tensor | None) -> nn.Linear:
+def _sub_producer(layer: nn.Linear | nn.Conv2d, rows_in: Tensor | None, rows_out: Tensor | None) -> nn.Module:
     weight = layer.weight.detach()
     bias = layer.bias.detach()
     if rows_out is not None:
@@ -186,7 +223,14 @@ def _sub_linear(layer: nn.Linear, rows_in: Tensor | None, rows_out: Tensor | Non
     if rows_in is not None:
         weight = weight[:, rows_in]
     # no initial draw (torch's RNG is a run's stream of random activations while it trains)
-    out = skip_init(nn.Linear, weight.shape[1], weight.shape[0], device=weight.device, dtype=weight.dtype)
+    if isinstance(layer, nn.Conv2d):
+        geometry = {"stride": layer.stride, "padding": layer.padding, "dilation": layer.dilation}
+        out = skip_init(
+            nn.Conv2d, weight.shape[1], weight.shape[0], layer.kernel_size, **geometry,
+            device=weight.device, dtype=weight.dtype,
+        )  # fmt: skip
+    else:
+        out = skip_init(nn.Linear, weight.shape[1], weight.shape[0], device=weight.device, dtype=weight.dtype)
     out.weight.data.copy_(weight)
     out.bias.data.copy_(bias)
     return out

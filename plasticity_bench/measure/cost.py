@@ -25,6 +25,9 @@ class TrainingCost(SupervisedPlugin):
     Attributes:
         flops: training FLOPs so far (float; a 1,000-task run passes 2**53 only beyond 10^15 FLOPs per
             update, where float rounding is far below the count's own approximation).
+        history: ``[update, flops]`` at the start and at every mask change: from update ``update`` (0-based,
+            counted over the run) on, the active network's inference costs ``flops`` FLOPs per sample (the
+            record's ``inference_flops``, docs/protocol.md §17).
     """
 
     BATCHABLE = True
@@ -34,6 +37,8 @@ class TrainingCost(SupervisedPlugin):
         self.flops = 0.0
         self.per_row = 0
         self.version = -1
+        self.updates = 0
+        self.history: list[list[int]] = []
 
     def _recount(self, strategy: Host) -> None:
         """The forward FLOPs per row of the active network, when a mask changed since the last count."""
@@ -42,6 +47,10 @@ class TrainingCost(SupervisedPlugin):
             shape = tuple(strategy.experience.task.x.shape[1:])
             self.per_row = count_flops(model.export_compact(), shape)
             self.version = model.mask_version()
+            if self.history and self.history[-1][0] == self.updates:  # changed again before any update
+                self.history.pop()
+            if not self.history or self.history[-1][1] != self.per_row:
+                self.history.append([self.updates, self.per_row])
 
     def before_training_exp(self, strategy: Host, **kwargs: object) -> None:
         self._recount(strategy)
@@ -52,3 +61,12 @@ class TrainingCost(SupervisedPlugin):
         self.flops += (
             PASSES_PER_UPDATE * self.per_row * (rows if rows is not None else len(strategy.mbatch[0]))
         )
+        self.updates += 1
+
+    def after_training_exp(self, strategy: Host, **kwargs: object) -> None:
+        """Count a change made after the task's last update (a DYNO trigger at its last step)."""
+        self._recount(strategy)
+
+    def report(self) -> dict[str, list[list[int]]]:
+        """The record's ``inference_flops``: :attr:`history`."""
+        return {"inference_flops": [list(entry) for entry in self.history]}

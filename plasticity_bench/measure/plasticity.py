@@ -54,12 +54,15 @@ def dormant_fraction(scores: Tensor, tau: float = DORMANT_TAU) -> float:
 
 def layer_diagnostics(model: nn.Module, x: Tensor, tau: float = DORMANT_TAU) -> list[dict[str, float]]:
     """The four diagnostics of every masked layer of ``model`` on the batch ``x`` (eval mode), as dicts with
-    ``layer``, ``active`` and :data:`FIELDS`."""
+    ``layer``, ``active`` and :data:`FIELDS`. A conv layer's effective rank and feature norm are those of
+    its channels' outputs averaged over positions (docs/protocol.md §17, [ours])."""
     p = probe(model, x)
     rows = []
     for layer in masked_layers_of(model):
         active = layer.units.active()
         h = unit_output(p.z[layer.index], p.activations[layer.index])[:, active]  # (B, n_active): Linear
+        if h.dim() > 2:  # a conv layer's channels: their mean over positions (B, n_active) [ours]
+            h = h.mean(tuple(range(2, h.dim())))
         weights = layer.producer.weight.detach()[active]
         rows.append(
             {

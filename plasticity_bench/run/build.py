@@ -16,8 +16,10 @@ from avalanche.training.plugins import EvaluationPlugin
 
 from plasticity_bench.core.budget import unit_targets
 from plasticity_bench.core.masks import masked_layers_of, unit_indices
-from plasticity_bench.core.models import NETWORKS, MaskedNet, build_model, count_flops, count_params
+from plasticity_bench.core.models import MaskedNet, count_flops, count_params
+from plasticity_bench.core.networks import build_network, default_init
 from plasticity_bench.core.seeding import derive_seed
+from plasticity_bench.core.vgg import WEIGHTS, WIDTH_SCALE, load_pretrained, read_weights
 from plasticity_bench.measure.accuracy import CheckpointAccuracy
 from plasticity_bench.measure.cost import TrainingCost
 from plasticity_bench.measure.metrics import (
@@ -122,20 +124,25 @@ def new_model(
     """A fresh ``config.model`` for the stream, all units active, weights drawn from
     ``derive_seed(config.seed, init_key)`` (``"init"`` for the cycle run, ``"wt-init"`` for the ticket).
 
+    With the run option ``weights`` (VGG11, docs/protocol.md §17) the drawn weights are then replaced by
+    the pretrained ones (:func:`~plasticity_bench.core.vgg.load_pretrained`; the head by the pretrained
+    classifier's rows of ``info.imagenet_classes`` where the stream has them), and ``model.weights`` says
+    which file (its sha256).
+
     Raises:
-        ValueError: for an unknown model.
+        ValueError: for an unknown model. WeightsError: pretrained weights missing or not VGG11's.
     """
     torch.manual_seed(derive_seed(config.seed, init_key))
     # ReLU or Rand. Smooth-Leaky (docs/protocol.md §5.5); CReLU / layer norm (§14)
     strategy = config.strategy_config()
-    model = build_model(
-        config.model,
-        info.input_shape,
-        info.n_classes,
-        activation=activation_factory(strategy),
-        width_factor=width_factor,
-        **model_options(strategy),
-    )
+    model = build_network(
+        config.model, info.input_shape, info.n_classes, activation_factory(strategy), width_factor,
+        WIDTH_SCALE.get(config.options), **model_options(strategy),
+    )  # fmt: skip
+    source = WEIGHTS.get(config.options)
+    if source != "none" and not standin.active():  # a timing run on stand-in data times any weights
+        state, model.weights = read_weights(source)
+        load_pretrained(model, state, info.imagenet_classes)
     return model.to(device)
 
 
@@ -180,7 +187,7 @@ def scenario_plugins(spec: ScenarioSpec, info: StreamInfo, config: RunConfig) ->
         mix, count_replay = REPLAY_MIX.get(config.options), ONLINE_ROWS.get(config.options) == "all"
         plugins.append(TinyERPlugin(config.seed, mix=mix, count_replay=count_replay))
     if RESET_HEAD.get(config.options):
-        plugins.append(ResetHeadPlugin(NETWORKS[config.model].default_init, config.seed))
+        plugins.append(ResetHeadPlugin(default_init(config.model), config.seed))
     return plugins
 
 
@@ -326,6 +333,8 @@ def cycle_results(run: StreamRun, metrics: StreamMetrics) -> dict[str, Any]:
     per_task = {**metrics.per_task, "final_active_units": model.active_units()}
     data = {"source": info.source, "variant": info.variant, "input_shape": list(info.input_shape)}
     data.update(info.options)
+    if model.weights is not None:  # pretrained: which file (docs/protocol.md §17)
+        data["pretrained"] = dict(model.weights)
     data.update(checkpoint_rule=spec.checkpoint, lr_schedule=spec.lr_schedule, replay=spec.replay)
     reports = plugin_reports(run.plugins)
     masks = unit_indices(model.masks())

@@ -4,7 +4,7 @@ description of a run's optimizer that the lone and the batched trainer both buil
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import torch
@@ -24,6 +24,16 @@ WT_INIT = Option(
     WT_INITS, ours=True,
 )  # fmt: skip
 MOMENTUM = Option("momentum", "float", 0.0, "SGD momentum (SGD scenarios)", minimum=0, ours=True)
+#: Declared for the scenarios with a weight decay (``ScenarioSpec.weight_decay``, its default), so that the
+#: run keys of every other scenario stay as they were (:func:`weight_decay_options`).
+WEIGHT_DECAY = Option(
+    "weight_decay", "float", 0.0, "weight decay of the optimizer (L2 on the gradient, torch's weight_decay)",
+    minimum=0.0,
+)  # fmt: skip
+DECOUPLED = Option(
+    "decoupled_weight_decay", "bool", False,
+    "weight decay decoupled from the gradient (AdamW, Loshchilov & Hutter 2019) instead of L2",
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -89,18 +99,21 @@ class RunConfig:
 @dataclass(frozen=True)
 class OptimizerSpec:
     """A run's optimizer (docs/protocol.md §7): ``kind`` ``adam`` (betas :attr:`BETAS`, eps :attr:`EPS`) or
-    ``sgd`` (``momentum``, no dampening), no weight decay; ``element_step``: Adam with a step count per
-    element (:class:`~plasticity_bench.core.element_adam.ElementStepAdam`), for runs that reset units
-    (§14). The lone trainer builds it with :meth:`build`; the batched one
-    (:class:`~plasticity_bench.batch.optim.StackedOptimizer`) reads the same fields.
+    ``sgd`` (``momentum``, no dampening); ``weight_decay`` (0 but on DYNO's transfer streams, §17), as L2 on
+    the gradient or, ``decoupled``, AdamW's; ``element_step``: Adam with a step count per element
+    (:class:`~plasticity_bench.core.element_adam.ElementStepAdam`), for runs that reset units (§14). The
+    lone trainer builds it with :meth:`build`; the batched one
+    (:class:`~plasticity_bench.batch.optim.StackedOptimizer`) reads the same fields (no weight decay).
 
     Raises:
-        ValueError: for an unknown kind.
+        ValueError: for an unknown kind; decoupled weight decay with SGD; weight decay with element steps.
     """
 
     kind: str
     momentum: float = 0.0
     element_step: bool = False
+    weight_decay: float = 0.0
+    decoupled: bool = False
 
     BETAS = (0.9, 0.999)
     EPS = 1e-8
@@ -108,11 +121,20 @@ class OptimizerSpec:
     def __post_init__(self) -> None:
         if self.kind not in OPTIMIZERS:
             raise ValueError(f"unknown optimizer {self.kind!r}; choose one of {OPTIMIZERS}")
+        if self.decoupled and self.weight_decay and self.kind != "adam":
+            raise ValueError(
+                "--option decoupled_weight_decay=true needs Adam (torch's SGD has no AdamW form)"
+            )
+        if self.element_step and self.weight_decay:
+            raise ValueError("Adam with per-element step counts (unit resets) takes no weight decay")
 
     @classmethod
     def of(cls, config: RunConfig) -> OptimizerSpec:
-        """The optimizer ``config`` asks for: its ``optimizer``, ``momentum`` and reset options."""
-        return cls(config.optimizer, MOMENTUM.get(config.options), element_steps(config.options))
+        """The optimizer ``config`` asks for: its ``optimizer``, ``momentum``, weight-decay and reset
+        options."""
+        o = config.options
+        decay = (WEIGHT_DECAY.get(o), DECOUPLED.get(o))
+        return cls(config.optimizer, MOMENTUM.get(o), element_steps(o), *decay)
 
     def build(self, params: Any, lr: float) -> torch.optim.Optimizer:
         """The torch optimizer of one run over ``params`` at learning rate ``lr``.
@@ -125,5 +147,14 @@ class OptimizerSpec:
         if self.kind == "adam" and self.element_step:
             return ElementStepAdam(params, lr=lr, betas=self.BETAS, eps=self.EPS)
         if self.kind == "adam":
-            return torch.optim.Adam(params, lr=lr, betas=self.BETAS, eps=self.EPS, fused=True)
-        return torch.optim.SGD(params, lr=lr, momentum=self.momentum)
+            decay = {"weight_decay": self.weight_decay, "decoupled_weight_decay": self.decoupled}
+            return torch.optim.Adam(params, lr=lr, betas=self.BETAS, eps=self.EPS, fused=True, **decay)
+        return torch.optim.SGD(params, lr=lr, momentum=self.momentum, weight_decay=self.weight_decay)
+
+
+def weight_decay_options(scenario_weight_decay: float | None) -> tuple[Option, ...]:
+    """The weight-decay run options of a scenario whose ``ScenarioSpec.weight_decay`` is given (with that
+    default); none for the others."""
+    if scenario_weight_decay is None:
+        return ()
+    return (replace(WEIGHT_DECAY, default=scenario_weight_decay), DECOUPLED)

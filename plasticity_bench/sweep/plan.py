@@ -10,9 +10,9 @@ import math
 from typing import Any
 
 from plasticity_bench.core.budget import SCHEDULES, check_compactness, edit_schedule
-from plasticity_bench.core.models import NETWORKS
+from plasticity_bench.core.networks import NETWORK_NAMES, NETWORK_OPTIONS
 from plasticity_bench.core.options import Option, by_name, check_known, resolve
-from plasticity_bench.run.config import MOMENTUM, WT_INIT, RunConfig
+from plasticity_bench.run.config import MOMENTUM, WT_INIT, RunConfig, weight_decay_options
 from plasticity_bench.run.records import ResultStore
 from plasticity_bench.scenarios.registry import ScenarioSpec, parse_scenario
 from plasticity_bench.strategies.base import EDIT_EVERY_TASKS, EDIT_PLACEMENT
@@ -45,20 +45,27 @@ def sweep_base(
     }
 
 
-def scenario_options(spec: ScenarioSpec) -> tuple[Option, ...]:
-    """The run options a scenario reads: its builder's, SGD ``momentum``, Tiny ER's ``replay_mix`` and
-    ``online_rows``."""
+def scenario_options(spec: ScenarioSpec, model: str | None = None) -> tuple[Option, ...]:
+    """The run options a scenario reads: its builder's, SGD ``momentum``, its weight decay's, Tiny ER's
+    ``replay_mix`` and ``online_rows``, and those of its network (``model``, default the scenario's: VGG11's
+    ``weights`` and ``width_scale``)."""
     extra = (MOMENTUM,) if spec.optimizer == "sgd" else ()
-    return (*spec.options, *extra, *((REPLAY_MIX, ONLINE_ROWS) if spec.replay else ()))
+    network = NETWORK_OPTIONS.get(model or spec.model, ())
+    replay = (REPLAY_MIX, ONLINE_ROWS) if spec.replay else ()
+    return (*spec.options, *extra, *weight_decay_options(spec.weight_decay), *replay, *network)
 
 
-def used_options(spec: ScenarioSpec, strategy: str, winning_ticket: bool) -> dict[str, Option]:
-    """Every option a run of ``strategy`` on ``spec`` reads (``wt_init`` only with a winning ticket).
+def used_options(
+    spec: ScenarioSpec, strategy: str, winning_ticket: bool, model: str | None = None
+) -> dict[str, Option]:
+    """Every option a run of ``strategy`` on ``spec`` (with network ``model``, default the scenario's)
+    reads (``wt_init`` only with a winning ticket).
 
     Raises:
         ValueError: for an unknown strategy; for two declarations of one option name.
     """
-    return by_name((*scenario_options(spec), *options_for(strategy), *((WT_INIT,) if winning_ticket else ())))
+    ticket = (WT_INIT,) if winning_ticket else ()
+    return by_name((*scenario_options(spec, model), *options_for(strategy), *ticket))
 
 
 def run_lrs(entry_fixed_lr: bool, lrs: list[float], scenario_lr: float) -> list[float]:
@@ -102,7 +109,7 @@ def expand(
     check_fields(base, lrs or [base["lr"]], seeds + list(select_seeds or []))
     given = dict(options or {})
     wt = bool(base.get("winning_ticket", False))
-    used = {name: used_options(spec, name, wt) for name in strategies}
+    used = {name: used_options(spec, name, wt, base.get("model")) for name in strategies}
     known = {k: o for table in used.values() for k, o in table.items()}
     check_known(given, known, f"{scenario} with {', '.join(strategies)}")
     fields = {k: v for k, v in base.items() if k != "lr"}
@@ -137,8 +144,8 @@ def check_fields(base: dict[str, Any], lrs: list[float], seeds: list[int]) -> No
     for seed in seeds:
         if not 0 <= seed <= MAX_SEED:
             raise ValueError(f"--seeds: seed {seed} is outside 0..{MAX_SEED}")
-    if base.get("model") not in NETWORKS:
-        raise ValueError(f"--model {base.get('model')}: choose one of {', '.join(sorted(NETWORKS))}")
+    if base.get("model") not in NETWORK_NAMES:
+        raise ValueError(f"--model {base.get('model')}: choose one of {', '.join(NETWORK_NAMES)}")
     if base.get("schedule", "neutral") not in SCHEDULES:
         raise ValueError(f"--schedule {base.get('schedule')}: choose one of {', '.join(SCHEDULES)}")
 

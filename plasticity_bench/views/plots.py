@@ -10,7 +10,11 @@ Per scenario (records of one ``scenario@variant``), each figure as PNG and SVG:
 - ``leaderboard``: the scenario's primary metric per row as a dot with its 95% interval, and LC26 Table 14's
   figure as a marker where comparable (docs/protocol.md §10);
 - ``ticket``: Cycle against winning-ticket ACC (TAOA where the scenario has no checkpoints);
-- ``compute``: the primary metric against the training FLOPs, with the Pareto front (equal compute).
+- ``compute``: the primary metric against the training FLOPs, with the Pareto front (equal compute);
+- DYNO's transfer streams (docs/protocol.md §17): ``accuracy_flops`` (final test accuracy against final
+  inference FLOPs, every seed a point, an ellipse of one standard deviation per row), ``inference_cost``
+  (inference FLOPs per sample over training) and ``layer_changes`` (units grown and pruned per layer,
+  relative to its original width).
 
 A *group* is a leaderboard row: records equal but for the seed, at the row's chosen lr. Lines are the mean
 over seeds with a 95% Student-t band (none for one seed); colours are the Okabe-Ito palette, safe for
@@ -32,12 +36,14 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+from matplotlib.patches import Ellipse
 from matplotlib.ticker import MaxNLocator
 from scipy import stats
 
 from plasticity_bench.core.io import atomic_write
 from plasticity_bench.leaderboard.aggregate import aggregate, primary_metric, row_label, row_records
 from plasticity_bench.leaderboard.paper import attach_reference, paper_metric
+from plasticity_bench.leaderboard.tables import shows_flops
 from plasticity_bench.measure.metrics import bin_ends
 from plasticity_bench.measure.plasticity import FIELDS as PLASTICITY_FIELDS
 
@@ -372,6 +378,103 @@ def plasticity(groups: list[Group], scenario: str) -> Figure | None:
     return finish(fig, axes)
 
 
+def _transfer(groups: list[Group], scenario: str) -> list[Group]:
+    """The groups of a DYNO transfer stream (``ScenarioSpec.show_flops``) whose records have final FLOPs."""
+    if not shows_flops(scenario.partition("@")[0]):
+        return []
+    return [g for g in groups if all("flops" in r["summary"] and "acc" in r["summary"] for r in g.records)]
+
+
+def accuracy_flops(groups: list[Group], scenario: str) -> Figure | None:
+    """Final test accuracy (%) against the final network's inference FLOPs per sample (DYNO paper, its
+    Fig. 2): every seed a small point, each row's mean a large one inside its one-sd ellipse (the seeds'
+    covariance; none for one seed)."""
+    rows = _transfer(groups, scenario)
+    if not rows:
+        return None
+    fig, axes = _figure(f"{scenario}: test accuracy vs inference cost")
+    ax, (scale, unit) = axes[0], flops_unit([r["summary"]["flops"] for g in rows for r in g.records])
+    for group in rows:
+        colour = line_style(group.colour)["color"]
+        points = np.array([[r["summary"]["flops"] / scale, 100 * r["summary"]["acc"]] for r in group.records])
+        ax.scatter(points[:, 0], points[:, 1], s=12, color=colour, alpha=0.6)
+        ax.scatter(*points.mean(0), s=60, color=colour, label=group.label, edgecolor="black", linewidth=0.5)
+        if len(points) > 1:
+            ax.add_patch(sd_ellipse(points, colour))
+    ax.set(xlabel=f"inference {unit} per sample (active network)", ylabel="test accuracy (%)")
+    return finish(fig, axes)
+
+
+def flops_unit(values: Sequence[float]) -> tuple[float, str]:
+    """``(1e9, "GFLOPs")`` when the largest of ``values`` reaches a GFLOP, else ``(1e6, "MFLOPs")``."""
+    return (1e9, "GFLOPs") if max(values) >= 1e9 else (1e6, "MFLOPs")
+
+
+def sd_ellipse(points: np.ndarray, colour: str) -> Ellipse:
+    """The one-standard-deviation ellipse of ``points`` ``(n, 2)``: centred on their mean, axes along the
+    eigenvectors of their covariance, half-lengths the square roots of its eigenvalues."""
+    values, vectors = np.linalg.eigh(np.cov(points.T))
+    angle = math.degrees(math.atan2(vectors[1, -1], vectors[0, -1]))
+    width, height = 2 * np.sqrt(np.maximum(values[::-1], 0.0))
+    return Ellipse(points.mean(0), width, height, angle=angle, facecolor=colour, alpha=0.15, edgecolor=colour)
+
+
+def inference_cost(groups: list[Group], scenario: str) -> Figure | None:
+    """The active network's inference FLOPs per sample over training (the records' ``inference_flops``
+    steps), per row: mean and 95% band over seeds."""
+    rows = [g for g in _transfer(groups, scenario) if all(r.get("inference_flops") for r in g.records)]
+    if not rows:
+        return None
+    fig, axes = _figure(f"{scenario}: inference cost over training")
+    scale, unit = flops_unit([f for g in rows for r in g.records for _, f in r["inference_flops"]])
+    for group in rows:
+        config = group.records[0]["config"]
+        x = np.linspace(0, config["tasks"] * config["steps_per_task"], 200)
+        values = np.array([_steps_at(r["inference_flops"], x) for r in group.records]) / scale
+        mean_line(axes[0], x, values, group.label, group.colour, percent=False, stairs=True, floor=0.0)
+    axes[0].set(xlabel="updates", ylabel=f"inference {unit} per sample")
+    return finish(fig, axes)
+
+
+def _steps_at(history: list[list[int]], x: np.ndarray) -> np.ndarray:
+    """A step function given as ``[[x_k, y_k], ...]`` (``y_k`` from ``x_k`` on) at the points ``x``."""
+    starts, values = np.array(history, dtype=float).T
+    return values[np.maximum(np.searchsorted(starts, x, side="right") - 1, 0)]
+
+
+def layer_changes(groups: list[Group], scenario: str) -> Figure | None:
+    """Units grown (up) and pruned (down) in each masked layer over the run, in percent of the layer's
+    original width (DYNO paper, its Fig. 3; DYNO rows only): mean over seeds with a 95% interval."""
+    rows = [g for g in _transfer(groups, scenario) if all("dyno" in r for r in g.records)]
+    if not rows:
+        return None
+    fig, axes = _figure(f"{scenario}: units grown and pruned per layer")
+    ax, width = axes[0], 0.8 / len(rows)
+    for k, group in enumerate(rows):
+        grown, pruned = np.array([_layer_totals(r) for r in group.records]).transpose(1, 0, 2)
+        x = np.arange(grown.shape[1]) + (k - (len(rows) - 1) / 2) * width
+        colour = line_style(group.colour)["color"]
+        for values, sign in ((grown, 1), (pruned, -1)):
+            mean, half = mean_band(values)
+            shade = 1.0 if sign > 0 else 0.5
+            ax.bar(x, sign * mean, width, yerr=np.nan_to_num(half), color=colour, alpha=shade,
+                   label=group.label if sign > 0 else None, capsize=2)  # fmt: skip
+    ax.axhline(0.0, color="black", linewidth=0.8)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set(xlabel="masked layer (grown above 0, pruned below)", ylabel="units, % of the original width")
+    return finish(fig, axes)
+
+
+def _layer_totals(record: dict[str, Any]) -> tuple[list[float], list[float]]:
+    """Percent of each layer's original (first recorded) width that DYNO grew and pruned over the run."""
+    original = record["dyno"]["active_width"][0]["widths"]
+    grown, pruned = [0.0] * len(original), [0.0] * len(original)
+    for event in record["dyno"]["events"]:
+        grown[event["layer"]] += len(event["grown"])
+        pruned[event["layer"]] += len(event["pruned"])
+    return ([100 * g / w for g, w in zip(grown, original)], [100 * p / w for p, w in zip(pruned, original)])
+
+
 def _bar(half: float) -> float | None:
     return None if math.isnan(half) else half * 100
 
@@ -386,6 +489,9 @@ FIGURES: dict[str, Callable[[list[Group], str], Figure | None]] = {
     "ticket": ticket,
     "plasticity": plasticity,
     "compute": compute,
+    "accuracy_flops": accuracy_flops,
+    "inference_cost": inference_cost,
+    "layer_changes": layer_changes,
 }
 
 

@@ -10,8 +10,12 @@ from __future__ import annotations
 import pickle
 from pathlib import Path
 
+import h5py
 import numpy as np
+from PIL import Image
 from test_readers import write_idx
+
+from plasticity_bench.scenarios.transfer import IMAGENETTE, IMAGEWOOF
 
 MNIST_TRAIN_PER_CLASS = 40  # a split task (2 classes) fills one batch of 64
 MNIST_TEST_PER_CLASS = 5
@@ -19,6 +23,7 @@ CIFAR10_TRAIN_PER_CLASS = 20  # 200 images: one batch of 128 for the IID scenari
 CIFAR100_TRAIN_PER_CLASS = 32  # one batch of 32 for the easy tasks of 5+1 CIFAR
 CIFAR_TEST_PER_CLASS = 2
 IMAGENET_CLASSES = 8
+TRANSFER_PER_CLASS = {"train": 7, "val": 1}
 
 
 def balanced_labels(n_classes: int, per_class: int, rng: np.random.Generator) -> np.ndarray:
@@ -72,11 +77,40 @@ def write_imagenet(folder: Path, n_classes: int, rng: np.random.Generator) -> No
         np.save(folder / f"{class_id}.npy", rng.integers(0, 256, size=shape, dtype=np.uint8))
 
 
+def write_image_folder(
+    root: Path, wnids: tuple[str, ...], per_class: dict[str, int], folder: str = "imagenette2"
+) -> Path:
+    """A fastai-style release: ``root/<folder>-160/{train,val}/<wnid>/`` of PNG and JPEG files of
+    various sizes; class ``k``'s pixels are near ``20 k`` (so labels can be checked from pixels)."""
+    rng = np.random.default_rng(0)
+    release = root / f"{folder}-160"
+    for split, n in per_class.items():
+        for k, wnid in enumerate(wnids):
+            folder = release / split / wnid
+            folder.mkdir(parents=True)
+            for i in range(n):
+                pixels = (rng.integers(0, 8, (40 + 3 * i, 48, 3)) + 20 * k).astype(np.uint8)
+                Image.fromarray(pixels).save(folder / (f"{i}.png" if i % 2 else f"{i}.JPEG"), quality=100)
+    return release
+
+
+def write_galaxy10(path: Path, n: int = 30, size: int = 40) -> np.ndarray:
+    """A Galaxy10-format HDF5 file: ``images`` ``(n, size, size, 3)`` uint8 and ``ans`` labels (returned)."""
+    rng = np.random.default_rng(1)
+    labels = np.arange(n) % 10
+    with h5py.File(path, "w") as handle:
+        handle["images"] = rng.integers(0, 256, (n, size, size, 3), dtype=np.uint8)
+        handle["ans"] = labels.astype(np.uint8)
+    return labels
+
+
 def write_all(root: Path) -> Path:
-    """Every dataset the scenarios read, under ``root`` in torchvision / LoP layout; returns ``root``.
+    """Every dataset the scenarios read, under ``root`` in torchvision / LoP / fastai / astroNN layout;
+    returns ``root``.
 
     MNIST and Fashion-MNIST: 40 train / 5 test images per class; CIFAR-10: 20 / 2; CIFAR-100: 32 / 2;
-    Continual ImageNet: 8 classes in ``<root>/continual_imagenet``.
+    Continual ImageNet: 8 classes in ``<root>/continual_imagenet``; Imagenette and Imagewoof: 7 / 1 (a batch
+    of 64); Galaxy10: 80 images.
     """
     rng = np.random.default_rng(0)
     per_class = {"train": MNIST_TRAIN_PER_CLASS, "test": MNIST_TEST_PER_CLASS}
@@ -85,4 +119,7 @@ def write_all(root: Path) -> Path:
     write_cifar10(root, rng)
     write_cifar100(root, rng)
     write_imagenet(root / "continual_imagenet", IMAGENET_CLASSES, rng)
+    write_image_folder(root, IMAGENETTE.wnids, TRANSFER_PER_CLASS)
+    write_image_folder(root, IMAGEWOOF.wnids, TRANSFER_PER_CLASS, "imagewoof2")
+    write_galaxy10(root / "Galaxy10_DECals.h5", n=80)
     return root

@@ -203,7 +203,7 @@ def test_dyno_phi_star_follows_the_last_change_of_the_network(baseline: str) -> 
     model = tiny_net(hidden=(8, 6), in_features=8)
     plugin = DynoPlugin(StrategyConfig("dyno"), buffer_factor=2.0, rescale_init=False, baseline=baseline)
     strategy = fake_strategy(model, torch.rand(16, 8), torch.randint(0, 3, (16,)))
-    plugin.before_training(strategy)
+    plugin.setup(strategy.model)
     gen = torch.Generator().manual_seed(0)
     plugin.buffers[0].push(torch.rand(16, 8, generator=gen))
     plugin.buffers[1].push(torch.rand(12, 8, generator=gen))

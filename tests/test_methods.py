@@ -62,7 +62,7 @@ def test_rand_smooth_leaky_builds_the_model_with_the_scenario_settings(monkeypat
         built.append(model)
         return model
 
-    monkeypatch.setattr("plasticity_bench.run.build.build_model", spy)
+    monkeypatch.setattr("plasticity_bench.core.networks.build_model", spy)
     run("prune+rand_smooth_leaky", diag_every=0)
     (activation,) = {type(u.activation) for u in built[0].units}
     assert activation is RandSmoothLeaky and built[0].units[0].activation.c_s == 0.8

@@ -31,8 +31,18 @@ from plasticity_bench.run.loggers import Recording, parse_loggers, run_name
 from plasticity_bench.scenarios.registry import SCENARIOS
 from plasticity_bench.sweep.plan import expand, sweep_base
 from plasticity_bench.sweep.progress import ProgressLines, duration
-from plasticity_bench.views.plots import FIGURES, Group, groups_of, mean_band, write_figures
+from plasticity_bench.views.plots import (
+    FIGURES,
+    TRANSFER_FIGURES,
+    Group,
+    groups_of,
+    mean_band,
+    write_figures,
+)
 from plasticity_bench.views.report import render_report
+
+#: The figures a continual stream's records draw (the transfer ones need DYNO's transfer streams).
+CONTINUAL_FIGURES = {name: plot for name, plot in FIGURES.items() if name not in TRANSFER_FIGURES}
 
 TASKS, STEPS = 3, 20
 
@@ -159,13 +169,14 @@ def test_every_plot_function_draws_from_fixture_records(
 ) -> None:
     groups = groups_of(fixture_records)
     assert sorted(len(g.records) for g in groups) == [2, 2, 2, 2]
-    for name, plot in FIGURES.items():
+    for name, plot in CONTINUAL_FIGURES.items():
         fig = plot(groups, "permuted_mnist")
         assert fig is not None, name
         assert any(ax.has_data() for ax in fig.axes), name
+    assert all(FIGURES[name](groups, "permuted_mnist") is None for name in TRANSFER_FIGURES)
     written = write_figures(fixture_records, tmp_path)
     assert sorted(p.name for p in written) == sorted(
-        f"permuted_mnist_{name}.{fmt}" for name in FIGURES for fmt in ("png", "svg")
+        f"permuted_mnist_{name}.{fmt}" for name in CONTINUAL_FIGURES for fmt in ("png", "svg")
     )
     for path in written:
         head = path.read_bytes()[:8]
@@ -193,7 +204,7 @@ def test_mean_band_is_the_student_t_interval() -> None:
 def test_report_embeds_every_figure_and_the_table(fixture_records: list[dict[str, Any]]) -> None:
     page = render_report(fixture_records)
     images = re.findall(r'<img class="figure" alt="([^"]+)" src="data:image/png;base64,', page)
-    assert len(images) == len(FIGURES)
+    assert len(images) == len(CONTINUAL_FIGURES)
     assert "http://" not in page and "https://" not in page  # self-contained
     rows = re.search(r'<table id="leaderboard">.*?<tbody>(.*?)</tbody>', page, re.S).group(1)
     assert rows.count("<tr>") == len(aggregate(fixture_records))
@@ -212,7 +223,7 @@ def test_report_renders_in_headless_chromium(fixture_records: list[dict[str, Any
          path.as_uri()],
         capture_output=True, text=True, timeout=120, check=True,
     ).stdout  # fmt: skip
-    assert f'data-figures-loaded="{len(FIGURES)}"' in dom
+    assert f'data-figures-loaded="{len(CONTINUAL_FIGURES)}"' in dom
     rows = re.search(r'<table id="leaderboard">.*?<tbody>(.*?)</tbody>', dom, re.S).group(1)
     assert rows.count("<tr>") == len(aggregate(fixture_records))
 

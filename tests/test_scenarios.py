@@ -20,7 +20,13 @@ from plasticity_bench.scenarios.split import consecutive_groups
 from plasticity_bench.scenarios.stream import TaskBenchmark, TaskData
 
 #: Tasks built per scenario on the fixture data (Split-CIFAR100 and 5+1 need few; ImageNet has 8 classes).
-FIXTURE_TASKS = {"continual_imagenet": 4, "cifar_5plus1": 6, "split_cifar100": 3}
+FIXTURE_TASKS = {
+    "continual_imagenet": 4, "cifar_5plus1": 6, "split_cifar100": 3, "imagenette": 1, "imagewoof": 1,
+    "galaxy10": 1,
+}  # fmt: skip
+#: Streams the run seed does not change: the IID ones (only the batch order is seeded) and DYNO's transfer
+#: streams (Galaxy10's split has its own seed, shared by every run seed so that runs pair).
+SEED_FREE = {"imagenette", "imagewoof", "galaxy10"}
 
 
 def build(
@@ -49,12 +55,19 @@ def test_registry_holds_every_protocol_scenario_with_its_sizes() -> None:
         "mnist_iid": (5, 20 * (60_000 // 64), 64),
         "cifar10_iid": (5, 40 * (50_000 // 64), 64),
         "cifar100_iid": (5, 40 * (50_000 // 64), 64),
+        # DYNO App. A: 1000 iterations of 64 images
+        "imagenette": (1, 1000, 64),
+        "imagewoof": (1, 1000, 64),
+        "galaxy10": (1, 1000, 64),
     }
     models = {name: s.model for name, s in SCENARIOS.items()}
     assert {n for n, m in models.items() if m == "mlp"} == {
         "permuted_mnist", "random_label_mnist", "split_mnist", "split_fashion", "mnist_iid",
     }  # fmt: skip
-    assert all(m == "convnet" for n, m in models.items() if "cifar" in n or "imagenet" in n)
+    assert all(
+        m == "convnet" for n, m in models.items() if ("cifar" in n or "imagenet" in n) and n not in SEED_FREE
+    )
+    assert {n for n, m in models.items() if m == "vgg11"} == SEED_FREE
     # LC26 App. A.2: cosine annealing over the full horizon for every Sec. 4-5 experiment, Split-* included
     assert {n for n, s in SCENARIOS.items() if s.lr_schedule == "cosine"} == {
         "mnist_iid", "cifar10_iid", "cifar100_iid", "split_mnist", "split_fashion",
@@ -91,7 +104,7 @@ def test_same_seed_same_stream(data_root: Path, name: str) -> None:
     first, again, other = (tasks_of(build(name, data_root, seed)) for seed in (0, 0, 1))
     for a, b in zip(first, again):
         assert torch.equal(a.x, b.x) and torch.equal(a.y, b.y) and a.classes == b.classes
-    if not name.endswith("_iid"):  # the IID stream is the dataset itself; only the batch order is seeded
+    if not name.endswith("_iid") and name not in SEED_FREE:
         assert any(not torch.equal(a.y, c.y) or not torch.equal(a.x, c.x) for a, c in zip(first, other))
 
 

@@ -99,6 +99,7 @@ def test_run_takes_a_shipped_suite_by_name_and_names_the_suites_for_anything_els
     assert suite_path("lc26_table14").read_bytes() == (REPO / "sweeps" / "lc26_table14.yaml").read_bytes()
     result = CliRunner().invoke(app, ["run", "lc26_table15", "--out", str(tmp_path / "r")])
     assert result.exit_code == 2
-    assert "lc26_table15: neither a sweep file nor a suite; suites: lc26_table14, lc26_table14_smoke" in (
-        " ".join(result.output.split())
+    assert (
+        "lc26_table15: neither a sweep file nor a suite; suites: "
+        "dyno_transfer, lc26_table14, lc26_table14_smoke" in (" ".join(result.output.split()))
     )

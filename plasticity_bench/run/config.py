@@ -106,7 +106,7 @@ class OptimizerSpec:
     (:class:`~plasticity_bench.batch.optim.StackedOptimizer`) reads the same fields (no weight decay).
 
     Raises:
-        ValueError: for an unknown kind; decoupled weight decay with SGD; weight decay with element steps.
+        ValueError: for an unknown kind; decoupled weight decay with SGD.
     """
 
     kind: str
@@ -125,8 +125,6 @@ class OptimizerSpec:
             raise ValueError(
                 "--option decoupled_weight_decay=true needs Adam (torch's SGD has no AdamW form)"
             )
-        if self.element_step and self.weight_decay:
-            raise ValueError("Adam with per-element step counts (unit resets) takes no weight decay")
 
     @classmethod
     def of(cls, config: RunConfig) -> OptimizerSpec:
@@ -144,10 +142,10 @@ class OptimizerSpec:
         what the second moments of inactive units are: a 90%-masked MLP stepped 1.5-2x slower than a
         dense one.
         """
+        decay = {"weight_decay": self.weight_decay, "decoupled_weight_decay": self.decoupled}
         if self.kind == "adam" and self.element_step:
-            return ElementStepAdam(params, lr=lr, betas=self.BETAS, eps=self.EPS)
+            return ElementStepAdam(params, lr=lr, betas=self.BETAS, eps=self.EPS, **decay)
         if self.kind == "adam":
-            decay = {"weight_decay": self.weight_decay, "decoupled_weight_decay": self.decoupled}
             return torch.optim.Adam(params, lr=lr, betas=self.BETAS, eps=self.EPS, fused=True, **decay)
         return torch.optim.SGD(params, lr=lr, momentum=self.momentum, weight_decay=self.weight_decay)
 

@@ -10,7 +10,7 @@ import math
 from typing import Any
 
 from plasticity_bench.core.budget import SCHEDULES, check_compactness, edit_schedule
-from plasticity_bench.core.networks import NETWORK_NAMES, NETWORK_OPTIONS
+from plasticity_bench.core.networks import CONV_UNIT_NETWORKS, NETWORK_NAMES, NETWORK_OPTIONS
 from plasticity_bench.core.options import Option, by_name, check_known, resolve
 from plasticity_bench.run.config import MOMENTUM, WT_INIT, RunConfig, weight_decay_options
 from plasticity_bench.run.records import ResultStore
@@ -157,7 +157,8 @@ def check_fits(
 
     A structural strategy needs an edit schedule (:func:`~plasticity_bench.core.budget.edit_schedule`: under
     the ``exit`` placement at least 2 tasks and 2 cycles); Moment Transplant copies optimizer state, so
-    it needs an optimizer that keeps some (Adam, or SGD with momentum; LC26 C.2).
+    it needs an optimizer that keeps some (Adam, or SGD with momentum; LC26 C.2); CReLU and layer norm act
+    on dense units, so not on a network whose units are conv channels too (VGG11).
 
     Raises:
         ValueError: naming the strategy, the stream and the fix.
@@ -170,8 +171,14 @@ def check_fits(
             )  # fmt: skip
         except ValueError as err:
             raise ValueError(f"{strategy} on {scenario}: {err}") from None
+    base, mods = split_name(strategy)
+    if fields.get("model") in CONV_UNIT_NETWORKS and {"crelu", "layernorm"} & {base, *mods}:
+        raise ValueError(
+            f"{strategy} on {fields['model']}: CReLU and layer norm act on dense units, and this network's "
+            "units are conv channels too; drop crelu / layernorm"
+        )
     stateless = fields.get("optimizer") == "sgd" and not MOMENTUM.get(options)
-    if "moment_transplant" in split_name(strategy)[1] and stateless:
+    if "moment_transplant" in mods and stateless:
         raise ValueError(
             f"{strategy} on {scenario}: Moment Transplant copies optimizer state and plain SGD keeps none "
             "(LC26 C.2 uses Adam); add --option momentum=0.9 or drop +moment_transplant"

@@ -25,9 +25,10 @@ from plasticity_bench.cli import app
 from plasticity_bench.core.masks import masks_from_indices, unit_indices
 from plasticity_bench.leaderboard.aggregate import aggregate
 from plasticity_bench.leaderboard.tables import to_markdown
+from plasticity_bench.measure.cohorts import CohortDiagnostics
 from plasticity_bench.measure.metrics import binned
 from plasticity_bench.run.execute import execute, retrain_ticket
-from plasticity_bench.run.loggers import Recording, parse_loggers, run_name
+from plasticity_bench.run.loggers import Recording, hparam_values, parse_loggers, run_name
 from plasticity_bench.scenarios.registry import SCENARIOS
 from plasticity_bench.sweep.plan import expand, sweep_base
 from plasticity_bench.sweep.progress import ProgressLines, duration
@@ -146,6 +147,46 @@ def test_loggers_write_files_their_readers_parse(data_root: Path, tmp_path: Path
     assert [s.step for s in scalars] == [STEPS, 2 * STEPS, 3 * STEPS]
     assert scalars[-1].value == pytest.approx(record["summary"]["taoa"], abs=1e-6)
     assert "ActiveUnits/Layer1" in events.Tags()["scalars"]
+    # the loss in the curve's bins, and the final figures (TensorBoard's HParams) at the run's end
+    loss = table[table.metric == "Loss/Train"]
+    assert loss.x.tolist() == curve.x.tolist() and (loss.value > 0).all()
+    final = table[table.metric == "final/taoa"]
+    assert final.value.tolist() == pytest.approx([record["summary"]["taoa"]]) and final.x.tolist() == [
+        TASKS * STEPS
+    ]
+    assert "_hparams_/experiment" in events.PluginTagToContent("hparams")
+    assert events.Scalars("final/taoa")[0].value == pytest.approx(record["summary"]["taoa"], abs=1e-6)
+    # logging changes nothing of the run
+    quiet = execute(config, data_root, recording=Recording(curve_bin=5))
+    assert quiet["summary"] == record["summary"] and quiet["curves"] == record["curves"]
+
+
+def test_hparams_flatten_the_config() -> None:
+    config = {
+        "scenario": "s",
+        "variant": None,
+        "lr": 0.1,
+        "options": {"smooth_leaky": {"p": 1}, "rewind": "imp"},
+    }
+    assert hparam_values(config) == {
+        "scenario": "s", "variant": "none", "lr": 0.1, "option.rewind": "imp",
+        "option.smooth_leaky": '{"p": 1}',
+    }  # fmt: skip
+
+
+def test_two_edits_at_one_step_log_under_tags_of_their_own() -> None:
+    plugin = CohortDiagnostics.__new__(CohortDiagnostics)
+    plugin._logged, plugin._tagged = 0, set()
+    row = {"layer": 0, "snapshot": "post", "step": 40, "act_log_parity": 0.5, "grad_log_parity": -1.0}
+    plugin.rows = [{**row, "cycle": 1}, {**row, "cycle": 2, "act_log_parity": 0.25}]
+    values = plugin.logged_values()
+    tags = [(tag, x) for tag, _, x in values]
+    assert len(set(tags)) == 4 and ("Parity/act/Layer0/post/edit2", 40) in tags
+    assert ("Parity/act/Layer0/post", 0.5, 40) in values and (
+        "Parity/act/Layer0/post/edit2",
+        0.25,
+        40,
+    ) in values
 
 
 def test_dyno_widths_reach_the_loggers(data_root: Path, tmp_path: Path) -> None:
@@ -299,6 +340,7 @@ class FakeWandbRun:
 
     def __init__(self, **kwargs: Any) -> None:
         self.init, self.logged, self.metrics, self.finished = kwargs, [], [], False
+        self.summary: dict[str, float] = {}
 
     def define_metric(self, name: str, **kwargs: Any) -> None:
         self.metrics.append((name, kwargs))

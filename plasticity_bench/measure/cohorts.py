@@ -209,6 +209,7 @@ class CohortDiagnostics(SupervisedPlugin):
         self.rows: list[dict[str, Any]] = []
         self.clock = UpdateClock()
         self._logged = 0  # rows already given to loggers
+        self._tagged: set[tuple[str, int]] = set()  # (tag, step) already given to loggers
         self._curve: tuple[int, int] | None = None  # (cycle, next global step) of the live curve
 
     @property
@@ -287,14 +288,21 @@ class CohortDiagnostics(SupervisedPlugin):
 
     def logged_values(self) -> list[tuple[str, float, int]]:
         """The log-parities of the rows added since the last call, for experiment loggers:
-        ``(f"Parity/{act|grad}/Layer{l}/{snapshot}", value, step)``; non-finite values are left out."""
+        ``(f"Parity/{act|grad}/Layer{l}/{snapshot}", value, step)``; non-finite values are left out. A value
+        whose tag already has one at its step (two edits at one task boundary) gets the edit's number in its
+        tag (``.../post/edit3``), so that no two values share a tag and an x."""
         start, self._logged = self._logged, len(self.rows)
-        return [
-            (f"Parity/{kind}/Layer{row['layer']}/{row['snapshot']}", row[f"{kind}_log_parity"], row["step"])
-            for row in self.rows[start:]
-            for kind in ("act", "grad")
-            if math.isfinite(row[f"{kind}_log_parity"])
-        ]
+        found = []
+        for row in self.rows[start:]:
+            for kind in ("act", "grad"):
+                if not math.isfinite(row[f"{kind}_log_parity"]):
+                    continue
+                tag = f"Parity/{kind}/Layer{row['layer']}/{row['snapshot']}"
+                if (tag, row["step"]) in self._tagged:
+                    tag = f"{tag}/edit{row['cycle']}"
+                self._tagged.add((tag, row["step"]))
+                found.append((tag, row[f"{kind}_log_parity"], row["step"]))
+        return found
 
 
 class CohortDiagnosticsRuns:

@@ -12,6 +12,7 @@ import math
 
 import numpy as np
 import torch
+from avalanche.core import SupervisedPlugin
 from avalanche.evaluation.metric_definitions import PluginMetric
 from avalanche.evaluation.metric_results import MetricValue
 from torch import Tensor
@@ -239,3 +240,37 @@ class PluginValuesMetric(PluginMetric[None]):
             for v in p.logged_values()
         ]
         return [MetricValue(self, name, value, x) for name, value, x in sorted(found, key=lambda v: v[2])]
+
+
+class TrainingLossLog(SupervisedPlugin):
+    """The training loss of every update, for experiment loggers only (added to a run that has loggers):
+    kept on the device during a task (one ``detach`` per update, no sync), read once at the task's end and
+    offered through :meth:`logged_values` as ``Loss/Train`` in bins of ``curve_bin`` updates (each bin's
+    mean at its last update, as ``OnlineAcc/Curve``). Nothing of it goes into the record."""
+
+    BATCHABLE = True
+
+    def __init__(self, curve_bin: int = CURVE_BIN) -> None:
+        super().__init__()
+        self.curve_bin = curve_bin
+        self.steps: list[Tensor] = []
+        self.pending: list[tuple[str, float, int]] = []
+
+    def before_training_exp(self, strategy: Host, **kwargs: object) -> None:
+        self.steps = []
+
+    def after_training_iteration(self, strategy: Host, **kwargs: object) -> None:
+        self.steps.append(strategy.loss.detach())
+
+    def after_training_exp(self, strategy: Host, **kwargs: object) -> None:
+        if not self.steps:
+            return
+        losses = torch.stack(self.steps).float().cpu().numpy()
+        start, ends = updates_before(strategy), bin_ends(len(losses), self.curve_bin)
+        self.pending += [("Loss/Train", v, start + e) for v, e in zip(binned(losses, self.curve_bin), ends)]
+        self.steps = []
+
+    def logged_values(self) -> list[tuple[str, float, int]]:
+        """The binned losses of the tasks finished since the last call."""
+        found, self.pending = self.pending, []
+        return found

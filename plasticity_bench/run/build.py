@@ -30,6 +30,7 @@ from plasticity_bench.measure.metrics import (
     OnlineAccuracyRecorder,
     PluginValuesMetric,
     TAOAMetric,
+    TrainingLossLog,
 )
 from plasticity_bench.measure.plasticity import PlasticityDiagnostics
 from plasticity_bench.run.config import LR_SCHEDULES, WT_INIT, RunConfig
@@ -218,9 +219,12 @@ class StreamRun:
         loggers: Sequence[Any] = (),
     ) -> StreamRun:  # fmt: skip
         """A run before its first task: the scenario's plugins before ``plugins``, fresh metrics (curve bin
-        ``curve_bin``) whose values go to ``loggers``."""
+        ``curve_bin``) whose values go to ``loggers``, with the training loss
+        (:class:`~plasticity_bench.measure.metrics.TrainingLossLog`) when there are loggers."""
         spec, benchmark = stream
         everything = [*scenario_plugins(spec, benchmark.info, config), *plugins]
+        if loggers:  # the loss, for the loggers only (docs/protocol.md §13)
+            everything.append(TrainingLossLog(curve_bin))
         metrics = OnlineMetrics.new(spec.checkpoint, curve_bin)
         evaluator = metrics.evaluator(list(loggers))
         return cls(config, spec, benchmark, model, everything, metrics, generator, evaluator)

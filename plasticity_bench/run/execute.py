@@ -29,7 +29,7 @@ from plasticity_bench.run.build import (
     width_of,
 )
 from plasticity_bench.run.config import RunConfig
-from plasticity_bench.run.loggers import Recording
+from plasticity_bench.run.loggers import Recording, log_run_summary
 from plasticity_bench.run.lone import LoneTrainer
 from plasticity_bench.run.resume import BoundarySaver, RunCheckpoint, set_rng_state
 from plasticity_bench.scenarios.registry import ScenarioSpec
@@ -147,6 +147,8 @@ class Phases:
             loggers = [open_loggers.enter_context(log) for log in logs]
             cycle, first = self.cycle_trainer(loggers, saved)
             metrics = self.train(cycle, "cycle", first)
+            for logs, config, result in zip(loggers, self.configs, metrics):
+                log_run_summary(logs, config.as_dict(), result.summary)
         cycles = [cycle_results(run, m) for run, m in zip(cycle.runs, metrics)]
         if not self.configs[0].winning_ticket:
             return cycles, [None] * len(cycles), cycle

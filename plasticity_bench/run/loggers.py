@@ -7,16 +7,19 @@ TensorBoard goes through Avalanche's own ``TensorboardLogger``. Weights & Biases
 Avalanche's ``CSVLogger`` writes only its own fixed metric names.
 
 What is logged is what the run's metrics emit at task boundaries (:mod:`plasticity_bench.measure.metrics`):
-the binned online accuracy, each task's mean, TAOA and Early Task TAA so far, active units per layer,
-checkpoint ACC, the cohort log-parities and DYNO's widths (``logged_values`` of the plugins). Every value's x
-is the global update count. Nothing is logged inside a task, so logging adds no per-step host
-synchronisation.
+the binned online accuracy and training loss, each task's mean, TAOA and Early Task TAA so far, active units
+per layer, checkpoint ACC, the plasticity diagnostics, the cohort log-parities and DYNO's widths
+(``logged_values`` of the plugins). Every value's x is the global update count. Nothing is read inside a
+task, so logging adds no per-step host synchronisation. At the run's end (:func:`log_run_summary`) its
+config and final figures go to TensorBoard's HParams dashboard, W&B's run summary and ``final/`` CSV rows.
 The winning ticket's retraining is not logged (its figures are in the record).
 """
 
 from __future__ import annotations
 
 import csv
+import json
+import math
 import os
 import shutil
 from collections.abc import Iterator, Sequence
@@ -26,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from avalanche.logging import BaseLogger
+from torch.utils.tensorboard.summary import hparams
 
 from plasticity_bench.measure.metrics import CURVE_BIN
 from plasticity_bench.run.records import run_key, safe_name
@@ -89,6 +93,12 @@ class MetricCSVLogger(BaseLogger):
         super().log_metrics(metric_values)
         self._file.flush()
 
+    def log_summary(self, final: dict[str, float], x: int) -> None:
+        """The run's final figures, one row each at update ``x``."""
+        for name, value in final.items():
+            self._writer.writerow((*self.run, name, x, value))
+        self._file.flush()
+
     def close(self) -> None:
         self._file.close()
 
@@ -142,6 +152,35 @@ class Recording:
             close_loggers(loggers)
 
 
+def hparam_values(config: dict[str, Any]) -> dict[str, str | int | float | bool]:
+    """A run's config as TensorBoard hparams: every field and ``option.<name>`` (None as ``"none"``, a
+    mapping as its JSON)."""
+    flat = {k: v for k, v in config.items() if k != "options"}
+    flat.update({f"option.{k}": v for k, v in sorted((config.get("options") or {}).items())})
+    return {
+        k: v if isinstance(v, str | int | float | bool) else ("none" if v is None else json.dumps(v))
+        for k, v in flat.items()
+    }
+
+
+def log_run_summary(loggers: Sequence[BaseLogger], config: dict[str, Any], summary: dict[str, float]) -> None:
+    """A finished cycle run's final figures (the record's summary, finite numbers only) beside its config:
+    TensorBoard's HParams (its experiment and session summaries, and ``final/<metric>`` scalars, in the
+    run's own event file), W&B's run summary, CSV rows ``final/<metric>``; x is the run's last update."""
+    final = {
+        f"final/{k}": float(v) for k, v in summary.items() if isinstance(v, int | float) and math.isfinite(v)
+    }
+    end = config["tasks"] * config["steps_per_task"]
+    for logger in loggers:
+        if hasattr(logger, "writer"):  # Avalanche's TensorboardLogger: into the run's own event file
+            for name, value in final.items():
+                logger.writer.add_scalar(name, value, end)
+            for summary in hparams(hparam_values(config), final):
+                logger.writer.file_writer.add_summary(summary)
+        elif callable(getattr(logger, "log_summary", None)):
+            logger.log_summary(final, end)
+
+
 def close_loggers(loggers: Sequence[BaseLogger]) -> None:
     """Flush and close each logger's files (TensorBoard writer, W&B run, CSV file)."""
     for logger in loggers:
@@ -182,6 +221,10 @@ class WandbLogger(BaseLogger):
     def log_single_metric(self, name: str, value: Any, x_plot: int) -> None:
         if isinstance(value, int | float):
             self.run.log({name: value, "updates": x_plot})
+
+    def log_summary(self, final: dict[str, float], x: int) -> None:
+        """The run's final figures into its W&B summary (the runs table's columns)."""
+        self.run.summary.update(final)
 
     def close(self) -> None:
         self.run.finish()

@@ -7,8 +7,8 @@ Per scenario (records of one ``scenario@variant``), each figure as PNG and SVG:
 - ``active_units``: active units per masked layer at each task start (DYNO: its width changes, by update);
 - ``cohort_parity``: cohort activation and gradient log-parity after each edit (post-birth curves; LC26
   Sec. 4's "forward-active but backward-starved" picture: act near 0 with grad below 0);
-- ``leaderboard``: the scenario's primary metric per row as a dot with its 95% interval, and LC26 Table 14's
-  figure as a marker where comparable (docs/protocol.md §10);
+- ``leaderboard``: a panel per accuracy (the primary metric first), each row a dot with its 95% interval in
+  its strategy's colour, and LC26 Table 14's figure as a marker where comparable (docs/protocol.md §10);
 - ``ticket``: Cycle against winning-ticket ACC (TAOA where the scenario has no checkpoints);
 - ``compute``: the primary metric against the training FLOPs, with the Pareto front (equal compute);
 - DYNO's transfer streams (docs/protocol.md §17): ``accuracy_flops`` (final test accuracy against final
@@ -43,7 +43,7 @@ from scipy import stats
 from plasticity_bench.core.io import atomic_write
 from plasticity_bench.leaderboard.aggregate import aggregate, primary_metric, row_label, row_records
 from plasticity_bench.leaderboard.paper import attach_reference, paper_metric
-from plasticity_bench.leaderboard.tables import shows_flops
+from plasticity_bench.leaderboard.tables import METRIC_LABELS, shows_flops
 from plasticity_bench.measure.metrics import bin_ends
 from plasticity_bench.measure.plasticity import FIELDS as PLASTICITY_FIELDS
 
@@ -261,33 +261,61 @@ def _parity_by_age(rows: list[dict[str, Any]], kind: str) -> dict[int, float]:
     return {age: float(np.mean(v)) for age, v in sums.items()}
 
 
+#: The accuracies the leaderboard chart draws, a panel each where the rows have them (primary metric first).
+CHART_METRICS = ("taoa", "acc", "taa", "early_task_taa", "wt_acc", "wt_taa", "wt_taoa")
+MAX_CHART_PANELS = 4
+
+
+def chart_metrics(groups: list[Group], primary: str) -> list[str]:
+    """The metrics of the leaderboard chart: ``primary``, then those of :data:`CHART_METRICS` some row has."""
+    present = [
+        m for m in CHART_METRICS
+        if m != primary and any(not math.isnan(g.row.get(f"{m}_mean", math.nan)) for g in groups)
+    ]  # fmt: skip
+    return [primary, *present][:MAX_CHART_PANELS]
+
+
 def leaderboard_chart(groups: list[Group], scenario: str) -> Figure | None:
-    """The primary metric (%) of every row as a dot with its 95% interval; LC26's figure (x marker) where
-    the row follows the paper's protocol."""
+    """One panel per accuracy (:func:`chart_metrics`): every row as a dot with its 95% interval, in its
+    strategy's colour; LC26's figure (x marker) where the row follows the paper's protocol."""
     records = [r for g in groups for r in g.records]
     name = records[0]["config"]["scenario"]
-    metric = primary_metric(name, records)
-    if metric is None:
+    primary = primary_metric(name, records)
+    if primary is None:
         return None
-    fig, axes = plt.subplots(figsize=(6.4, 0.45 * len(groups) + 1.4))
-    for y, group in enumerate(groups):
-        row = group.row
-        mean, half = row[f"{metric}_mean"] * 100, row[f"{metric}_ci95"] * 100
-        error = None if math.isnan(half) else percent_error(mean, half)
-        axes.errorbar(mean, y, xerr=error, fmt="o", color=line_style(group.colour)["color"], capsize=3)
-        paper = row.get("paper_avg_acc", math.nan) if metric == paper_metric(name) else math.nan
-        if bool(row.get("paper_comparable", False)) and not math.isnan(paper):
-            axes.plot(
-                paper, y, "x", color=PALETTE[3], markersize=8, label="LC26 Table 14" if y == 0 else None
-            )
-    axes.set_yticks(range(len(groups)), [g.label for g in groups])
-    axes.invert_yaxis()
-    axes.set(xlabel=f"{metric.upper()} (%), mean and 95% CI over seeds", title=f"{scenario}: leaderboard")
-    axes.grid(alpha=0.3, axis="x")
-    if axes.get_legend_handles_labels()[0]:
-        axes.legend(fontsize="small", frameon=False)
+    metrics = chart_metrics(groups, primary)
+    fig, grid = plt.subplots(
+        1,
+        len(metrics),
+        figsize=(3.4 * len(metrics) + 1.6, 0.45 * len(groups) + 1.6),
+        sharey=True,
+        squeeze=False,
+    )
+    fig.suptitle(f"{scenario}: leaderboard (mean and 95% CI over seeds)")
+    for ax, metric in zip(grid[0], metrics):
+        _chart_panel(ax, groups, metric, name)
+    grid[0][0].set_yticks(range(len(groups)), [g.label for g in groups])
+    grid[0][0].invert_yaxis()
+    if grid[0][0].get_legend_handles_labels()[0]:
+        grid[0][0].legend(fontsize="small", frameon=False)
     fig.tight_layout()
     return fig
+
+
+def _chart_panel(ax: Any, groups: list[Group], metric: str, scenario: str) -> None:
+    """One metric of the leaderboard chart."""
+    for y, group in enumerate(groups):
+        row = group.row
+        mean, half = row.get(f"{metric}_mean", math.nan) * 100, row.get(f"{metric}_ci95", math.nan) * 100
+        if math.isnan(mean):
+            continue
+        error = None if math.isnan(half) else percent_error(mean, half)
+        ax.errorbar(mean, y, xerr=error, fmt="o", color=line_style(group.colour)["color"], capsize=3)
+        paper = row.get("paper_avg_acc", math.nan) if metric == paper_metric(scenario) else math.nan
+        if bool(row.get("paper_comparable", False)) and not math.isnan(paper):
+            ax.plot(paper, y, "x", color=PALETTE[3], markersize=8, label="LC26 Table 14" if y == 0 else None)
+    ax.set(xlabel=f"{METRIC_LABELS.get(metric, metric)} (%)")
+    ax.grid(alpha=0.3, axis="x")
 
 
 def compute(groups: list[Group], scenario: str) -> Figure | None:

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import torch
@@ -219,8 +220,16 @@ class RingBuffer:
         end = self.position + rows.shape[0]
         first = min(end, self.capacity) - self.position
         self.data[self.position : self.position + first] = rows[:first]
-        self.data[: end - self.position - first] = rows[first:]
-        self.position, self.filled = end % self.capacity, min(self.capacity, self.filled + rows.shape[0])
+        if first < rows.shape[0]:
+            self.data[: end - self.position - first] = rows[first:]
+        self.advance(rows.shape[0])
+
+    def advance(self, count: int) -> None:
+        """Count ``count`` rows (at most ``capacity``) written at the current position."""
+        self.position, self.filled = (
+            (self.position + count) % self.capacity,
+            min(self.capacity, self.filled + count),
+        )
 
     def rows(self) -> Tensor:
         """The stored rows ``(filled, dim)`` (order not chronological)."""
@@ -355,8 +364,18 @@ class DynoPlugin(SupervisedPlugin):
         for layer, buffer in zip(masked_layers_of(strategy.model), self.buffers):
             self._hooks.append(layer.producer.register_forward_hook(_capture(buffer)))
 
+    @staticmethod
+    def for_runs(members: list[tuple[DynoPlugin, Any]], net: Any) -> DynoRuns:
+        """The DYNO plugins of a run-batch as one (:class:`DynoRuns`: one stacked buffer copy per layer and
+        step)."""
+        return DynoRuns(members, net)
+
     def after_training_exp(self, strategy: Host, **kwargs: object) -> None:
         """Remove the buffer hooks."""
+        self.remove_hooks()
+
+    def remove_hooks(self) -> None:
+        """Remove the buffer hooks of this task (a run-batch's :class:`DynoRuns` fills the buffers)."""
         for handle in self._hooks:
             handle.remove()
         self._hooks = []
@@ -483,6 +502,74 @@ class DynoPlugin(SupervisedPlugin):
             for entry in self.active_width[start:]
             for layer, width in enumerate(entry["widths"])
         ]
+
+
+class DynoRuns:
+    """The :class:`DynoPlugin` objects of a run-batch as one (docs/protocol.md §12): on batched kernels
+    the runs' buffers of a layer become rows of one stacked ring, filled by one hook on the stacked layer,
+    so a step's buffer copies cost the same for any number of runs; the runs' counts and triggers are
+    their own plugins' (:meth:`DynoPlugin.after_training_iteration`). Under per-run kernels, or when the
+    runs' buffers do not line up, every plugin keeps its own hooks.
+
+    Args:
+        members: ``(plugin, run view)`` pairs. net: the batch's
+            :class:`~plasticity_bench.batch.stacked.StackedNet`.
+    """
+
+    def __init__(self, members: list[tuple[DynoPlugin, Any]], net: Any) -> None:
+        self.members, self.net = members, net
+        self.plugins = [plugin for plugin, _ in members]
+        self.stacks: list[Tensor | None] = []
+        if net.per_run or not self._aligned():
+            return
+        for plugin in self.plugins:  # their own per-run hooks give way to one stacked hook per layer
+            plugin.remove_hooks()
+        for layer in range(len(self.plugins[0].buffers)):
+            self.stacks.append(self._restack(layer))
+            net.add_stacked_hook(f"hidden.{layer}", partial(self._push, layer))
+
+    def _aligned(self) -> bool:
+        """True when every run's buffer of every layer has the same capacity, position and fill."""
+        shapes = {
+            tuple((b.capacity, b.position, b.filled, b.data is None) for b in plugin.buffers)
+            for plugin in self.plugins
+        }
+        return len(shapes) == 1 and bool(self.plugins[0].buffers)
+
+    def _restack(self, layer: int) -> Tensor | None:
+        """The runs' rings of ``layer`` as one ``(R, capacity, dim)`` tensor (a copy, once per task), each
+        run's ``data`` a view of its row; ``None`` before the first push."""
+        buffers = [plugin.buffers[layer] for plugin in self.plugins]
+        if buffers[0].data is None:
+            return None
+        stack = torch.stack([b.data for b in buffers])
+        for r, buffer in enumerate(buffers):
+            buffer.data = stack[r]
+        return stack
+
+    def _push(self, layer: int, inputs: Tensor, output: Tensor) -> None:
+        """:meth:`RingBuffer.push` of every run's ``inputs`` ``(R, B, dim)`` at once (training forwards)."""
+        if not self.net.training:
+            return
+        first = self.plugins[0].buffers[layer]
+        rows = inputs.detach()[:, -first.capacity :]
+        if self.stacks[layer] is None:
+            self.stacks[layer] = rows.new_zeros(len(self.plugins), first.capacity, *rows.shape[2:])
+            for r, plugin in enumerate(self.plugins):
+                plugin.buffers[layer].data = self.stacks[layer][r]
+        stack, start = self.stacks[layer], first.position
+        end = start + rows.shape[1]
+        head = min(end, first.capacity) - start
+        stack[:, start : start + head] = rows[:, :head]
+        if head < rows.shape[1]:
+            stack[:, : rows.shape[1] - head] = rows[:, head:]
+        for plugin in self.plugins:
+            plugin.buffers[layer].advance(rows.shape[1])
+
+    def after_training_iteration(self) -> None:
+        """Each run's update count and, every ``trigger_every`` updates, its trigger."""
+        for plugin, view in self.members:
+            plugin.after_training_iteration(view)
 
 
 def _capture(buffer: RingBuffer) -> Callable[..., None]:

@@ -139,9 +139,10 @@ class TwoSpeed(SupervisedPlugin):
             self.cohorts, self._scale = alive, None
 
     @staticmethod
-    def for_runs(members: list[tuple[TwoSpeed, Any]], aliases: list[dict]) -> TwoSpeedRuns:
-        """The Two-Speed plugins of a run-batch as one per-step hook (:class:`TwoSpeedRuns`)."""
-        return TwoSpeedRuns(members, aliases)
+    def for_runs(members: list[tuple[TwoSpeed, Any]], net: Any) -> TwoSpeedRuns:
+        """The Two-Speed plugins of a run-batch (``net``: its stacked network) as one per-step hook
+        (:class:`TwoSpeedRuns`)."""
+        return TwoSpeedRuns(members, net.aliases)
 
 
 class TwoSpeedRuns:

@@ -24,6 +24,7 @@ from plasticity_bench.measure.cohorts import CohortDiagnostics
 from plasticity_bench.run.config import OptimizerSpec
 from plasticity_bench.run.execute import execute
 from plasticity_bench.scenarios.registry import SCENARIOS
+from plasticity_bench.strategies.dyno import RingBuffer
 from plasticity_bench.strategies.interventions import TwoSpeed
 from plasticity_bench.sweep.plan import expand, sweep_base
 
@@ -93,8 +94,8 @@ def test_each_run_of_a_batch_makes_its_lone_record(
     name: str, kernels: str, data_root: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """``auto`` on CPU: per-run kernels; ``batched``: the GPU kernels (batched matmul), run on the CPU.
-    Two-Speed and the cohort diagnostics run vectorized over the batch (their per-run step hooks are never
-    called)."""
+    Two-Speed, the cohort diagnostics and (batched kernels) DYNO's buffers run vectorized over the batch
+    (their per-run step hooks are never called)."""
     configs = configs_of(name)
     assert len(configs) > 1
     alone = [execute(c, data_root, "cpu") for c in configs]
@@ -103,6 +104,8 @@ def test_each_run_of_a_batch_makes_its_lone_record(
     monkeypatch.setattr(
         CohortDiagnostics, "after_training_iteration", lambda *a, **k: pytest.fail("per-run diagnostics hook")
     )
+    if kernels == "batched":  # DYNO's buffers: one stacked copy per layer, no per-run push
+        monkeypatch.setattr(RingBuffer, "push", lambda *a, **k: pytest.fail("per-run DYNO buffer push"))
     batched = execute_batch(configs, data_root, "cpu", kernels=kernels)
     for one, many in zip(alone, batched):
         assert many["batched"]["runs"] == len(configs)

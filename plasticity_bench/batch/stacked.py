@@ -142,6 +142,7 @@ class StackedNet(nn.Module):
             for r, model in enumerate(models):
                 model.units[layer].mask = masks[r]
         self._hooks: dict[str, list[tuple[int, nn.Module, Callable[..., Any]]]] = {}
+        self._stacked_hooks: dict[str, list[Callable[[Tensor, Tensor], None]]] = {}
         if not self.per_run:  # batched kernels replay the runs' forward hooks: know them when registered
             for r, model in enumerate(models):
                 for name in replayed_modules(model):
@@ -217,11 +218,29 @@ class StackedNet(nn.Module):
         through :class:`HookRegistrar`), replayed on each run's slice by the batched kernels."""
         return self._hooks.setdefault(name, [])
 
+    def add_stacked_hook(self, name: str, hook: Callable[[Tensor, Tensor], None]) -> None:
+        """Call ``hook(inputs, output)`` with the stacked ``(R, B, ...)`` input and output of module ``name``
+        at every batched forward (batched kernels only): a plugin's form for the whole batch (``for_runs``)
+        sees every run at once, at a cost independent of ``R``. Kept until :meth:`clear_stacked_hooks`.
+
+        Raises:
+            ValueError: under per-run kernels (there is no stacked forward).
+        """
+        if self.per_run:
+            raise ValueError("per-run kernels have no stacked forward to hook")
+        self._stacked_hooks.setdefault(name, []).append(hook)
+
+    def clear_stacked_hooks(self) -> None:
+        """Remove every hook of :meth:`add_stacked_hook` (the trainer does, around each task)."""
+        self._stacked_hooks = {}
+
     def _replay(self, name: str, inputs: Tensor, output: Tensor) -> None:
         for r, module, hook in list(self._hooks.get(name, ())):
             if hook(module, (inputs[r],), output[r]) is not None:
                 raise RuntimeError(f"a forward hook on {name} returned a value; run-batched training "
                                    "cannot replace one run's output (use --batch-runs 1)")  # fmt: skip
+        for hook in self._stacked_hooks.get(name, ()):
+            hook(inputs, output)
 
     def _activate(self, module: nn.Module, x: Tensor, run_dim: int) -> Tensor:
         """Elementwise activation; random leaks drawn per run (run ``r`` is chunk ``r`` along ``run_dim``)."""

@@ -56,6 +56,8 @@ from plasticity_bench.scenarios.registry import ScenarioSpec
 from plasticity_bench.scenarios.stream import TaskBenchmark
 from plasticity_bench.strategies.registry import batchable
 
+#: A per-step call of a plugin (or a vectorized form) with its host bound.
+Handler = Callable[[], object]
 #: RunConfig fields that may differ between the runs of one batch.
 FREE_FIELDS = ("seed", "compactness", "lr")
 #: Most runs per batch that ``--batch-runs auto`` picks (GPU / CPU).
@@ -329,11 +331,21 @@ class BatchedTrainer:
         return self.data_x[rows], self.data_y[rows]
 
     def train_steps(self, index: Tensor) -> Tensor:
-        """Every step of the task for all runs; returns the online accuracies, float32 ``(R, steps)``."""
+        """Every step of the task for all runs; returns the online accuracies, float32 ``(R, steps)``. The
+        stacked hooks of the task's vectorized plugin forms are removed after it (a checkpoint holds none)."""
+        hooks, per_run = self._step_hooks()
+        try:
+            return self._run_steps(index, hooks, per_run)
+        finally:
+            self.net.clear_stacked_hooks()
+
+    def _run_steps(
+        self, index: Tensor, hooks: dict[str, list[Handler]], per_run: dict[str, list[Handler]]
+    ) -> Tensor:
         steps = index.shape[0]
-        hooks = self._step_hooks()
         restack = bool(hooks["before_training_iteration"] or hooks["before_forward"])
-        share_grads = bool(hooks["after_backward"] or hooks["before_update"])
+        # a vectorized form (for_runs) acts on the stacked tensors: only per-run handlers read run grads
+        share_grads = bool(per_run["after_backward"] or per_run["before_update"])
         run_by_run = self.net.per_run and not (hooks["after_forward"] or hooks["before_backward"])
         lrs = self.schedule.next(steps)
         acc = torch.zeros(len(self.runs), steps, device=self.device)
@@ -387,22 +399,25 @@ class BatchedTrainer:
             losses.append(loss.detach())
         self.out, self.losses = torch.stack(outs), torch.stack(losses)
 
-    def _step_hooks(self) -> dict[str, list[Callable[[], object]]]:
+    def _step_hooks(self) -> tuple[dict[str, list[Handler]], dict[str, list[Handler]]]:
         """Per iteration event, what to call: the handlers of every run's plugins and metrics, except that
-        plugins whose class offers ``for_runs(members, aliases)`` (``members``: ``(plugin, RunView)`` pairs;
-        Two-Speed) are called through one object per class for the whole batch."""
+        plugins whose class offers ``for_runs(members, net)`` (``members``: ``(plugin, RunView)`` pairs,
+        ``net`` the :class:`~plasticity_bench.batch.stacked.StackedNet`; Two-Speed, DYNO, the cohort
+        diagnostics) are called through one object per class for the whole batch; and, apart, the per-run
+        handlers alone."""
         groups: dict[type, list[tuple[Any, RunView]]] = {}
         for view in self.views:
             for plugin in view.plugins:
                 if hasattr(type(plugin), "for_runs"):
                     groups.setdefault(type(plugin), []).append((plugin, view))
         grouped = {id(p) for members in groups.values() for p, _ in members}
-        vectorized = [cls.for_runs(members, self.net.aliases) for cls, members in groups.items()]
-        hooks: dict[str, list[Callable[[], object]]] = {}
+        vectorized = [cls.for_runs(members, self.net) for cls, members in groups.items()]
+        hooks: dict[str, list[Handler]] = {}
+        per_run: dict[str, list[Handler]] = {}
         for event in ITERATION_EVENTS:
-            calls = [partial(h, v) for v in self.views for h in _handlers(v, event, grouped)]
-            hooks[event] = calls + [getattr(g, event) for g in vectorized if hasattr(g, event)]
-        return hooks
+            per_run[event] = [partial(h, v) for v in self.views for h in _handlers(v, event, grouped)]
+            hooks[event] = per_run[event] + [getattr(g, event) for g in vectorized if hasattr(g, event)]
+        return hooks, per_run
 
     @staticmethod
     def _call(handlers: list[Callable[[], object]]) -> None:

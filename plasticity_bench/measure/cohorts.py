@@ -270,7 +270,7 @@ class CohortDiagnostics(SupervisedPlugin):
         self.tick([(self, strategy)])
 
     @staticmethod
-    def for_runs(members: list[tuple[CohortDiagnostics, Any]], aliases: list[dict]) -> CohortDiagnosticsRuns:
+    def for_runs(members: list[tuple[CohortDiagnostics, Any]], net: Any) -> CohortDiagnosticsRuns:
         """The cohort diagnostics of a run-batch as one per-step hook (:class:`CohortDiagnosticsRuns`)."""
         return CohortDiagnosticsRuns(members)
 

@@ -396,3 +396,11 @@ def test_element_step_adam_decays_weights_as_torchs_adam(decoupled: bool) -> Non
             optimizer.step()
     for p, q in zip(a.parameters(), b.parameters()):
         torch.testing.assert_close(p, q)
+
+
+def test_large_images_are_evaluated_in_smaller_batches() -> None:
+    from plasticity_bench.core.defaults import eval_batch_size
+
+    # 2**24 values per batch: 16,777,216 // 150,528 = 111 rows of 224-pixel images; CIFAR keeps 1000
+    assert eval_batch_size((3, 224, 224)) == 111 and eval_batch_size((3, 32, 32)) == 1000
+    assert eval_batch_size((3, 8192, 8192)) == 1

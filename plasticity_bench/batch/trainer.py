@@ -30,6 +30,7 @@ from torch.nn import functional as F
 
 from plasticity_bench.batch.optim import StackedOptimizer, StackedSchedule
 from plasticity_bench.batch.stacked import StackedNet
+from plasticity_bench.core.defaults import EVAL_ROWS
 from plasticity_bench.core.models import count_params
 from plasticity_bench.core.networks import CONV_UNIT_NETWORKS
 from plasticity_bench.run.build import (
@@ -160,7 +161,7 @@ class RunView:
         self.model, self.optimizer, self.plugins = run.model, run.optimizer, run.plugins
         self.device, self.seed = trainer.device, run.config.seed
         self.train_mb_size, self.steps_per_task = run.config.batch_size, run.config.steps_per_task
-        self.eval_mb_size = 1000
+        self.eval_mb_size = EVAL_ROWS  # no run-batch holds large images (VGG11 trains alone)
         self.experience: Any = None
         self.batches: TensorBatches | None = None
         self.online_acc_host: Any = None

@@ -16,6 +16,7 @@ from avalanche.core import SupervisedPlugin
 from rich.table import Table
 from torch import Tensor, nn
 
+from plasticity_bench.core.defaults import eval_batch_size
 from plasticity_bench.core.host import Host
 from plasticity_bench.core.io import atomic_write_text
 from plasticity_bench.core.masks import masked_layers_of
@@ -79,7 +80,8 @@ def layer_diagnostics(model: nn.Module, x: Tensor, tau: float = DORMANT_TAU) -> 
 
 class PlasticityDiagnostics(SupervisedPlugin):
     """Records :func:`layer_diagnostics` at the end of every task on the task's first ``size`` training rows
-    (the same rows for every strategy of a seed). Works in any Avalanche ``SupervisedTemplate``.
+    (the same rows for every strategy of a seed; fewer for large images,
+    :func:`~plasticity_bench.core.defaults.eval_batch_size`). Works in any Avalanche ``SupervisedTemplate``.
     ``report()`` gives the record's ``plasticity`` rows: ``task``, ``layer``, ``active``, :data:`FIELDS`;
     :meth:`logged_values` hands the same figures to experiment loggers."""
 
@@ -91,7 +93,8 @@ class PlasticityDiagnostics(SupervisedPlugin):
         self._logged = 0
 
     def after_training_exp(self, strategy: Host, **kwargs: object) -> None:
-        x, _ = probe_batch(strategy, self.size)
+        shape = tuple(strategy.experience.task.x.shape[1:])  # large images: an evaluation batch's rows
+        x, _ = probe_batch(strategy, min(self.size, eval_batch_size(shape)))
         task = strategy.experience.current_experience
         rows = layer_diagnostics(strategy.model, x)
         self.rows += [{"task": task, **row} for row in rows]

@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, ClassVar
 
+from plasticity_bench.core.defaults import eval_batch_size
 from plasticity_bench.core.seeding import drawing_from
 from plasticity_bench.run.build import StreamMetrics, StreamRun, restore_schedule
 from plasticity_bench.run.config import OptimizerSpec
@@ -56,6 +57,7 @@ class LoneTrainer:
             model=run.model,
             optimizer=run.optimizer,
             train_mb_size=config.batch_size,
+            eval_mb_size=eval_batch_size(run.benchmark.info.input_shape),
             steps_per_task=config.steps_per_task,
             seed=config.seed,
             device=self.device,

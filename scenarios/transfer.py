@@ -90,6 +90,7 @@ GALAXY10_HINT = (
     "https://astronn.readthedocs.io/en/latest/galaxy10.html) into the data root"
 )
 N_CLASSES = 10  # every stream here has ten classes
+RESIZE_CHUNK = 1024  # images resized at once (a float copy of 17,736 Galaxy10 images would take 14 GB)
 
 
 def square(images: torch.Tensor, size: int) -> torch.Tensor:
@@ -171,7 +172,8 @@ def read_galaxy10(path: Path, size: int) -> ImageSet:
     labels = answers.astype(np.int64)
     if labels.min() < 0 or labels.max() >= N_CLASSES:
         raise CorruptDatasetError(path, f"labels outside 0..{N_CLASSES - 1}")
-    images = square(torch.from_numpy(pixels).permute(0, 3, 1, 2), size)
+    chunks = torch.from_numpy(pixels).permute(0, 3, 1, 2).split(RESIZE_CHUNK)  # resizing works in float
+    images = torch.cat([square(chunk, size) for chunk in chunks])
     return ImageSet(images.contiguous().numpy(), labels, str(path))
 
 

@@ -136,10 +136,22 @@ def _stack(rows: list[list[float]]) -> np.ndarray:
     return np.array([r[:length] for r in rows], dtype=float)
 
 
+#: Most panels side by side; more go on further rows (VGG11's ten layers: 4 + 4 + 2).
+MAX_COLUMNS = 4
+
+
 def _figure(title: str, panels: int = 1) -> tuple[Figure, list[Any]]:
-    fig, axes = plt.subplots(1, panels, figsize=(6.4 * panels, 4.0), squeeze=False)
+    """A figure of ``panels`` axes, at most :data:`MAX_COLUMNS` a row (narrower panels when they wrap),
+    unused grid cells hidden."""
+    columns = min(panels, MAX_COLUMNS)
+    rows = math.ceil(panels / columns)
+    width = 6.4 if rows == 1 else 4.2
+    fig, grid = plt.subplots(rows, columns, figsize=(width * columns, 4.0 * rows), squeeze=False)
     fig.suptitle(title)
-    return fig, list(axes[0])
+    axes = list(grid.flat)
+    for ax in axes[panels:]:
+        ax.set_visible(False)
+    return fig, axes[:panels]
 
 
 def task_axis(ax: Any, ylabel: str) -> None:
@@ -203,6 +215,7 @@ def active_units(groups: list[Group], scenario: str) -> Figure | None:
             draw(ax, group, layer, i)
     for layer, ax in enumerate(axes):
         ax.set(title=f"layer {layer}", xlabel="updates", ylabel="active units")
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))  # units are whole
     return finish(fig, axes)
 
 

@@ -27,9 +27,9 @@ pytestmark = [
 FAMILIES = ("dense", "grow", "prune", "dyno", "grow+two_speed", "grow+moment_transplant")
 
 
-def configs(strategy: str, seeds: int, tasks: int = 2, steps: int = 30) -> list:
+def configs(strategy: str, seeds: int, tasks: int = 2, steps: int = 30, options: dict | None = None) -> list:
     base = sweep_base(SCENARIOS["permuted_mnist"], tasks, steps, cycles=2, device="cuda")
-    return expand("permuted_mnist", [strategy], [0.5], list(range(seeds)), base)
+    return expand("permuted_mnist", [strategy], [0.5], list(range(seeds)), base, options)
 
 
 @pytest.mark.parametrize("strategy", FAMILIES)
@@ -91,9 +91,11 @@ class SyncsRaise(SupervisedPlugin):
             torch.cuda.set_sync_debug_mode("default")
 
 
-@pytest.mark.parametrize("strategy", [s for s in STRATEGIES if s != "agem"])
+@pytest.mark.parametrize("strategy", [*(s for s in STRATEGIES if s != "agem"), "dense+sft", "dyno+sft"])
 def test_no_host_sync_inside_the_update_loop(strategy: str, data_root: Path) -> None:
-    (config,) = configs(strategy, 1, tasks=1, steps=300)
+    """DYNO's triggers are structural edits (they read the effective dimension): kept out of the window."""
+    options = {"trigger_every": 10_000} if strategy.startswith("dyno") else None
+    (config,) = configs(strategy, 1, tasks=1, steps=300, options=options)
     runs = fresh_runs([config], [build_benchmark(config, data_root)], "cuda")
     runs[0].plugins.append(SyncsRaise())
     try:
@@ -108,3 +110,12 @@ def test_batch_runs_auto_fits_free_device_memory(data_root: Path) -> None:
     free = torch.cuda.mem_get_info()[0]
     assert 1 <= count <= 256
     assert count == 256 or (count + 1) * run_bytes(config, data_root) > AUTO_MEMORY_FRACTION * free
+
+
+def test_a_transfer_run_of_vgg11_trains_on_cuda(data_root: Path) -> None:
+    """DYNO + SFT on conv channels (docs/protocol.md §17), a tiny VGG11 on the fixture's Imagenette."""
+    base = sweep_base(SCENARIOS["imagenette"], 1, 40, batch_size=8, device="cuda")
+    options = {"width_scale": 0.0625, "image_size": 32, "trigger_every": 10}
+    (config,) = expand("imagenette", ["dyno+sft"], [1.0], [0], base, options)
+    record = execute(config, data_root, "cuda")
+    assert record["dyno"]["events"] and record["inference_flops"][-1][1] == record["summary"]["flops"]

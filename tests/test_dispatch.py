@@ -27,7 +27,7 @@ AGEM = pytest.param(
 )
 EVERY = (
     *(s for s in STRATEGIES if s != "agem"), AGEM, "grow+two_speed", "grow+moment_transplant",
-    "grow+net2wider", "grow+rand_smooth_leaky",
+    "grow+net2wider", "grow+rand_smooth_leaky", "dense+sft", "dyno+sft",
 )  # fmt: skip
 
 

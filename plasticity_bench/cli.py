@@ -840,7 +840,8 @@ def options(
 
 def print_table(title: str, headers: Sequence[str], rows: list[tuple[str, ...]]) -> None:
     """A table in the terminal; narrower than :data:`NARROW` columns, one block per row instead (the first
-    cell in bold, the others ``header: value``, the last as a wrapped paragraph): whole words."""
+    cell in bold, then indented the others as ``header: value``, wrapped between fields, the last as a
+    wrapped paragraph): whole words."""
     if console.width >= NARROW:
         view = Table(title=title)
         for header in headers:
@@ -851,9 +852,23 @@ def print_table(title: str, headers: Sequence[str], rows: list[tuple[str, ...]])
         return
     console.print(Text(title, "bold underline"))
     for row in rows:
-        fields = "   ".join(f"{h}: {v}" for h, v in zip(headers[1:-1], row[1:-1]))
-        console.print(Text.assemble((row[0], "bold"), "   ", fields), highlight=False)
-        console.print(Padding(Text(row[-1]), (0, 0, 0, 4)), highlight=False)
+        console.print(Text(row[0], "bold"), highlight=False)
+        fields = [f"{h}: {v}" for h, v in zip(headers[1:-1], row[1:-1])]
+        for line in field_lines(fields, console.width - 4):
+            console.print(Padding(Text(line), (0, 0, 0, 4)), highlight=False)
+        console.print(Padding(Text(f"{headers[-1]}: {row[-1]}"), (0, 0, 0, 4)), highlight=False)
+
+
+def field_lines(fields: Sequence[str], width: int) -> list[str]:
+    """``fields`` joined by three spaces into lines of at most ``width`` characters, broken between fields
+    only (a field longer than a line gets a line of its own)."""
+    lines: list[str] = []
+    for field in fields:
+        if lines and len(lines[-1]) + 3 + len(field) <= width:
+            lines[-1] += "   " + field
+        else:
+            lines.append(field)
+    return lines
 
 
 #: Terminals narrower than this get tables as stacked blocks (``options``, ``list``).

@@ -171,3 +171,12 @@ def test_dense_runs_at_the_scenario_lr_only_in_an_lr_sweep() -> None:
     assert grow == {(lr, s) for lr in (0.01, 0.001) for s in (0, 1, 7)}
     single = expand("permuted_mnist@mnist5k", ["dense"], [0.5], [0], base, {}, [0.01])
     assert [c.lr for c in single] == [0.01]  # one lr given: everyone runs at it
+
+
+def test_stacked_fields_break_between_fields_only() -> None:
+    from plasticity_bench.cli import field_lines
+
+    fields = ["tasks: 500", "steps/task: 30,000", "batch: 16", "optimizer: adam"]
+    # 10 + 3 + 18 = 31 fits in 32, the next field does not; a field wider than a line keeps one of its own
+    assert field_lines(fields, 32) == ["tasks: 500   steps/task: 30,000", "batch: 16   optimizer: adam"]
+    assert field_lines(["a" * 40, "b"], 10) == ["a" * 40, "b"]

@@ -224,8 +224,8 @@ def net2wider_split(
     """Make ``newborn[i]`` a copy of ``donors[i]`` and share each donor's fan-out among its copies.
 
     Fan-in row and bias of each newborn := its donor's, plus ``N(0, (noise * s)^2)`` with ``s`` the std
-    of the donor's fan-in weights (docs/protocol.md §5.3, [ours]). The fan-out column of a donor with ``m``
-    copies in this call is divided by ``m + 1`` and written to the donor and each copy (``m = 1``: the
+    of the donor's fan-in weights (docs/protocol.md §5.3, [ours]). The fan-out column (conv: input channel)
+    of a donor with ``m`` copies in this call is divided by ``m + 1`` and written to the donor and each copy (``m = 1``: the
     halving of Net2Wider), so with ``noise = 0`` the network function is unchanged (eval mode; a
     random-leak activation in training mode draws independent leaks for donor and copies).
 
@@ -250,7 +250,7 @@ def net2wider_split(
     for src, dst in zip(source.fan_out, target.fan_out):
         value = src.read()
         share = (1.0 / (copies + 1.0)).repeat_interleave(value.shape[1] // donors.numel())
-        value = value * share.to(value.device)
+        value = value * share.to(value.device).view(1, -1, *[1] * (value.dim() - 2))  # dim 1: the columns
         dst.write(value)
         src.write(value)
 

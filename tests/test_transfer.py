@@ -404,3 +404,18 @@ def test_large_images_are_evaluated_in_smaller_batches() -> None:
     # 2**24 values per batch: 16,777,216 // 150,528 = 111 rows of 224-pixel images; CIFAR keeps 1000
     assert eval_batch_size((3, 224, 224)) == 111 and eval_batch_size((3, 32, 32)) == 1000
     assert eval_batch_size((3, 8192, 8192)) == 1
+
+
+def test_net2wider_splits_a_conv_channel_and_keeps_the_function() -> None:
+    from plasticity_bench.strategies.interventions import net2wider_split
+
+    model, x = vgg().eval(), torch.randn(2, *SHAPE)
+    layer = model.masked_layers()[2]  # conv -> conv
+    newborn, donors = torch.tensor([14, 15]), torch.tensor([3, 3])
+    layer.units.set_units(newborn, False)
+    before = model(x)
+    net2wider_split(layer, donors, newborn)
+    layer.units.set_units(newborn, True)
+    torch.testing.assert_close(model(x), before, atol=1e-5, rtol=1e-5)
+    fan_out = layer.consumer.weight
+    torch.testing.assert_close(fan_out[:, 14], fan_out[:, 3])  # the donor's input channel shared in three

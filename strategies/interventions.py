@@ -226,8 +226,8 @@ def net2wider_split(
     Fan-in row and bias of each newborn := its donor's, plus ``N(0, (noise * s)^2)`` with ``s`` the std
     of the donor's fan-in weights (docs/protocol.md §5.3, [ours]). The fan-out column (conv: input channel)
     of a donor with ``m`` copies in this call is divided by ``m + 1`` and written to the donor and each copy
-    (``m = 1``: the halving of Net2Wider), so with ``noise = 0`` the network function is unchanged (eval mode; a
-    random-leak activation in training mode draws independent leaks for donor and copies).
+    (``m = 1``: the halving of Net2Wider), so with ``noise = 0`` the network function is unchanged (eval
+    mode; a random-leak activation in training mode draws independent leaks for donor and copies).
 
     Args:
         donors, newborn: int64 unit indices of equal length ``n`` (donors may repeat, newborns may not).

@@ -135,5 +135,6 @@ def test_options_read_whole_words_in_an_80_column_terminal() -> None:
     )  # fmt: skip
     lines = done.stdout.splitlines()
     assert all(len(line) <= 80 for line in lines)
-    assert any(line.startswith("subset   used by: permuted_mnist") for line in lines)
+    at = lines.index("subset")  # the option's name, then its fields indented, broken between fields
+    assert lines[at + 1].startswith("    used by: permuted_mnist   values: fixed|per_task")
     assert any("one image subset for the stream" in line for line in lines)

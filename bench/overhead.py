@@ -36,6 +36,7 @@ from avalanche.training.plugins import EvaluationPlugin
 from torch import nn
 
 from plasticity_bench.core.models import build_model
+from plasticity_bench.measure.metrics import TrainingLossLog
 from plasticity_bench.run.build import OnlineMetrics
 from plasticity_bench.run.config import OptimizerSpec
 from plasticity_bench.run.loggers import MetricCSVLogger, close_loggers
@@ -97,15 +98,18 @@ def avalanche_naive(data: TaskData, steps: int, device: str) -> None:
 
 def ours(data: TaskData, steps: int, device: str, log_dir: Path | None = None) -> None:
     model, opt = fresh_model(device)
-    loggers = []
-    if log_dir is not None:
+    grow = GrowPlugin(StrategyConfig("grow", compactness=1.0, cycles=1, n_tasks=1, edit_placement="step0"))
+    loggers, plugins = [], [grow]
+    if log_dir is not None:  # what a run with loggers has: the loggers and the loss it logs
         run = Path(tempfile.mkdtemp(dir=log_dir))
-        loggers = [TensorboardLogger(tb_log_dir=run / "tb"), MetricCSVLogger(run / "metrics.csv")]
+        config = {"scenario": "permuted_mnist", "variant": None, "strategy": "grow", "compactness": 1.0,
+                  "lr": 1e-3, "seed": 0}  # fmt: skip
+        loggers = [TensorboardLogger(tb_log_dir=run / "tb"), MetricCSVLogger(run / "metrics.csv", config)]
+        plugins.append(TrainingLossLog())
     evaluator = OnlineMetrics.new("none").evaluator(loggers)
-    grow = GrowPlugin(StrategyConfig("grow", compactness=1.0, cycles=1, n_tasks=1))
     strategy = OnlineStrategy(
         model=model, optimizer=opt, train_mb_size=BATCH, steps_per_task=steps, seed=0, device=device,
-        plugins=[grow], evaluator=evaluator,
+        plugins=plugins, evaluator=evaluator,
     )  # fmt: skip
     strategy.train(benchmark(data, steps).train_stream[0])
     close_loggers(loggers)

@@ -43,9 +43,10 @@ VARIANTS: dict[str, tuple[str, dict[str, object]]] = {
 
 def run_variant(name: str, options: dict[str, object], data: TaskData, steps: int) -> float:
     """Seconds per step of one task of ``steps`` updates with the plugins of strategy ``name``."""
-    config = StrategyConfig(
-        name, compactness=0.5, cycles=1, n_tasks=1, modifiers=split_name(name)[1], options=options
-    )
+    config = StrategyConfig(  # one task: its edit at step 0 (the exit placement needs two tasks)
+        name, compactness=0.5, cycles=1, n_tasks=1, modifiers=split_name(name)[1], options=options,
+        edit_placement="step0",
+    )  # fmt: skip
     torch.manual_seed(0)
     width = float(options.get("width", entry_for(name).width_factor(config)))
     model = build_model("mlp", (1, 28, 28), 10, width_factor=width)

@@ -4,6 +4,7 @@ in their real formats, VGG11 with conv-channel units, its pretrained weights, DY
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import h5py
@@ -307,8 +308,11 @@ def test_weight_decay_is_an_option_of_the_transfer_streams_only() -> None:
     config = RunConfig("imagenette", None, "dense", 1.0, 0, 3e-4, "vgg11", 1, 10, 8,
                        options={"weight_decay": 1e-3, "decoupled_weight_decay": True})  # fmt: skip
     optimizer = OptimizerSpec.of(config).build(nn.Linear(2, 2).parameters(), 3e-4)
-    group = optimizer.param_groups[0]
-    assert group["weight_decay"] == 1e-3 and group["decoupled_weight_decay"] is True
+    assert isinstance(optimizer, torch.optim.AdamW) and optimizer.param_groups[0]["weight_decay"] == 1e-3
+    plain = OptimizerSpec.of(replace(config, options={"weight_decay": 1e-3})).build(
+        nn.Linear(2, 2).parameters(), 1
+    )
+    assert type(plain) is torch.optim.Adam and plain.param_groups[0]["weight_decay"] == 1e-3
     with pytest.raises(ValueError, match="needs Adam"):
         OptimizerSpec("sgd", weight_decay=1e-3, decoupled=True)
 

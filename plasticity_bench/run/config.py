@@ -142,11 +142,14 @@ class OptimizerSpec:
         what the second moments of inactive units are: a 90%-masked MLP stepped 1.5-2x slower than a
         dense one.
         """
-        decay = {"weight_decay": self.weight_decay, "decoupled_weight_decay": self.decoupled}
         if self.kind == "adam" and self.element_step:
+            decay = {"weight_decay": self.weight_decay, "decoupled_weight_decay": self.decoupled}
             return ElementStepAdam(params, lr=lr, betas=self.BETAS, eps=self.EPS, **decay)
-        if self.kind == "adam":
-            return torch.optim.Adam(params, lr=lr, betas=self.BETAS, eps=self.EPS, fused=True, **decay)
+        if self.kind == "adam":  # AdamW: the decoupled form, in every torch release we support
+            adam = torch.optim.AdamW if self.decoupled else torch.optim.Adam
+            return adam(
+                params, lr=lr, betas=self.BETAS, eps=self.EPS, fused=True, weight_decay=self.weight_decay
+            )
         return torch.optim.SGD(params, lr=lr, momentum=self.momentum, weight_decay=self.weight_decay)
 
 

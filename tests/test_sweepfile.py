@@ -3,6 +3,7 @@ YAML sweep run end to end."""
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -103,3 +104,24 @@ def test_run_takes_a_shipped_suite_by_name_and_names_the_suites_for_anything_els
         "lc26_table15: neither a sweep file nor a suite; suites: "
         "dyno_transfer, lc26_table14, lc26_table14_smoke" in (" ".join(result.output.split()))
     )
+
+
+def test_calibration_times_slow_updates_on_fewer_steps(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Seconds = setup + per-update x updates: the fit gives both back; a slow group (VGG11 on a CPU) is
+    timed on 2 and 6 updates instead of 20 and 120."""
+    from plasticity_bench.sweep import estimate
+
+    cases = ((1.0, 0.01, estimate.CALIBRATION_STEPS), (30.0, 10.0, estimate.SLOW_STEPS))
+    for setup, per_update, counts in cases:
+        trained: list[int] = []
+        monkeypatch.setattr(estimate, "train_for", partial(_fake_training, trained, setup, per_update))
+        got_setup, got_per_update, _ = estimate.calibrate([object()], object())
+        assert got_setup == pytest.approx(setup) and got_per_update == pytest.approx(per_update)
+        assert trained[-2:] == list(counts)
+
+
+def _fake_training(
+    trained: list, setup: float, per_update: float, batch: list, steps: int, settings: object
+) -> float:
+    trained.append(steps)
+    return setup + per_update * steps

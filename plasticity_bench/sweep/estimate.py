@@ -29,7 +29,12 @@ from plasticity_bench.scenarios import readers
 from plasticity_bench.scenarios.standin import standin_streams
 from plasticity_bench.sweep.claims import SweepSettings
 
+#: Updates of the two timed calibration trainings (their difference gives the time per update), after an
+#: untimed warm-up of the first count; a group whose warm-up of :data:`SLOW_STEPS`'s first count takes over
+#: :data:`SLOW_WARMUP` seconds (VGG11 at 224 px on a CPU: tens of seconds an update) is timed on
+#: ``SLOW_STEPS``, so that a dry run ends in minutes, not hours.
 CALIBRATION_STEPS = (20, 120)
+SLOW_STEPS, SLOW_WARMUP = (2, 6), 20.0
 #: A dry run warns beyond these (a grid that large is more often a typo than a plan).
 LARGE_RUNS, LARGE_SECONDS = 10_000, 7 * 24 * 3600.0
 GROUP_FIELDS = ("scenario", "variant", "model", "batch_size", "strategy", "device", "threads")
@@ -85,23 +90,29 @@ def calibrate(
 ) -> tuple[float, float, str]:
     """``(setup seconds, seconds per update, "calibrated")`` per run, from two two-task trainings of
     ``batch`` (a lone run or a run-batch; two tasks, so a structural run edits once, between them), after
-    an untimed one that absorbs one-off costs (imports, caches, allocator warm-up). ``absent``: the data is
+    untimed ones that absorb one-off costs (imports, caches, allocator warm-up): :data:`CALIBRATION_STEPS`,
+    or :data:`SLOW_STEPS` for slow updates. ``absent``: the data is
     not here, so the trainings run on stand-in streams of the scenario's shapes
     (:mod:`plasticity_bench.scenarios.standin`)."""
-    timings = []
     with standin_streams() if absent else nullcontext():
-        for steps in (CALIBRATION_STEPS[0], *CALIBRATION_STEPS):
-            short = [replace(c, tasks=2, steps_per_task=steps // 2, winning_ticket=False) for c in batch]
-            start = time.perf_counter()
-            if len(short) == 1:
-                execute(short[0], settings.data_root, settings.device)
-            else:
-                execute_batch(short, settings.data_root, settings.device)
-            timings.append(time.perf_counter() - start)
-    first, second = (t / len(batch) for t in timings[1:])
-    per_step = max(0.0, (second - first) / (CALIBRATION_STEPS[1] - CALIBRATION_STEPS[0]))
+        counts = SLOW_STEPS if train_for(batch, SLOW_STEPS[0], settings) > SLOW_WARMUP else CALIBRATION_STEPS
+        if counts is CALIBRATION_STEPS:
+            train_for(batch, counts[0], settings)  # the warm-up of the usual counts
+        first, second = (train_for(batch, steps, settings) / len(batch) for steps in counts)
+    per_step = max(0.0, (second - first) / (counts[1] - counts[0]))
     source = "calibrated on a stand-in: data absent" if absent else "calibrated"
-    return max(0.0, first - CALIBRATION_STEPS[0] * per_step), per_step, source
+    return max(0.0, first - counts[0] * per_step), per_step, source
+
+
+def train_for(batch: list[RunConfig], steps: int, settings: SweepSettings) -> float:
+    """Seconds to train ``batch`` (a lone run or a run-batch) on two tasks of ``steps // 2`` updates."""
+    short = [replace(c, tasks=2, steps_per_task=steps // 2, winning_ticket=False) for c in batch]
+    start = time.perf_counter()
+    if len(short) == 1:
+        execute(short[0], settings.data_root, settings.device)
+    else:
+        execute_batch(short, settings.data_root, settings.device)
+    return time.perf_counter() - start
 
 
 def hours(seconds: float) -> str:

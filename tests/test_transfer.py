@@ -24,6 +24,7 @@ from plasticity_bench.core.vgg import (
     TORCHVISION_HEAD,
     TORCHVISION_LAYERS,
     WeightsError,
+    check_weights,
     load_pretrained,
     nominal_widths,
     read_weights,
@@ -261,6 +262,9 @@ def test_weights_files_are_read_safely_and_bad_ones_refused(tmp_path: Path) -> N
     assert len(source["sha256"]) == 64 and source["weights"] == str(path) and "classifier.6.bias" in state
     with pytest.raises(WeightsError, match="no such file"):
         read_weights(str(tmp_path / "absent.pth"))
+    with pytest.raises(WeightsError, match="no such file"):  # before any run starts (the sweep's preflight)
+        check_weights(str(tmp_path / "absent.pth"))
+    check_weights("none"), check_weights("imagenet1k_v1"), check_weights(str(path))
     with pytest.raises(WeightsError, match="not a torchvision vgg11"):
         load_pretrained(vgg(), {"features.0.weight": torch.zeros(1)}, None)
     with pytest.raises(WeightsError, match="does not fit"):

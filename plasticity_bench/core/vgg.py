@@ -112,6 +112,23 @@ class WeightsError(ValueError):
     do."""
 
 
+def check_weights(source: str) -> None:
+    """Refuse a ``--weights`` file that is not there before any run starts (``none`` and
+    ``imagenet1k_v1``, which the run fetches into torch hub's cache when online, pass).
+
+    Raises:
+        WeightsError: naming the path and how to make the file.
+    """
+    if source not in ("none", TORCHVISION_WEIGHTS) and not Path(source).expanduser().is_file():
+        raise WeightsError(f"--weights {source}: no such file; {SAVE_HINT}")
+
+
+SAVE_HINT = (
+    "save torchvision's vgg11 weights with "
+    "torch.save(torchvision.models.vgg11(weights='IMAGENET1K_V1').state_dict(), PATH)"
+)
+
+
 def read_weights(source: str) -> tuple[dict[str, Tensor], dict[str, str]]:
     """The state dict named by ``source`` (:data:`WEIGHTS`) and what the record says of it
     (``{"weights": source, "sha256": ...}``).
@@ -139,10 +156,7 @@ def read_weights(source: str) -> tuple[dict[str, Tensor], dict[str, str]]:
     else:
         path = Path(source).expanduser()
         if not path.is_file():
-            raise WeightsError(
-                f"--weights {source}: no such file; save torchvision's vgg11 weights with "
-                "torch.save(torchvision.models.vgg11(weights='IMAGENET1K_V1').state_dict(), PATH)"
-            )
+            raise WeightsError(f"--weights {source}: no such file; {SAVE_HINT}")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises pickle, zip and runtime errors for a bad file

@@ -21,6 +21,7 @@ import torch
 from filelock import FileLock, Timeout
 
 from plasticity_bench.batch.trainer import auto_batch_runs, batch_groups, execute_batch, plan_batches
+from plasticity_bench.core.vgg import WEIGHTS, check_weights
 from plasticity_bench.run.build import build_benchmark, scenario_of
 from plasticity_bench.run.config import RunConfig
 from plasticity_bench.run.execute import execute
@@ -75,10 +76,12 @@ def preflight(configs: list[RunConfig], out: Path, data_root: Path | None, devic
 
     The device exists, ``out`` is writable, every scenario's data is present and well formed (its stream is
     built for the first seed, which reads and validates the files, and its first task holds a full batch),
-    and every strategy builds real Avalanche plugins.
+    every strategy builds real Avalanche plugins, and a pretrained-weights file named by ``--weights`` is
+    there (:func:`~plasticity_bench.core.vgg.check_weights`).
 
     Raises:
-        ValueError: as :func:`device_kind`, :func:`check_writable`, or a strategy that builds no plugins.
+        ValueError: as :func:`device_kind`, :func:`check_writable`, or a strategy that builds no plugins;
+            WeightsError (a ValueError) for a missing weights file.
         plasticity_bench.scenarios.readers.DatasetNotFoundError,
         plasticity_bench.scenarios.readers.CorruptDatasetError: missing or bad data.
     """
@@ -100,6 +103,8 @@ def preflight(configs: list[RunConfig], out: Path, data_root: Path | None, devic
     strategies = {(c.strategy, c.compactness, canonical_json(c.options)): c for c in configs}
     for config in strategies.values():
         build_plugins(config.strategy_config())
+    for source in {WEIGHTS.get(c.options) for c in configs}:
+        check_weights(source)
 
 
 @dataclass(frozen=True)

@@ -428,3 +428,20 @@ def test_net2wider_splits_a_conv_channel_and_keeps_the_function() -> None:
     torch.testing.assert_close(model(x), before, atol=1e-5, rtol=1e-5)
     fan_out = layer.consumer.weight
     torch.testing.assert_close(fan_out[:, 14], fan_out[:, 3])  # the donor's input channel shared in three
+
+
+def test_a_fresh_ticket_of_a_pretrained_run_is_a_random_draw(tmp_path: Path) -> None:
+    """``wt_init=original`` rewinds to the pretrained weights; ``fresh`` is the random-reinit control."""
+    from plasticity_bench.run.build import new_model
+    from plasticity_bench.scenarios.stream import StreamInfo
+
+    path = tmp_path / "vgg11.pth"
+    state = torchvision_state(SCALE)
+    torch.save(state, path)
+    options = {"weights": str(path), "width_scale": SCALE}
+    config = RunConfig("galaxy10", None, "dense", 1.0, 0, 3e-4, "vgg11", 1, 4, 4, options=options)
+    info = StreamInfo("galaxy10", None, SHAPE, 10, "test")
+    original, fresh = (new_model(config, info, 1.0, key, "cpu") for key in ("init", "wt-init"))
+    first = state[f"{TORCHVISION_LAYERS[0]}.weight"]
+    assert torch.equal(original.hidden[0].weight, first) and original.weights["sha256"]
+    assert not torch.equal(fresh.hidden[0].weight, first) and fresh.weights is None

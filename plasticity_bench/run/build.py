@@ -125,10 +125,11 @@ def new_model(
     """A fresh ``config.model`` for the stream, all units active, weights drawn from
     ``derive_seed(config.seed, init_key)`` (``"init"`` for the cycle run, ``"wt-init"`` for the ticket).
 
-    With the run option ``weights`` (VGG11, docs/protocol.md §17) the drawn weights are then replaced by
-    the pretrained ones (:func:`~plasticity_bench.core.vgg.load_pretrained`; the head by the pretrained
-    classifier's rows of ``info.imagenet_classes`` where the stream has them), and ``model.weights`` says
-    which file (its sha256).
+    With the run option ``weights`` (VGG11, docs/protocol.md §17) the weights drawn at ``init`` (the run's
+    own, and its ``original`` ticket's; not a ``fresh`` ticket's) are then replaced by the pretrained ones
+    (:func:`~plasticity_bench.core.vgg.load_pretrained`; the head by the pretrained classifier's rows of
+    ``info.imagenet_classes`` where the stream has them), and ``model.weights`` says which file (its
+    sha256).
 
     Raises:
         ValueError: for an unknown model. WeightsError: pretrained weights missing or not VGG11's.
@@ -141,7 +142,9 @@ def new_model(
         WIDTH_SCALE.get(config.options), **model_options(strategy),
     )  # fmt: skip
     source = WEIGHTS.get(config.options)
-    if source != "none" and not standin.active():  # a timing run on stand-in data times any weights
+    # the run's own initial weights only: a fresh ticket (wt-init) is the random-reinit control; a timing
+    # run on stand-in data times any weights
+    if source != "none" and init_key == "init" and not standin.active():
         state, model.weights = read_weights(source)
         load_pretrained(model, state, info.imagenet_classes)
     return model.to(device)

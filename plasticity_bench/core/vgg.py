@@ -180,37 +180,28 @@ def load_pretrained(net: MaskedNet, state: dict[str, Tensor], head_classes: Sequ
     if missing:
         raise WeightsError(f"the weights have no {missing[0]}.weight: not a torchvision vgg11 state dict")
     with torch.no_grad():
-        layers = net.masked_layers()
-        for layer, key in zip(layers, TORCHVISION_LAYERS):
-            weight, bias = state[f"{key}.weight"], state[f"{key}.bias"]
-            _fit(layer.producer, weight, bias, key)
+        inputs = state[f"{TORCHVISION_LAYERS[0]}.weight"].shape[1]  # the image's channels
+        for layer, key in zip(net.masked_layers(), TORCHVISION_LAYERS):
+            _fit(layer.producer, state[f"{key}.weight"], state[f"{key}.bias"], inputs, key)
+            inputs = state[f"{key}.weight"].shape[0]
         if head_classes is not None:
             rows = torch.as_tensor(list(head_classes))
-            _fit(
-                net.head,
-                state[f"{TORCHVISION_HEAD}.weight"][rows],
-                state[f"{TORCHVISION_HEAD}.bias"][rows],
-                "head",
-            )
+            weight, bias = state[f"{TORCHVISION_HEAD}.weight"][rows], state[f"{TORCHVISION_HEAD}.bias"][rows]
+            _fit(net.head, weight, bias, inputs, "head")
 
 
-def _fit(producer: nn.Linear | nn.Conv2d, weight: Tensor, bias: Tensor, key: str) -> None:
-    """Copy ``weight`` / ``bias`` into the leading block of ``producer`` and zero the rest of its fan-in
-    columns (a wider consumer's reserve inputs). A flattened conv input keeps its ``H * W`` columns per
-    channel: channel ``c``'s columns are ``c * 49 .. c * 49 + 48`` in both."""
+def _fit(producer: nn.Linear | nn.Conv2d, weight: Tensor, bias: Tensor, in_units: int, key: str) -> None:
+    """Copy ``weight`` / ``bias`` (``in_units`` pretrained input units: channels, or units of the layer
+    before) into the leading block of ``producer``: each input unit's columns (a conv's ``kH x kW`` kernel,
+    a flattened channel's ``H x W`` positions, one dense column) go to the same unit's columns, and the
+    columns of a wider layer's reserve inputs get zero. The reserve units' own rows keep their fresh
+    fan-in."""
     target = producer.weight
-    out_rows = weight.shape[0]
-    if out_rows > target.shape[0] or weight[0].numel() > target[0].numel():
+    rows = weight.shape[0]
+    per_unit = weight[0].numel() // in_units
+    if rows > target.shape[0] or weight[0].numel() > target[0].numel() or target[0].numel() % per_unit:
         raise WeightsError(f"{key}: pretrained {tuple(weight.shape)} does not fit {tuple(target.shape)}")
-    if isinstance(producer, nn.Linear) and weight.shape[1] != target.shape[1]:
-        per_channel = POOLED[0] * POOLED[1] if key == TORCHVISION_LAYERS[8] else 1
-        columns = weight.shape[1] // per_channel
-        padded = weight.new_zeros(out_rows, target.shape[1] // per_channel, per_channel)
-        padded[:, :columns] = weight.view(out_rows, columns, per_channel)
-        weight = padded.view(out_rows, -1)
-    elif isinstance(producer, nn.Conv2d) and weight.shape[1] != target.shape[1]:
-        padded = weight.new_zeros(out_rows, target.shape[1], *weight.shape[2:])
-        padded[:, : weight.shape[1]] = weight
-        weight = padded
-    target[:out_rows].copy_(weight.to(target.dtype))  # reserve units keep their fresh fan-in
-    producer.bias[:out_rows].copy_(bias.to(target.dtype))
+    padded = weight.new_zeros(rows, target[0].numel() // per_unit, per_unit)
+    padded[:, :in_units] = weight.reshape(rows, in_units, per_unit)
+    target[:rows].copy_(padded.view(rows, *target.shape[1:]).to(target.dtype))
+    producer.bias[:rows].copy_(bias.to(target.dtype))

@@ -217,11 +217,7 @@ class RingBuffer:
         rows = rows.detach()[-self.capacity :]
         if self.data is None:
             self.data = rows.new_zeros(self.capacity, *rows.shape[1:])
-        end = self.position + rows.shape[0]
-        first = min(end, self.capacity) - self.position
-        self.data[self.position : self.position + first] = rows[:first]
-        if first < rows.shape[0]:
-            self.data[: end - self.position - first] = rows[first:]
+        ring_write(self.data, self.position, rows)
         self.advance(rows.shape[0])
 
     def advance(self, count: int) -> None:
@@ -234,6 +230,19 @@ class RingBuffer:
     def rows(self) -> Tensor:
         """The stored rows ``(filled, dim)`` (order not chronological)."""
         return self.data[: self.filled]
+
+
+def ring_write(data: Tensor, position: int, rows: Tensor, axis: int = 0) -> None:
+    """Write ``rows`` into the ring ``data`` from ``position`` on along ``axis``, wrapping past its end
+    (``rows`` at most as long as the ring along ``axis``): :meth:`RingBuffer.push` (axis 0) and a
+    run-batch's stacked rings (:class:`DynoRuns`, axis 1, the runs first)."""
+    capacity, count = data.shape[axis], rows.shape[axis]
+    head = min(count, capacity - position)
+    if head == count:  # no wrap: one copy
+        data.narrow(axis, position, count).copy_(rows)
+        return
+    data.narrow(axis, position, head).copy_(rows.narrow(axis, 0, head))
+    data.narrow(axis, 0, count - head).copy_(rows.narrow(axis, head, count - head))
 
 
 def _eval_apply(module: nn.Module, x: Tensor) -> Tensor:
@@ -557,12 +566,7 @@ class DynoRuns:
             self.stacks[layer] = rows.new_zeros(len(self.plugins), first.capacity, *rows.shape[2:])
             for r, plugin in enumerate(self.plugins):
                 plugin.buffers[layer].data = self.stacks[layer][r]
-        stack, start = self.stacks[layer], first.position
-        end = start + rows.shape[1]
-        head = min(end, first.capacity) - start
-        stack[:, start : start + head] = rows[:, :head]
-        if head < rows.shape[1]:
-            stack[:, : rows.shape[1] - head] = rows[:, head:]
+        ring_write(self.stacks[layer], first.position, rows, axis=1)
         for plugin in self.plugins:
             plugin.buffers[layer].advance(rows.shape[1])
 

@@ -719,12 +719,24 @@ def normalize_cifar(x: np.ndarray | torch.Tensor) -> torch.Tensor:
         TypeError: ``x`` is not ``uint8``.
         ValueError: the channel axis (third from last) is not of size 3.
     """
+    return normalize_channels(x, CIFAR_MEAN, CIFAR_STD)
+
+
+def normalize_channels(
+    x: np.ndarray | torch.Tensor, mean: Sequence[float], std: Sequence[float]
+) -> torch.Tensor:
+    """Per-channel normalisation ``(x/255 - mean) / std`` of ``uint8`` RGB images ``(..., 3, H, W)``
+    (CIFAR's statistics in :func:`normalize_cifar`, ImageNet's for the transfer streams).
+
+    Raises:
+        TypeError: ``x`` is not ``uint8``. ValueError: the channel axis (third from last) is not of size 3.
+    """
     t = _to_unit_float(x)
     if t.ndim < 3 or t.shape[-3] != 3:
         raise ValueError(f"expected shape (..., 3, H, W), got {tuple(t.shape)}")
-    mean = torch.tensor(CIFAR_MEAN, dtype=torch.float32).view(3, 1, 1)
-    std = torch.tensor(CIFAR_STD, dtype=torch.float32).view(3, 1, 1)
-    return t.sub_(mean).div_(std)
+    mean_t = torch.tensor(mean, dtype=torch.float32).view(3, 1, 1)
+    std_t = torch.tensor(std, dtype=torch.float32).view(3, 1, 1)
+    return t.sub_(mean_t).div_(std_t)
 
 
 def normalize_imagenet(x: np.ndarray | torch.Tensor) -> torch.Tensor:

@@ -33,6 +33,7 @@ from plasticity_bench.scenarios.readers import (
     CorruptDatasetError,
     DatasetNotFoundError,
     ImageSet,
+    normalize_channels,
     resolve_root,
 )
 from plasticity_bench.scenarios.stream import StreamInfo, TaskBenchmark, TaskData, TaskStream
@@ -101,9 +102,7 @@ def square(images: torch.Tensor, size: int) -> torch.Tensor:
 
 def normalise(images: np.ndarray | torch.Tensor) -> torch.Tensor:
     """``uint8`` ``(N, 3, H, W)`` -> float32 ``(x / 255 - mean) / std`` with ImageNet's mean and std."""
-    x = torch.as_tensor(images).to(torch.float32).div_(255.0)
-    mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
-    return x.sub_(mean).div_(torch.tensor(IMAGENET_STD).view(1, 3, 1, 1))
+    return normalize_channels(images, IMAGENET_MEAN, IMAGENET_STD)
 
 
 def find_image_folder(dataset: ImageFolderSet, root: Path) -> Path:

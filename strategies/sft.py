@@ -88,6 +88,6 @@ class SurgicalFineTuningPlugin(SupervisedPlugin):
             groups = parameter_groups(strategy.model, self.group)
             before = iter(self._before)
             for scale, params in zip(self.scales, groups):
-                for p in params:
-                    p.copy_(torch.lerp(next(before), p.detach(), scale.to(p.dtype)))
+                for p in params:  # theta_old + s (theta_new - theta_old), in the kept copy: no new tensor
+                    p.copy_(next(before).lerp_(p, scale.to(p.dtype)))
         self._before = []

@@ -176,7 +176,7 @@ def test_hparams_flatten_the_config() -> None:
 
 def test_two_edits_at_one_step_log_under_tags_of_their_own() -> None:
     plugin = CohortDiagnostics.__new__(CohortDiagnostics)
-    plugin._logged, plugin._tagged = 0, set()
+    plugin._logged = 0
     row = {"layer": 0, "snapshot": "post", "step": 40, "act_log_parity": 0.5, "grad_log_parity": -1.0}
     plugin.rows = [{**row, "cycle": 1}, {**row, "cycle": 2, "act_log_parity": 0.25}]
     values = plugin.logged_values()

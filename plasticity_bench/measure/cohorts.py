@@ -209,7 +209,6 @@ class CohortDiagnostics(SupervisedPlugin):
         self.rows: list[dict[str, Any]] = []
         self.clock = UpdateClock()
         self._logged = 0  # rows already given to loggers
-        self._tagged: set[tuple[str, int]] = set()  # (tag, step) already given to loggers
         self._curve: tuple[int, int] | None = None  # (cycle, next global step) of the live curve
 
     @property
@@ -292,15 +291,15 @@ class CohortDiagnostics(SupervisedPlugin):
         whose tag already has one at its step (two edits at one task boundary) gets the edit's number in its
         tag (``.../post/edit3``), so that no two values share a tag and an x."""
         start, self._logged = self._logged, len(self.rows)
-        found = []
+        found, tagged = [], set()  # rows of one step are made at one task boundary: logged in one call
         for row in self.rows[start:]:
             for kind in ("act", "grad"):
                 if not math.isfinite(row[f"{kind}_log_parity"]):
                     continue
                 tag = f"Parity/{kind}/Layer{row['layer']}/{row['snapshot']}"
-                if (tag, row["step"]) in self._tagged:
+                if (tag, row["step"]) in tagged:
                     tag = f"{tag}/edit{row['cycle']}"
-                self._tagged.add((tag, row["step"]))
+                tagged.add((tag, row["step"]))
                 found.append((tag, row[f"{kind}_log_parity"], row["step"]))
         return found
 

@@ -40,8 +40,8 @@ import torch
 from plasticity_bench.core.io import atomic_write
 
 #: Layout of a checkpoint payload; 3: lone runs save their trainer as run-batches do (one pipeline); 4: the
-#: plugins keep new state (training cost's FLOPs history, the cohort diagnostics' logged tags, VGG11's
-#: after-modules), so a checkpoint of 3 is refused and its run starts over.
+#: plugins and networks keep new state (training cost's FLOPs history, the after-modules of a masked net),
+#: so a checkpoint of 3 is refused and its run starts over.
 CHECKPOINT_SCHEMA = 4
 MAGIC = b"plasticity_bench checkpoint v2\n"
 KEY_BYTES = 32

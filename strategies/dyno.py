@@ -417,10 +417,11 @@ class DynoPlugin(SupervisedPlugin):
         inputs = self.buffers[index].rows()
         if index == 0:
             return inputs
-        mask = layers[index - 1].units.mask.to(inputs.dtype)
+        previous = layers[index - 1]
+        mask = previous.units.mask.to(inputs.dtype)
         if inputs.dim() > 2:
             return inputs * mask.view(1, -1, *(1,) * (inputs.dim() - 2))
-        return inputs * mask.repeat_interleave(inputs.shape[1] // mask.numel())
+        return inputs * mask.repeat_interleave(previous.columns_per_unit)
 
     def measure(self, layer: MaskedLayer, inputs: Tensor) -> float:
         """``phi`` of ``layer``'s current active units on the buffered ``inputs`` (docs/protocol.md §6)."""

@@ -249,7 +249,7 @@ def net2wider_split(
     copies = torch.bincount(donors, minlength=layer.width)[donors].to(row_std.dtype)  # (n,)
     for src, dst in zip(source.fan_out, target.fan_out):
         value = src.read()
-        share = (1.0 / (copies + 1.0)).repeat_interleave(value.shape[1] // donors.numel())
+        share = (1.0 / (copies + 1.0)).repeat_interleave(layer.columns_per_unit)
         value = value * share.to(value.device).view(1, -1, *[1] * (value.dim() - 2))  # dim 1: the columns
         dst.write(value)
         src.write(value)

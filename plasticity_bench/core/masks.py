@@ -177,6 +177,12 @@ class MaskedLayer:
         return self.units.n_units
 
     @property
+    def columns_per_unit(self) -> int:
+        """Consumer weight columns (dim 1) each unit owns: 1 (a Linear or conv consumer), its
+        ``expansion`` features (CReLU), or ``H * W`` positions (a Linear reading a flattened conv output)."""
+        return self.consumer.weight.shape[1] // self.width
+
+    @property
     def fan_in_size(self) -> int:
         """Number of fan-in weights of one unit (Linear: in_features; Conv: C_in*kH*kW)."""
         return self.producer.weight[0].numel()
@@ -198,7 +204,7 @@ class MaskedLayer:
                 ParamSlice(self.units.norm.weight, 0, units),
                 ParamSlice(self.units.norm.bias, 0, units),
             ]
-        group = self.consumer.weight.shape[1] // self.width
+        group = self.columns_per_unit
         columns = (units[:, None] * group + torch.arange(group, device=units.device)).flatten()
         return UnitSlices(tuple(fan_in), (ParamSlice(self.consumer.weight, 1, columns),))
 

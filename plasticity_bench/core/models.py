@@ -195,14 +195,13 @@ class MaskedNet(nn.Module):
         """
         layers: list[nn.Module] = [copy.deepcopy(self.trunk)]
         keep_in = None
-        consumers = [*self.hidden[1:], self.head]
-        for layer, units, after, consumer in zip(self.hidden, self.units, self.after, consumers):
-            keep_out = units.active()
-            layers.append(_sub_producer(layer, keep_in, keep_out))
+        for layer, after in zip(self.masked_layers(), self.after):
+            units, keep_out = layer.units, layer.units.active()
+            layers.append(_sub_producer(layer.producer, keep_in, keep_out))
             if units.norm is not None:
                 layers.append(_sub_layer_norm(units.norm, keep_out))
             layers += [copy.deepcopy(units.activation), copy.deepcopy(after)]
-            group = consumer.weight.shape[1] // units.n_units  # consumer columns per unit
+            group = layer.columns_per_unit
             keep_in = (keep_out[:, None] * group + torch.arange(group, device=keep_out.device)).flatten()
         layers.append(_sub_producer(self.head, keep_in, None))
         return nn.Sequential(*layers)

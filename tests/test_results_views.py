@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from rich.console import Console
+from scipy import stats
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from typer.testing import CliRunner
 
@@ -436,3 +437,19 @@ def test_the_report_keeps_the_paper_protocol_text_out_of_the_table(
     table = page[page.index('<table id="leaderboard">') : page.index("</table>")]
     assert "no [1]" in table and "(paper: 500)" not in table
     assert '<ol class="notes"><li>tasks=3 (paper: 500)' in page
+
+
+def test_layer_change_bars_stop_at_zero() -> None:
+    """Two seeds grew 0 and 4 units of a 4-wide layer (0% and 100%): the 95% interval (50 +- 635) of the
+    grown bar stops at 0, and that of the pruned bar (drawn below the axis) at 0 from below."""
+    records = [
+        {"summary": {"flops": 1.0, "acc": 0.5}, "dyno": {
+            "active_width": [{"step": 0, "widths": [4]}],
+            "events": [{"layer": 0, "grown": list(range(n)), "pruned": list(range(n))}],
+        }}
+        for n in (0, 4)
+    ]  # fmt: skip
+    fig = FIGURES["layer_changes"]([Group("dyno", records, {})], "imagenette")
+    ends = sorted(y for c in fig.axes[0].collections for segment in c.get_segments() for _, y in segment)
+    half = stats.t.ppf(0.975, 1) * np.std([0, 100], ddof=1) / np.sqrt(2)  # 635.3
+    assert ends == pytest.approx([-50 - half, 0.0, 0.0, 50 + half])

@@ -485,7 +485,8 @@ def _steps_at(history: list[list[int]], x: np.ndarray) -> np.ndarray:
 
 def layer_changes(groups: list[Group], scenario: str) -> Figure | None:
     """Units grown (up) and pruned (down) in each masked layer over the run, in percent of the layer's
-    original width (DYNO paper, its Fig. 3; DYNO rows only): mean over seeds with a 95% interval."""
+    original width (DYNO paper, its Fig. 3; DYNO rows only): mean over seeds with a 95% interval, which stops
+    at zero (a count cannot cross it)."""
     rows = [g for g in _transfer(groups, scenario) if all("dyno" in r for r in g.records)]
     if not rows:
         return None
@@ -497,8 +498,11 @@ def layer_changes(groups: list[Group], scenario: str) -> Figure | None:
         colour = line_style(group.colour)["color"]
         for values, sign in ((grown, 1), (pruned, -1)):
             mean, half = mean_band(values)
+            half = np.nan_to_num(half)
+            toward_zero = np.minimum(half, mean)  # a count of units is >= 0: its bar stops at the axis
+            error = [toward_zero, half] if sign > 0 else [half, toward_zero]
             shade = 1.0 if sign > 0 else 0.5
-            ax.bar(x, sign * mean, width, yerr=np.nan_to_num(half), color=colour, alpha=shade,
+            ax.bar(x, sign * mean, width, yerr=error, color=colour, alpha=shade,
                    label=group.label if sign > 0 else None, capsize=2)  # fmt: skip
     ax.axhline(0.0, color="black", linewidth=0.8)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
